@@ -1,0 +1,1077 @@
+/* gst-uel: stream safetensors tensors through GStreamer
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "uel-error.h"
+#include "uel-header.h"
+#include "uel-io.h"
+#include "uel-json-private.h"
+
+typedef struct
+{
+  gchar *path;
+  guint64 size;
+  guint64 data_offset;
+} UelFile;
+
+struct _UelHeader
+{
+  gint ref_count;
+  gchar *location;
+  gboolean sharded;
+  GArray *files;                /* UelFile */
+  GArray *tensors;              /* UelTensorInfo, stream order */
+  GPtrArray *names;             /* owns the names of a single file */
+  guint64 *shapes;              /* owns the dims of a single file */
+  GPtrArray *shards;            /* UelHeader *: own a sharded table's data */
+  GHashTable *by_name;          /* name -> index + 1 */
+  GHashTable *metadata;         /* gchar * -> gchar * */
+  guint64 total_bytes;
+};
+
+G_DEFINE_BOXED_TYPE (UelHeader, uel_header, uel_header_ref, uel_header_unref);
+
+/* a tensor while the table is being read, before validation */
+typedef struct
+{
+  gchar *name;
+  UelDType dtype;
+  guint shape_start;
+  guint n_dims;
+  guint64 begin;
+  guint64 end;
+  guint order;
+} Pending;
+
+static void
+file_clear (gpointer p)
+{
+  g_free (((UelFile *) p)->path);
+}
+
+static UelHeader *
+header_new (const gchar * location)
+{
+  UelHeader *h = g_new0 (UelHeader, 1);
+
+  h->ref_count = 1;
+  h->location = g_strdup (location);
+  h->files = g_array_new (FALSE, TRUE, sizeof (UelFile));
+  g_array_set_clear_func (h->files, file_clear);
+  h->tensors = g_array_new (FALSE, TRUE, sizeof (UelTensorInfo));
+  h->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  h->metadata = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+      g_free);
+  return h;
+}
+
+/**
+ * uel_header_ref:
+ * @header: a #UelHeader
+ *
+ * Returns: (transfer full): @header
+ */
+UelHeader *
+uel_header_ref (UelHeader * header)
+{
+  g_return_val_if_fail (header != NULL, NULL);
+  g_atomic_int_inc (&header->ref_count);
+  return header;
+}
+
+/**
+ * uel_header_unref:
+ * @header: (transfer full): a #UelHeader
+ */
+void
+uel_header_unref (UelHeader * header)
+{
+  g_return_if_fail (header != NULL);
+  if (!g_atomic_int_dec_and_test (&header->ref_count))
+    return;
+  g_free (header->location);
+  g_array_unref (header->files);
+  g_array_unref (header->tensors);
+  g_clear_pointer (&header->names, g_ptr_array_unref);
+  g_free (header->shapes);
+  g_clear_pointer (&header->shards, g_ptr_array_unref);
+  g_hash_table_unref (header->by_name);
+  g_hash_table_unref (header->metadata);
+  g_free (header);
+}
+
+/* A printable, bounded rendering of an untrusted string for messages. */
+static gchar *
+quote (const gchar * s, gsize len)
+{
+  g_autofree gchar *cut = g_strndup (s, MIN (len, 64));
+  g_autofree gchar *esc = g_strescape (cut, NULL);
+
+  return g_strdup_printf ("'%s'%s", esc, len > 64 ? "…" : "");
+}
+
+static gboolean
+io_error (GError ** error, const gchar * path, const gchar * what, gint err)
+{
+  g_set_error (error, UEL_ERROR, UEL_ERROR_IO, "%s: %s: %s", path, what,
+      g_strerror (err));
+  return FALSE;
+}
+
+/* ------------------------------------------------------------------ */
+/* the JSON tensor table */
+
+static gboolean
+read_dims (UelJsonLexer * lx, GArray * dims, gint code, const gchar * path,
+    const gchar * tname, const gchar * field, GError ** error)
+{
+  guint i = 0;
+
+  if (uel_json_peek (lx) != '[') {
+    g_set_error (error, UEL_ERROR, code,
+        "%s: tensor %s: rule 7: \"%s\" is %s, not an array of integers",
+        path, tname, field, uel_json_describe (lx));
+    return FALSE;
+  }
+  lx->p++;
+  if (uel_json_peek (lx) == ']') {
+    lx->p++;
+    return TRUE;
+  }
+  for (;; i++) {
+    const gchar *at;
+    gchar c = uel_json_peek (lx);
+    guint64 v;
+    gboolean is_u64;
+
+    if (c == '"' || c == '{' || c == '[' || c == 't' || c == 'f' || c == 'n') {
+      g_set_error (error, UEL_ERROR, code,
+          "%s: tensor %s: rule 7: element %u of \"%s\" is %s, not an integer",
+          path, tname, i, field, uel_json_describe (lx));
+      return FALSE;
+    }
+    at = lx->p;
+    if (!uel_json_read_number (lx, &v, &is_u64, error))
+      return FALSE;
+    if (!is_u64) {
+      g_set_error (error, UEL_ERROR, code,
+          "%s: tensor %s: rule 7: element %u of \"%s\" (%.*s) is not an "
+          "integer in [0, 2^64)", path, tname, i, field,
+          (int) MIN (lx->p - at, 40), at);
+      return FALSE;
+    }
+    g_array_append_val (dims, v);
+    c = uel_json_peek (lx);
+    if (c == ',') {
+      lx->p++;
+      continue;
+    }
+    return uel_json_expect (lx, ']', error);
+  }
+}
+
+static gboolean
+read_metadata (UelJsonLexer * lx, UelHeader * h, const gchar * path,
+    GError ** error)
+{
+  gchar c = uel_json_peek (lx);
+
+  if (c == 'n')
+    return uel_json_skip_value (lx, error);
+  if (c != '{') {
+    const gchar *what = uel_json_describe (lx);
+
+    if (!uel_json_skip_value (lx, error))
+      return FALSE;
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
+        "%s: rule 6: __metadata__ is %s, not an object of strings", path,
+        what);
+    return FALSE;
+  }
+  lx->p++;
+  if (uel_json_peek (lx) == '}') {
+    lx->p++;
+    return TRUE;
+  }
+  for (;;) {
+    gsize klen, vlen;
+    g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
+    g_autofree gchar *val = NULL;
+    g_autofree gchar *qkey = NULL;
+
+    if (!key || !uel_json_expect (lx, ':', error))
+      return FALSE;
+    qkey = quote (key, klen);
+    if (uel_json_peek (lx) != '"') {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
+          "%s: rule 6: __metadata__ value of %s is %s, not a string", path,
+          qkey, uel_json_describe (lx));
+      return FALSE;
+    }
+    val = uel_json_read_string (lx, &vlen, error);
+    if (!val)
+      return FALSE;
+    if (memchr (key, 0, klen) || memchr (val, 0, vlen)) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
+          "%s: rule 6: __metadata__ entry %s contains a NUL character",
+          path, qkey);
+      return FALSE;
+    }
+    if (g_hash_table_contains (h->metadata, key)) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
+          "%s: rule 6: __metadata__ key %s appears twice", path, qkey);
+      return FALSE;
+    }
+    g_hash_table_insert (h->metadata, g_steal_pointer (&key),
+        g_steal_pointer (&val));
+    c = uel_json_peek (lx);
+    if (c == ',') {
+      lx->p++;
+      continue;
+    }
+    return uel_json_expect (lx, '}', error);
+  }
+}
+
+static gboolean
+read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
+    const gchar * tname, GError ** error)
+{
+  gboolean have_dtype = FALSE, have_shape = FALSE, have_offsets = FALSE;
+  const gchar *missing;
+
+  if (uel_json_peek (lx) != '{') {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_ENTRY,
+        "%s: tensor %s: rule 7: the entry is %s, not an object", path, tname,
+        uel_json_describe (lx));
+    return FALSE;
+  }
+  lx->p++;
+  lx->depth++;
+  if (uel_json_peek (lx) == '}')
+    lx->p++;
+  else {
+    for (;;) {
+      gsize klen;
+      g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
+      gboolean *have = NULL;
+      gchar c;
+
+      if (!key || !uel_json_expect (lx, ':', error))
+        return FALSE;
+      if (strcmp (key, "dtype") == 0 && klen == 5)
+        have = &have_dtype;
+      else if (strcmp (key, "shape") == 0 && klen == 5)
+        have = &have_shape;
+      else if (strcmp (key, "data_offsets") == 0 && klen == 12)
+        have = &have_offsets;
+
+      if (have && *have) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_ENTRY,
+            "%s: tensor %s: rule 7: \"%s\" appears twice", path, tname, key);
+        return FALSE;
+      }
+      if (have == &have_dtype) {
+        g_autofree gchar *s = NULL;
+        gsize slen;
+
+        if (uel_json_peek (lx) != '"') {
+          g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
+              "%s: tensor %s: rule 7: \"dtype\" is %s, not a string", path,
+              tname, uel_json_describe (lx));
+          return FALSE;
+        }
+        s = uel_json_read_string (lx, &slen, error);
+        if (!s)
+          return FALSE;
+        t->dtype = uel_dtype_from_string (s, (gssize) slen);
+        if (t->dtype == UEL_DTYPE_INVALID) {
+          g_autofree gchar *q = quote (s, slen);
+          g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
+              "%s: tensor %s: rule 7: dtype %s is not a safetensors dtype "
+              "(names are case-sensitive)", path, tname, q);
+          return FALSE;
+        }
+      } else if (have == &have_shape) {
+        t->shape_start = dims->len;
+        if (!read_dims (lx, dims, UEL_ERROR_INVALID_SHAPE, path, tname,
+                "shape", error))
+          return FALSE;
+        t->n_dims = dims->len - t->shape_start;
+      } else if (have == &have_offsets) {
+        g_autoptr (GArray) off = g_array_new (FALSE, FALSE, sizeof (guint64));
+
+        if (!read_dims (lx, off, UEL_ERROR_INVALID_OFFSETS, path, tname,
+                "data_offsets", error))
+          return FALSE;
+        if (off->len != 2) {
+          g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_OFFSETS,
+              "%s: tensor %s: rule 7: \"data_offsets\" has %u integers, "
+              "not 2", path, tname, off->len);
+          return FALSE;
+        }
+        t->begin = g_array_index (off, guint64, 0);
+        t->end = g_array_index (off, guint64, 1);
+      } else if (!uel_json_skip_value (lx, error)) {
+        /* unknown members are ignored, as the reference does */
+        return FALSE;
+      }
+      if (have)
+        *have = TRUE;
+      c = uel_json_peek (lx);
+      if (c == ',') {
+        lx->p++;
+        continue;
+      }
+      if (!uel_json_expect (lx, '}', error))
+        return FALSE;
+      break;
+    }
+  }
+  lx->depth--;
+
+  missing = !have_dtype ? "dtype" : !have_shape ? "shape" :
+      !have_offsets ? "data_offsets" : NULL;
+  if (missing) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_ENTRY,
+        "%s: tensor %s: rule 7: the entry has no \"%s\"", path, tname,
+        missing);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gint
+pending_cmp (gconstpointer a, gconstpointer b)
+{
+  const Pending *x = a, *y = b;
+
+  if (x->begin != y->begin)
+    return x->begin < y->begin ? -1 : 1;
+  if (x->end != y->end)
+    return x->end < y->end ? -1 : 1;
+  return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static void
+pending_clear (gpointer p)
+{
+  g_free (((Pending *) p)->name);
+}
+
+/* Rules 4 to 12 over the header's bytes; the file is described by h->files[0]. */
+static gboolean
+parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
+{
+  const UelFile *file = &g_array_index (h->files, UelFile, 0);
+  const gchar *path = file->path;
+  g_autoptr (GArray) pending = g_array_new (FALSE, TRUE, sizeof (Pending));
+  g_autoptr (GArray) dims = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+  gboolean have_metadata = FALSE;
+  UelJsonLexer lx;
+  guint64 start = 0, data_end;
+  const gchar *prev = NULL;
+  gsize bad;
+
+  g_array_set_clear_func (pending, pending_clear);
+
+  /* rule 4 */
+  if (!uel_utf8_validate (json, n, &bad)) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_NOT_UTF8,
+        "%s: rule 4: the header is not valid UTF-8 (byte %" G_GSIZE_FORMAT
+        " of %" G_GSIZE_FORMAT ")", path, bad, n);
+    return FALSE;
+  }
+
+  /* rules 5 to 7, in one pass */
+  uel_json_lexer_init (&lx, json, n, UEL_JSON_MAX_DEPTH,
+      UEL_ERROR_HEADER_NOT_JSON);
+  if (uel_json_peek (&lx) != '{') {
+    const gchar *what = uel_json_describe (&lx);
+
+    if (uel_json_skip_value (&lx, error) && uel_json_at_end (&lx, error))
+      g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_NOT_OBJECT,
+          "%s: rule 5: the header is %s, not a JSON object", path, what);
+    goto json_error;
+  }
+  lx.p++;
+  lx.depth = 1;
+  if (uel_json_peek (&lx) == '}')
+    lx.p++;
+  else {
+    for (;;) {
+      gsize klen;
+      g_autofree gchar *key = uel_json_read_string (&lx, &klen, error);
+      g_autofree gchar *tname = NULL;
+      Pending t = { 0, };
+      gchar c;
+
+      if (!key || !uel_json_expect (&lx, ':', error))
+        goto json_error;
+      if (klen == 12 && memcmp (key, "__metadata__", 12) == 0) {
+        if (have_metadata) {
+          g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
+              "%s: rule 6: __metadata__ appears twice", path);
+          return FALSE;
+        }
+        have_metadata = TRUE;
+        if (!read_metadata (&lx, h, path, error))
+          goto json_error;
+      } else {
+        tname = quote (key, klen);
+        if (memchr (key, 0, klen)) {
+          g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
+              "%s: tensor %s: its name contains a NUL character", path,
+              tname);
+          return FALSE;
+        }
+        if (g_hash_table_contains (seen, key)) {
+          g_set_error (error, UEL_ERROR, UEL_ERROR_DUPLICATE_TENSOR,
+              "%s: tensor %s: the name appears twice in the header", path,
+              tname);
+          return FALSE;
+        }
+        if (!read_entry (&lx, &t, dims, path, tname, error))
+          goto json_error;
+        t.order = pending->len;
+        t.name = g_steal_pointer (&key);
+        g_array_append_val (pending, t);
+        g_hash_table_add (seen, t.name);
+      }
+      c = uel_json_peek (&lx);
+      if (c == ',') {
+        lx.p++;
+        continue;
+      }
+      if (!uel_json_expect (&lx, '}', error))
+        goto json_error;
+      break;
+    }
+  }
+  if (!uel_json_at_end (&lx, error))
+    goto json_error;
+
+  /* rules 8 to 11, in file order */
+  g_array_sort (pending, pending_cmp);
+  for (guint i = 0; i < pending->len; i++) {
+    Pending *t = &g_array_index (pending, Pending, i);
+    g_autofree gchar *tname = quote (t->name, strlen (t->name));
+    guint64 count = 1, bits, size;
+    guint dtype_bits = uel_dtype_get_bits (t->dtype);
+
+    if (t->end < t->begin) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_OFFSETS_NOT_CONTIGUOUS,
+          "%s: tensor %s: rule 8: data_offsets [%" G_GUINT64_FORMAT ", %"
+          G_GUINT64_FORMAT "] are reversed", path, tname, t->begin, t->end);
+      return FALSE;
+    }
+    if (t->begin != start) {
+      g_autofree gchar *pname = prev ? quote (prev, strlen (prev)) : NULL;
+
+      if (t->begin > start)
+        g_set_error (error, UEL_ERROR, UEL_ERROR_OFFSETS_NOT_CONTIGUOUS,
+            "%s: tensor %s: rule 8: begins at %" G_GUINT64_FORMAT
+            ", leaving a gap after %s which ends at %" G_GUINT64_FORMAT,
+            path, tname, t->begin, pname ? pname : "the start of the data",
+            start);
+      else
+        g_set_error (error, UEL_ERROR, UEL_ERROR_OFFSETS_NOT_CONTIGUOUS,
+            "%s: tensor %s: rule 8: begins at %" G_GUINT64_FORMAT
+            ", overlapping %s which ends at %" G_GUINT64_FORMAT, path, tname,
+            t->begin, pname, start);
+      return FALSE;
+    }
+    start = t->end;
+    prev = t->name;
+
+    for (guint d = 0; d < t->n_dims; d++) {
+      if (!g_uint64_checked_mul (&count, count,
+              g_array_index (dims, guint64, t->shape_start + d))) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW,
+            "%s: tensor %s: rule 9: the element count of its shape "
+            "overflows 64 bits", path, tname);
+        return FALSE;
+      }
+    }
+    if (!g_uint64_checked_mul (&bits, count, dtype_bits)) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW,
+          "%s: tensor %s: rule 9: %" G_GUINT64_FORMAT " elements × %u bits "
+          "overflows 64 bits", path, tname, count, dtype_bits);
+      return FALSE;
+    }
+    if (bits % 8 != 0) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_PARTIAL_BYTE,
+          "%s: tensor %s: rule 10: %" G_GUINT64_FORMAT " elements of %s are "
+          "%" G_GUINT64_FORMAT " bits, not a whole number of bytes", path,
+          tname, count, uel_dtype_to_string (t->dtype), bits);
+      return FALSE;
+    }
+    size = bits / 8;
+    if (t->end - t->begin != size) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_SIZE_MISMATCH,
+          "%s: tensor %s: rule 11: data_offsets [%" G_GUINT64_FORMAT ", %"
+          G_GUINT64_FORMAT "] span %" G_GUINT64_FORMAT " bytes but %"
+          G_GUINT64_FORMAT " elements of %s take %" G_GUINT64_FORMAT, path,
+          tname, t->begin, t->end, t->end - t->begin, count,
+          uel_dtype_to_string (t->dtype), size);
+      return FALSE;
+    }
+  }
+
+  /* rule 12 */
+  if (!g_uint64_checked_add (&data_end, file->data_offset, start)
+      || data_end != file->size) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_SIZE_MISMATCH,
+        "%s: rule 12: the header says the data ends at byte %"
+        G_GUINT64_FORMAT " + %" G_GUINT64_FORMAT " but the file is %"
+        G_GUINT64_FORMAT " bytes (%s)", path, file->data_offset, start,
+        file->size, (data_end > file->size
+            || data_end < file->data_offset) ? "truncated" :
+        "trailing bytes");
+    return FALSE;
+  }
+
+  /* commit */
+  h->total_bytes = start;
+  h->names = g_ptr_array_new_full (pending->len, g_free);
+  h->shapes = (guint64 *) g_array_steal (dims, NULL);
+  for (guint i = 0; i < pending->len; i++) {
+    Pending *t = &g_array_index (pending, Pending, i);
+    UelTensorInfo info = { 0, };
+    guint64 count = 1;
+
+    for (guint d = 0; d < t->n_dims; d++)
+      count *= h->shapes[t->shape_start + d];
+    info.name = t->name;
+    info.dtype = t->dtype;
+    info.n_dims = t->n_dims;
+    info.shape = t->n_dims ? h->shapes + t->shape_start : NULL;
+    info.n_elements = count;
+    info.n_bytes = t->end - t->begin;
+    info.data_begin = t->begin;
+    info.file_offset = file->data_offset + t->begin;
+    info.file_index = 0;
+    g_array_append_val (h->tensors, info);
+    g_ptr_array_add (h->names, g_steal_pointer (&t->name));
+    g_hash_table_insert (h->by_name, (gpointer) info.name,
+        GUINT_TO_POINTER (i + 1));
+  }
+  return TRUE;
+
+json_error:
+  if (error && *error && (*error)->domain == UEL_ERROR
+      && (*error)->code == UEL_ERROR_HEADER_NOT_JSON)
+    g_prefix_error (error, "%s: rule 5: the header is not strict JSON: ",
+        path);
+  return FALSE;
+}
+
+/* ------------------------------------------------------------------ */
+/* single files */
+
+static gboolean
+check_regular (gint fd, const gchar * path, struct stat *st, GError ** error)
+{
+  if (fstat (fd, st) < 0)
+    return io_error (error, path, "cannot stat", errno);
+  if (S_ISDIR (st->st_mode)) {
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_ISDIR,
+        "%s: is a directory, not a .safetensors file", path);
+    return FALSE;
+  }
+  if (!S_ISREG (st->st_mode)) {
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_FAILED,
+        "%s: is not a regular file", path);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+/**
+ * uel_header_new_from_fd:
+ * @fd: a file descriptor open for reading on a `.safetensors` file
+ * @path: the file's name, kept for messages and reported by
+ *   uel_header_get_file_path()
+ * @error: return location for a #GError
+ *
+ * Reads and validates the header of one `.safetensors` file, without
+ * reading its data section.  Nothing is allocated from the header length
+ * before it has been checked against %UEL_MAX_HEADER_SIZE and the real file
+ * size.
+ *
+ * Returns: (transfer full) (nullable): the header, or %NULL with @error set
+ *   in the #UEL_ERROR domain (or #G_FILE_ERROR for a directory or a special
+ *   file)
+ */
+UelHeader *
+uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
+{
+  g_autoptr (UelHeader) h = NULL;
+  g_autofree gchar *json = NULL;
+  struct stat st;
+  guint8 len_le[8];
+  guint64 n, size;
+  UelFile file = { 0, };
+
+  g_return_val_if_fail (fd >= 0, NULL);
+  g_return_val_if_fail (path != NULL, NULL);
+
+  if (!check_regular (fd, path, &st, error))
+    return NULL;
+  size = (guint64) st.st_size;
+
+  /* rule 1 */
+  if (size < 8) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_TOO_SMALL,
+        "%s: rule 1: the file is %" G_GUINT64_FORMAT " bytes, shorter than "
+        "the 8-byte header length", path, size);
+    return NULL;
+  }
+  if (!uel_pread_full (fd, len_le, 8, 0, path, error))
+    return NULL;
+  memcpy (&n, len_le, 8);
+  n = GUINT64_FROM_LE (n);
+
+  /* rule 2, before the file size */
+  if (n > UEL_MAX_HEADER_SIZE) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
+        "%s: rule 2: the header length %" G_GUINT64_FORMAT " is larger than "
+        "the limit of %" G_GUINT64_FORMAT " bytes", path, n,
+        UEL_MAX_HEADER_SIZE);
+    return NULL;
+  }
+  /* rule 3 */
+  if (8 + n > size) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TRUNCATED,
+        "%s: rule 3: the header length %" G_GUINT64_FORMAT " runs past the "
+        "end of the file (8 + %" G_GUINT64_FORMAT " > %" G_GUINT64_FORMAT
+        " bytes)", path, n, n, size);
+    return NULL;
+  }
+
+  json = g_malloc (n + 1);
+  if (!uel_pread_full (fd, json, n, 8, path, error))
+    return NULL;
+  json[n] = '\0';
+
+  h = header_new (path);
+  file.path = g_strdup (path);
+  file.size = size;
+  file.data_offset = 8 + n;
+  g_array_append_val (h->files, file);
+  if (!parse_table (h, json, n, error))
+    return NULL;
+  return g_steal_pointer (&h);
+}
+
+static gint
+open_readonly (const gchar * path, GError ** error)
+{
+  gint fd = open (path, O_RDONLY | O_CLOEXEC);
+
+  if (fd < 0) {
+    gint err = errno;
+    g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err),
+        "%s: cannot open: %s", path, g_strerror (err));
+  }
+  return fd;
+}
+
+static UelHeader *
+open_single (const gchar * path, GError ** error)
+{
+  UelHeader *h;
+  gint fd = open_readonly (path, error);
+
+  if (fd < 0)
+    return NULL;
+  h = uel_header_new_from_fd (fd, path, error);
+  close (fd);
+  return h;
+}
+
+/* ------------------------------------------------------------------ */
+/* sharded checkpoints */
+
+static gboolean
+shard_name_ok (const gchar * name)
+{
+  return name[0] != '\0' && strchr (name, '/') == NULL
+      && strcmp (name, ".") != 0 && strcmp (name, "..") != 0
+      && !g_path_is_absolute (name);
+}
+
+static gboolean
+index_error (GError ** error, const gchar * path, const gchar * what)
+{
+  g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_INDEX, "%s: %s", path,
+      what);
+  return FALSE;
+}
+
+static gint
+strcmp_ptr (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
+}
+
+static UelHeader *
+open_index (const gchar * path, GError ** error)
+{
+  g_autoptr (UelHeader) h = NULL;
+  g_autoptr (JsonNode) root = NULL;
+  g_autoptr (GPtrArray) shard_names = NULL;
+  g_autoptr (GHashTable) shard_of = NULL;       /* shard name -> index + 1 */
+  g_autoptr (GList) members = NULL;
+  g_autofree gchar *json = NULL;
+  g_autofree gchar *dir = NULL;
+  JsonObject *top, *map, *meta = NULL;
+  JsonNode *meta_node;
+  struct stat st;
+  gsize bad;
+  gint fd;
+
+  fd = open_readonly (path, error);
+  if (fd < 0)
+    return NULL;
+  if (!check_regular (fd, path, &st, error))
+    goto fail_fd;
+  if ((guint64) st.st_size > UEL_MAX_HEADER_SIZE) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_INDEX,
+        "%s: the index is %" G_GUINT64_FORMAT " bytes, larger than the limit "
+        "of %" G_GUINT64_FORMAT, path, (guint64) st.st_size,
+        UEL_MAX_HEADER_SIZE);
+    goto fail_fd;
+  }
+  json = g_malloc ((gsize) st.st_size + 1);
+  if (!uel_pread_full (fd, json, (gsize) st.st_size, 0, path, error))
+    goto fail_fd;
+  json[st.st_size] = '\0';
+  close (fd);
+
+  if (!uel_utf8_validate (json, (gsize) st.st_size, &bad)) {
+    index_error (error, path, "the index is not valid UTF-8");
+    return NULL;
+  }
+  root = uel_json_parse (json, (gsize) st.st_size, TRUE,
+      UEL_ERROR_INVALID_INDEX, error);
+  if (!root) {
+    g_prefix_error (error, "%s: the index is not strict JSON: ", path);
+    return NULL;
+  }
+  if (!JSON_NODE_HOLDS_OBJECT (root)) {
+    index_error (error, path, "the index is not a JSON object");
+    return NULL;
+  }
+  top = json_node_get_object (root);
+  if (!json_object_has_member (top, "weight_map")
+      || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (top, "weight_map"))) {
+    index_error (error, path, "the index has no \"weight_map\" object");
+    return NULL;
+  }
+  map = json_object_get_object_member (top, "weight_map");
+  meta_node = json_object_get_member (top, "metadata");
+  if (meta_node && JSON_NODE_HOLDS_OBJECT (meta_node))
+    meta = json_node_get_object (meta_node);
+  else if (meta_node && !JSON_NODE_HOLDS_NULL (meta_node)) {
+    index_error (error, path, "the index's \"metadata\" is not an object");
+    return NULL;
+  }
+
+  h = header_new (path);
+  h->sharded = TRUE;
+  h->shards = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) uel_header_unref);
+  dir = g_path_get_dirname (path);
+
+  /* the shards, in the order of their names */
+  shard_names = g_ptr_array_new ();
+  shard_of = g_hash_table_new (g_str_hash, g_str_equal);
+  members = json_object_get_members (map);
+  for (GList * l = members; l; l = l->next) {
+    JsonNode *v = json_object_get_member (map, l->data);
+    const gchar *shard;
+
+    if (!JSON_NODE_HOLDS_VALUE (v)
+        || json_node_get_value_type (v) != G_TYPE_STRING) {
+      g_autofree gchar *q = quote (l->data, strlen (l->data));
+      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_INDEX,
+          "%s: weight_map entry %s is not a file name", path, q);
+      return NULL;
+    }
+    shard = json_node_get_string (v);
+    if (!shard_name_ok (shard)) {
+      g_autofree gchar *q = quote (shard, strlen (shard));
+      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_SHARD_PATH,
+          "%s: shard %s must be a plain file name in the index's folder "
+          "(no absolute path, no '/', no '..')", path, q);
+      return NULL;
+    }
+    if (!g_hash_table_contains (shard_of, shard)) {
+      g_hash_table_insert (shard_of, (gpointer) shard, GUINT_TO_POINTER (1));
+      g_ptr_array_add (shard_names, (gpointer) shard);
+    }
+  }
+  g_ptr_array_sort (shard_names, strcmp_ptr);
+
+  for (guint s = 0; s < shard_names->len; s++) {
+    const gchar *shard = g_ptr_array_index (shard_names, s);
+    g_autofree gchar *shard_path = g_build_filename (dir, shard, NULL);
+    UelHeader *sh;
+    UelFile file = { 0, };
+
+    g_hash_table_insert (shard_of, (gpointer) shard, GUINT_TO_POINTER (s + 1));
+    sh = open_single (shard_path, error);
+    if (!sh) {
+      g_prefix_error (error, "%s: shard %s: ", path, shard);
+      return NULL;
+    }
+    g_ptr_array_add (h->shards, sh);
+    file.path = g_strdup (shard_path);
+    file.size = uel_header_get_file_size (sh, 0);
+    file.data_offset = uel_header_get_data_offset (sh, 0);
+    g_array_append_val (h->files, file);
+  }
+
+  /* every mapped tensor must exist in its shard */
+  for (GList * l = members; l; l = l->next) {
+    const gchar *shard = json_object_get_string_member (map, l->data);
+    guint s = GPOINTER_TO_UINT (g_hash_table_lookup (shard_of, shard)) - 1;
+
+    if (!uel_header_lookup (g_ptr_array_index (h->shards, s), l->data, NULL)) {
+      g_autofree gchar *q = quote (l->data, strlen (l->data));
+      g_set_error (error, UEL_ERROR, UEL_ERROR_SHARD_MISSING_TENSOR,
+          "%s: tensor %s is mapped to shard '%s' which does not contain it",
+          path, q, shard);
+      return NULL;
+    }
+  }
+
+  /* the logical table: shard by shard, each in file order; tensors of a
+   * shard that the index does not map there are not part of it */
+  for (guint s = 0; s < h->shards->len; s++) {
+    UelHeader *sh = g_ptr_array_index (h->shards, s);
+
+    for (guint i = 0; i < sh->tensors->len; i++) {
+      UelTensorInfo info = g_array_index (sh->tensors, UelTensorInfo, i);
+      JsonNode *v = json_object_get_member (map, info.name);
+
+      if (!v || strcmp (json_node_get_string (v),
+              g_ptr_array_index (shard_names, s)) != 0)
+        continue;
+      info.file_index = s;
+      g_hash_table_insert (h->by_name, (gpointer) info.name,
+          GUINT_TO_POINTER (h->tensors->len + 1));
+      g_array_append_val (h->tensors, info);
+      h->total_bytes += info.n_bytes;
+    }
+  }
+
+  if (meta) {
+    g_autoptr (GList) keys = json_object_get_members (meta);
+
+    for (GList * l = keys; l; l = l->next) {
+      JsonNode *v = json_object_get_member (meta, l->data);
+      gchar *text;
+
+      if (JSON_NODE_HOLDS_VALUE (v)
+          && json_node_get_value_type (v) == G_TYPE_STRING)
+        text = g_strdup (json_node_get_string (v));
+      else
+        text = json_to_string (v, FALSE);
+      g_hash_table_insert (h->metadata, g_strdup (l->data), text);
+    }
+  }
+  return g_steal_pointer (&h);
+
+fail_fd:
+  close (fd);
+  return NULL;
+}
+
+/**
+ * uel_header_open:
+ * @location: a `.safetensors` file, or a sharded checkpoint's index (a name
+ *   ending in `.json`, such as `model.safetensors.index.json`)
+ * @error: return location for a #GError
+ *
+ * Opens and validates a file's header, or an index and every shard it
+ * names.  An index is `{"metadata": {...}, "weight_map": {tensor: shard}}`;
+ * its shards must be plain file names in the index's folder, each must be a
+ * valid `.safetensors` file, and each mapped tensor must exist in its shard.
+ *
+ * Returns: (transfer full) (nullable): the header, or %NULL with @error set:
+ *   #G_FILE_ERROR for a file that cannot be opened (%G_FILE_ERROR_NOENT,
+ *   %G_FILE_ERROR_ACCES, %G_FILE_ERROR_ISDIR …), #UEL_ERROR otherwise
+ */
+UelHeader *
+uel_header_open (const gchar * location, GError ** error)
+{
+  g_return_val_if_fail (location != NULL, NULL);
+
+  if (g_str_has_suffix (location, ".json"))
+    return open_index (location, error);
+  return open_single (location, error);
+}
+
+/**
+ * uel_header_get_location:
+ * @header: a #UelHeader
+ *
+ * Returns: the path the header was opened from (the index for a sharded
+ *   checkpoint)
+ */
+const gchar *
+uel_header_get_location (const UelHeader * header)
+{
+  return header->location;
+}
+
+/**
+ * uel_header_is_sharded:
+ * @header: a #UelHeader
+ *
+ * Returns: whether @header was opened from a `*.index.json`
+ */
+gboolean
+uel_header_is_sharded (const UelHeader * header)
+{
+  return header->sharded;
+}
+
+/**
+ * uel_header_get_n_tensors:
+ * @header: a #UelHeader
+ *
+ * Returns: the number of tensors in the table
+ */
+guint
+uel_header_get_n_tensors (const UelHeader * header)
+{
+  return header->tensors->len;
+}
+
+/**
+ * uel_header_get_tensor:
+ * @header: a #UelHeader
+ * @index: a position in stream order, below uel_header_get_n_tensors()
+ *
+ * Returns: (transfer none): the tensor at @index, owned by @header
+ */
+const UelTensorInfo *
+uel_header_get_tensor (const UelHeader * header, guint index)
+{
+  g_return_val_if_fail (index < header->tensors->len, NULL);
+  return &g_array_index (header->tensors, UelTensorInfo, index);
+}
+
+/**
+ * uel_header_lookup:
+ * @header: a #UelHeader
+ * @name: a tensor name
+ * @index: (out) (optional): its position in stream order
+ *
+ * Returns: (transfer none) (nullable): the tensor called @name, or %NULL
+ */
+const UelTensorInfo *
+uel_header_lookup (const UelHeader * header, const gchar * name, guint * index)
+{
+  guint i = GPOINTER_TO_UINT (g_hash_table_lookup (header->by_name, name));
+
+  if (i == 0)
+    return NULL;
+  if (index)
+    *index = i - 1;
+  return &g_array_index (header->tensors, UelTensorInfo, i - 1);
+}
+
+/**
+ * uel_header_get_metadata:
+ * @header: a #UelHeader
+ *
+ * The `__metadata__` map of a single file; for a sharded checkpoint, the
+ * index's `metadata` (values that are not strings in their JSON text, e.g.
+ * `"total_size"` → `"123"`).
+ *
+ * Returns: (transfer none) (element-type utf8 utf8): the metadata, empty
+ *   when the file has none
+ */
+GHashTable *
+uel_header_get_metadata (const UelHeader * header)
+{
+  return header->metadata;
+}
+
+/**
+ * uel_header_get_total_bytes:
+ * @header: a #UelHeader
+ *
+ * Returns: the sum of the byte sizes of all tensors in the table
+ */
+guint64
+uel_header_get_total_bytes (const UelHeader * header)
+{
+  return header->total_bytes;
+}
+
+/**
+ * uel_header_get_n_files:
+ * @header: a #UelHeader
+ *
+ * Returns: the number of `.safetensors` files: 1, or the number of shards
+ */
+guint
+uel_header_get_n_files (const UelHeader * header)
+{
+  return header->files->len;
+}
+
+/**
+ * uel_header_get_file_path:
+ * @header: a #UelHeader
+ * @file_index: below uel_header_get_n_files()
+ *
+ * Returns: the path of the file (a shard's path joins the index's folder)
+ */
+const gchar *
+uel_header_get_file_path (const UelHeader * header, guint file_index)
+{
+  g_return_val_if_fail (file_index < header->files->len, NULL);
+  return g_array_index (header->files, UelFile, file_index).path;
+}
+
+/**
+ * uel_header_get_file_size:
+ * @header: a #UelHeader
+ * @file_index: below uel_header_get_n_files()
+ *
+ * Returns: the file's size in bytes when it was validated
+ */
+guint64
+uel_header_get_file_size (const UelHeader * header, guint file_index)
+{
+  g_return_val_if_fail (file_index < header->files->len, 0);
+  return g_array_index (header->files, UelFile, file_index).size;
+}
+
+/**
+ * uel_header_get_data_offset:
+ * @header: a #UelHeader
+ * @file_index: below uel_header_get_n_files()
+ *
+ * Returns: where the file's data section begins: 8 + the header length
+ */
+guint64
+uel_header_get_data_offset (const UelHeader * header, guint file_index)
+{
+  g_return_val_if_fail (file_index < header->files->len, 0);
+  return g_array_index (header->files, UelFile, file_index).data_offset;
+}

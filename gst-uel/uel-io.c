@@ -1,0 +1,61 @@
+/* gst-uel: stream safetensors tensors through GStreamer
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "uel-error.h"
+#include "uel-io.h"
+
+/* Linux transfers at most 0x7ffff000 bytes per read call */
+#define MAX_IO ((gsize) 0x7ffff000)
+
+/**
+ * uel_pread_full:
+ * @fd: a file descriptor open for reading
+ * @buf: (out caller-allocates) (array length=len): where to put the bytes
+ * @len: how many bytes to read
+ * @offset: where in the file
+ * @path: the file's name, for messages
+ * @error: return location for a #GError
+ *
+ * Reads exactly @len bytes at @offset, retrying short reads and EINTR.
+ * The end of the file before @len bytes is %UEL_ERROR_FILE_CHANGED (the file
+ * shrank after it was validated), never a short result.
+ *
+ * Returns: %TRUE on success
+ */
+gboolean
+uel_pread_full (gint fd, gpointer buf, gsize len, guint64 offset,
+    const gchar * path, GError ** error)
+{
+  guint8 *p = buf;
+  gsize done = 0;
+
+  while (done < len) {
+    ssize_t r = pread (fd, p + done, MIN (len - done, MAX_IO),
+        (off_t) (offset + done));
+
+    if (r < 0) {
+      gint err = errno;
+      if (err == EINTR)
+        continue;
+      g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
+          "%s: read of %" G_GSIZE_FORMAT " bytes at offset %" G_GUINT64_FORMAT
+          " failed: %s", path, len, offset, g_strerror (err));
+      return FALSE;
+    }
+    if (r == 0) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
+          "%s: the file ends at byte %" G_GUINT64_FORMAT " but %"
+          G_GSIZE_FORMAT " bytes were expected at offset %" G_GUINT64_FORMAT
+          ": it shrank after it was validated", path, offset + done, len,
+          offset);
+      return FALSE;
+    }
+    done += (gsize) r;
+  }
+  return TRUE;
+}

@@ -1,0 +1,291 @@
+/* gst-uel: stream safetensors tensors through GStreamer
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include "uel-meta.h"
+
+static gboolean
+tensor_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
+{
+  UelTensorMeta *m = (UelTensorMeta *) meta;
+
+  m->header = NULL;
+  m->tensor_index = m->index = m->count = 0;
+  m->dtype = UEL_DTYPE_INVALID;
+  m->n_bytes = 0;
+  m->chunk_offset = 0;
+  m->chunk_index = 0;
+  m->last_chunk = TRUE;
+  return TRUE;
+}
+
+static void
+tensor_meta_free (GstMeta * meta, GstBuffer * buffer)
+{
+  UelTensorMeta *m = (UelTensorMeta *) meta;
+
+  g_clear_pointer (&m->header, uel_header_unref);
+}
+
+static gboolean
+tensor_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buffer,
+    GQuark type, gpointer data)
+{
+  UelTensorMeta *src = (UelTensorMeta *) meta, *dst;
+
+  /* a copy (whole or partial) still describes the same tensor */
+  if (!GST_META_TRANSFORM_IS_COPY (type))
+    return FALSE;
+  dst = uel_buffer_add_tensor_meta (dest, src->header, src->tensor_index,
+      src->index, src->count);
+  if (!dst)
+    return FALSE;
+  dst->dtype = src->dtype;
+  dst->n_bytes = src->n_bytes;
+  dst->chunk_offset = src->chunk_offset;
+  dst->chunk_index = src->chunk_index;
+  dst->last_chunk = src->last_chunk;
+  return TRUE;
+}
+
+GType
+uel_tensor_meta_api_get_type (void)
+{
+  static gsize type = 0;
+  static const gchar *tags[] = { NULL };
+
+  if (g_once_init_enter (&type)) {
+    GType t = gst_meta_api_type_register ("UelTensorMetaAPI", tags);
+    g_once_init_leave (&type, t);
+  }
+  return (GType) type;
+}
+
+/**
+ * uel_tensor_meta_get_info:
+ *
+ * Returns: (transfer none): the #GstMetaInfo of #UelTensorMeta
+ */
+const GstMetaInfo *
+uel_tensor_meta_get_info (void)
+{
+  static const GstMetaInfo *info = NULL;
+
+  if (g_once_init_enter ((GstMetaInfo **) & info)) {
+    const GstMetaInfo *mi = gst_meta_register (UEL_TENSOR_META_API_TYPE,
+        "UelTensorMeta", sizeof (UelTensorMeta), tensor_meta_init,
+        tensor_meta_free, tensor_meta_transform);
+    g_once_init_leave ((GstMetaInfo **) & info, (GstMetaInfo *) mi);
+  }
+  return info;
+}
+
+/**
+ * uel_buffer_add_tensor_meta:
+ * @buffer: a writable #GstBuffer
+ * @header: the tensor's table
+ * @tensor_index: the tensor's position in @header
+ * @index: its position in the stream
+ * @count: the number of tensors in the stream
+ *
+ * Attaches a #UelTensorMeta describing a whole tensor (dtype and size from
+ * @header, one chunk).
+ *
+ * Returns: (transfer none) (nullable): the meta
+ */
+UelTensorMeta *
+uel_buffer_add_tensor_meta (GstBuffer * buffer, UelHeader * header,
+    guint tensor_index, guint index, guint count)
+{
+  UelTensorMeta *m;
+  const UelTensorInfo *info;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  g_return_val_if_fail (header != NULL, NULL);
+  g_return_val_if_fail (tensor_index < uel_header_get_n_tensors (header),
+      NULL);
+
+  m = (UelTensorMeta *) gst_buffer_add_meta (buffer,
+      uel_tensor_meta_get_info (), NULL);
+  if (!m)
+    return NULL;
+  info = uel_header_get_tensor (header, tensor_index);
+  m->header = uel_header_ref (header);
+  m->tensor_index = tensor_index;
+  m->index = index;
+  m->count = count;
+  m->dtype = info->dtype;
+  m->n_bytes = info->n_bytes;
+  return m;
+}
+
+/**
+ * uel_buffer_get_tensor_meta:
+ * @buffer: a #GstBuffer
+ *
+ * Returns: (transfer none) (nullable): the buffer's #UelTensorMeta, or %NULL
+ */
+UelTensorMeta *
+uel_buffer_get_tensor_meta (GstBuffer * buffer)
+{
+  return (UelTensorMeta *) gst_buffer_get_meta (buffer,
+      UEL_TENSOR_META_API_TYPE);
+}
+
+/**
+ * uel_tensor_meta_get_tensor_info:
+ * @meta: a #UelTensorMeta
+ *
+ * Returns: (transfer none): the tensor's entry in its header (dtype and
+ *   size as in the file)
+ */
+const UelTensorInfo *
+uel_tensor_meta_get_tensor_info (const UelTensorMeta * meta)
+{
+  return uel_header_get_tensor (meta->header, meta->tensor_index);
+}
+
+/**
+ * uel_tensor_meta_get_name:
+ * @meta: a #UelTensorMeta
+ *
+ * Returns: (transfer none): the tensor's name
+ */
+const gchar *
+uel_tensor_meta_get_name (const UelTensorMeta * meta)
+{
+  return uel_tensor_meta_get_tensor_info (meta)->name;
+}
+
+/**
+ * uel_tensor_meta_get_shape:
+ * @meta: a #UelTensorMeta
+ * @n_dims: (out): the rank
+ *
+ * Returns: (transfer none) (array length=n_dims) (nullable): the dimensions
+ */
+const guint64 *
+uel_tensor_meta_get_shape (const UelTensorMeta * meta, guint * n_dims)
+{
+  const UelTensorInfo *info = uel_tensor_meta_get_tensor_info (meta);
+
+  *n_dims = info->n_dims;
+  return info->shape;
+}
+
+/**
+ * uel_tensor_meta_get_file_offset:
+ * @meta: a #UelTensorMeta
+ *
+ * Returns: the absolute byte offset of the tensor in its file
+ */
+guint64
+uel_tensor_meta_get_file_offset (const UelTensorMeta * meta)
+{
+  return uel_tensor_meta_get_tensor_info (meta)->file_offset;
+}
+
+/**
+ * uel_tensor_meta_get_file:
+ * @meta: a #UelTensorMeta
+ *
+ * Returns: (transfer none): the path of the file holding the tensor
+ */
+const gchar *
+uel_tensor_meta_get_file (const UelTensorMeta * meta)
+{
+  return uel_header_get_file_path (meta->header,
+      uel_tensor_meta_get_tensor_info (meta)->file_index);
+}
+
+/**
+ * uel_header_structure_new:
+ * @header: a #UelHeader
+ * @n_tensors: tensors in the stream (after selection)
+ * @total_bytes: their bytes
+ *
+ * Returns: (transfer full): a #GstStructure named
+ *   %UEL_HEADER_STRUCTURE_NAME
+ */
+GstStructure *
+uel_header_structure_new (UelHeader * header, guint n_tensors,
+    guint64 total_bytes)
+{
+  GstStructure *meta = gst_structure_new_empty ("metadata");
+  GstStructure *s;
+  GHashTableIter it;
+  gpointer k, v;
+
+  g_hash_table_iter_init (&it, uel_header_get_metadata (header));
+  while (g_hash_table_iter_next (&it, &k, &v))
+    gst_structure_set (meta, k, G_TYPE_STRING, v, NULL);
+
+  s = gst_structure_new (UEL_HEADER_STRUCTURE_NAME,
+      "location", G_TYPE_STRING, uel_header_get_location (header),
+      "n-tensors", G_TYPE_UINT, n_tensors,
+      "total-bytes", G_TYPE_UINT64, total_bytes,
+      "n-files", G_TYPE_UINT, uel_header_get_n_files (header),
+      "header", UEL_TYPE_HEADER, header,
+      "metadata", GST_TYPE_STRUCTURE, meta, NULL);
+  gst_structure_free (meta);
+  return s;
+}
+
+/**
+ * uel_header_event_new:
+ * @header: a #UelHeader
+ * @n_tensors: tensors in the stream (after selection)
+ * @total_bytes: their bytes
+ *
+ * Returns: (transfer full): a custom downstream sticky event carrying the
+ *   header, sent before the first tensor
+ */
+GstEvent *
+uel_header_event_new (UelHeader * header, guint n_tensors,
+    guint64 total_bytes)
+{
+  return gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM_STICKY,
+      uel_header_structure_new (header, n_tensors, total_bytes));
+}
+
+static gboolean
+structure_parse (const GstStructure * s, UelHeader ** header)
+{
+  if (!s || !gst_structure_has_name (s, UEL_HEADER_STRUCTURE_NAME))
+    return FALSE;
+  if (header && !gst_structure_get (s, "header", UEL_TYPE_HEADER, header,
+          NULL))
+    return FALSE;
+  return TRUE;
+}
+
+/**
+ * uel_header_event_parse:
+ * @event: a #GstEvent
+ * @header: (out) (transfer full) (optional): the header
+ *
+ * Returns: whether @event is a header event
+ */
+gboolean
+uel_header_event_parse (GstEvent * event, UelHeader ** header)
+{
+  if (GST_EVENT_TYPE (event) != GST_EVENT_CUSTOM_DOWNSTREAM_STICKY)
+    return FALSE;
+  return structure_parse (gst_event_get_structure (event), header);
+}
+
+/**
+ * uel_header_message_parse:
+ * @message: a #GstMessage
+ * @header: (out) (transfer full) (optional): the header
+ *
+ * Returns: whether @message is the element message `uel-header`
+ */
+gboolean
+uel_header_message_parse (GstMessage * message, UelHeader ** header)
+{
+  if (GST_MESSAGE_TYPE (message) != GST_MESSAGE_ELEMENT)
+    return FALSE;
+  return structure_parse (gst_message_get_structure (message), header);
+}

@@ -1,0 +1,23 @@
+/* gst-uel: stream safetensors tensors through GStreamer
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include "uel.h"
+
+G_DEFINE_QUARK (uel-error-quark, uel_error);
+
+/**
+ * uel_init:
+ *
+ * Registers the library's types (dtype enum, header boxed type, tensor
+ * meta).  Safe to call more than once; gst_init() must have been called.
+ */
+void
+uel_init (void)
+{
+  g_type_ensure (UEL_TYPE_DTYPE);
+  g_type_ensure (UEL_TYPE_HEADER);
+  g_type_ensure (UEL_TENSOR_META_API_TYPE);
+  uel_tensor_meta_get_info ();
+}
