@@ -1,0 +1,833 @@
+/* gst-uel: uelsrc through GstHarness and gst_parse_launch pipelines
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <gst/check/gstharness.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test-utils.h"
+
+static const gchar *methods[] = { "pread", "mmap", "direct" };
+
+/* the bytes of a file, for comparisons */
+static GBytes *
+file_bytes (const gchar * path)
+{
+  gchar *data;
+  gsize len;
+  GError *err = NULL;
+
+  g_file_get_contents (path, &data, &len, &err);
+  g_assert_no_error (err);
+  return g_bytes_new_take (data, len);
+}
+
+/* every buffer equals the file's bytes at its meta's offset, its meta
+ * agrees with the header, and the buffers come in file order */
+static void
+check_buffers_against_file (GPtrArray * bufs, const gchar * path,
+    guint expected)
+{
+  g_autoptr (GBytes) file = file_bytes (path);
+  g_autoptr (UelHeader) h = NULL;
+  GError *err = NULL;
+  guint64 last = 0;
+
+  h = uel_header_open (path, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (bufs->len, ==, expected);
+
+  for (guint i = 0; i < bufs->len; i++) {
+    GstBuffer *buf = g_ptr_array_index (bufs, i);
+    UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
+    const UelTensorInfo *info;
+    GstMapInfo map;
+    gsize elem;
+
+    g_assert_nonnull (meta);
+    info = uel_tensor_meta_get_tensor_info (meta);
+    g_assert_cmpuint (meta->index, ==, i);
+    g_assert_cmpuint (meta->count, ==, expected);
+    g_assert_cmpuint (meta->n_bytes, ==, info->n_bytes);
+    g_assert_true (meta->last_chunk);
+    g_assert_cmpuint (GST_BUFFER_OFFSET (buf), ==, info->file_offset);
+    g_assert_cmpuint (GST_BUFFER_OFFSET_END (buf), ==,
+        info->file_offset + info->n_bytes);
+    g_assert_cmpuint (GST_BUFFER_OFFSET (buf), >=, last);
+    last = GST_BUFFER_OFFSET (buf);
+    g_assert_cmpstr (uel_tensor_meta_get_file (meta), ==, path);
+    g_assert_nonnull (uel_header_lookup (h, info->name, NULL));
+
+    g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
+    g_assert_cmpuint (map.size, ==, info->n_bytes);
+    if (map.size)
+      g_assert_cmpmem (map.data, map.size,
+          (const guint8 *) g_bytes_get_data (file, NULL) + info->file_offset,
+          info->n_bytes);
+    /* data is aligned to its element size, whatever the file's layout */
+    elem = MAX (uel_dtype_get_bits (info->dtype) / 8, 1);
+    if (map.size)
+      g_assert_cmpuint (GPOINTER_TO_SIZE (map.data) % elem, ==, 0);
+    gst_buffer_unmap (buf, &map);
+  }
+}
+
+static GPtrArray *
+run_ok (const gchar * launch)
+{
+  GPtrArray *bufs = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) gst_buffer_unref);
+  GError *err = uel_test_run_pipeline (launch, bufs);
+
+  g_assert_no_error (err);
+  return bufs;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_conformance (void)
+{
+  static const gchar *files[] = { "B", "b", "H", "h", "I", "i", "e", "f",
+    "d", "overall"
+  };
+  static const gchar *overall_order[] = { "B", "H", "I", "b", "d", "e", "f",
+    "h", "i"
+  };
+
+  for (guint m = 0; m < G_N_ELEMENTS (methods); m++) {
+    for (guint f = 0; f < G_N_ELEMENTS (files); f++) {
+      g_autofree gchar *name = g_strdup_printf ("%s.safetensors", files[f]);
+      g_autofree gchar *path = g_build_filename (uel_test_conformance_dir (),
+          name, NULL);
+      g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
+          "method=%s ! fakesink name=sink", path, methods[m]);
+      g_autoptr (GPtrArray) bufs = run_ok (launch);
+      guint n = strcmp (files[f], "overall") == 0 ? 9 : 1;
+
+      check_buffers_against_file (bufs, path, n);
+      for (guint i = 0; i < n; i++) {
+        UelTensorMeta *meta =
+            uel_buffer_get_tensor_meta (g_ptr_array_index (bufs, i));
+        guint nd;
+        const guint64 *shape = uel_tensor_meta_get_shape (meta, &nd);
+
+        g_assert_cmpstr (uel_tensor_meta_get_name (meta), ==,
+            n == 1 ? files[f] : overall_order[i]);
+        g_assert_cmpuint (nd, ==, 1);
+        g_assert_cmpuint (shape[0], ==, 6);
+      }
+    }
+  }
+}
+
+/* the values -3 … 2 of the conformance README, as the source delivers them */
+static void
+test_conformance_values (void)
+{
+  g_autofree gchar *path = g_build_filename (uel_test_conformance_dir (),
+      "overall.safetensors", NULL);
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" ! "
+      "fakesink name=sink", path);
+  g_autoptr (GPtrArray) bufs = run_ok (launch);
+
+  for (guint i = 0; i < bufs->len; i++) {
+    GstBuffer *buf = g_ptr_array_index (bufs, i);
+    UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
+    GstMapInfo map;
+
+    g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
+    for (gint k = 0; k < 6; k++) {
+      gdouble v = 0;
+
+      switch (meta->dtype) {
+        case UEL_DTYPE_U8:
+          v = (gint8) map.data[k];
+          break;
+        case UEL_DTYPE_I8:
+          v = ((gint8 *) map.data)[k];
+          break;
+        case UEL_DTYPE_U16:
+        case UEL_DTYPE_I16:
+          v = ((gint16 *) map.data)[k];
+          break;
+        case UEL_DTYPE_U32:
+        case UEL_DTYPE_I32:
+          v = ((gint32 *) map.data)[k];
+          break;
+        case UEL_DTYPE_F32:
+          v = ((gfloat *) map.data)[k];
+          break;
+        case UEL_DTYPE_F64:
+          v = ((gdouble *) map.data)[k];
+          break;
+        case UEL_DTYPE_F16:{
+          /* -3..2 are exact in F16: sign, exponent, 10-bit mantissa */
+          guint16 h = ((guint16 *) map.data)[k];
+          gint e = (h >> 10) & 0x1f;
+          gdouble mant = e ? 1.0 + (h & 0x3ff) / 1024.0 : 0;
+          v = (h & 0x8000 ? -1 : 1) * (e ? mant * (1 << e) / (1 << 15) : 0);
+          break;
+        }
+        default:
+          g_assert_not_reached ();
+      }
+      g_assert_cmpfloat (v, ==, (gdouble) (k - 3));
+    }
+    gst_buffer_unmap (buf, &map);
+  }
+}
+
+static const gchar *all_dtypes[][2] = {
+  {"BOOL", "8"}, {"U8", "8"}, {"I8", "8"}, {"F8_E5M2", "8"},
+  {"F8_E4M3", "8"}, {"F8_E8M0", "8"}, {"F8_E4M3FNUZ", "8"},
+  {"F8_E5M2FNUZ", "8"}, {"F4", "4"}, {"F6_E2M3", "6"}, {"F6_E3M2", "6"},
+  {"I16", "16"}, {"U16", "16"}, {"F16", "16"}, {"BF16", "16"},
+  {"I32", "32"}, {"U32", "32"}, {"F32", "32"}, {"C64", "64"},
+  {"F64", "64"}, {"I64", "64"}, {"U64", "64"},
+};
+
+static gchar *
+write_every_dtype (guint align)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  gchar *path = uel_test_path (align ? "dtypes-aligned.safetensors" :
+      "dtypes.safetensors");
+
+  uel_test_builder_set_align (b, align);
+  uel_test_builder_set_metadata (b, "format", "pt");
+  for (guint i = 0; i < G_N_ELEMENTS (all_dtypes); i++) {
+    guint bits = (guint) atoi (all_dtypes[i][1]);
+    /* 8 × 3 elements: whole bytes for every width */
+    uel_test_builder_add (b, all_dtypes[i][0], all_dtypes[i][0], "[8,3]",
+        24 * bits / 8, NULL);
+  }
+  uel_test_builder_add (b, "scalar", "F32", "[]", 4, NULL);
+  uel_test_builder_add (b, "empty", "F32", "[0,7]", 0, NULL);
+  uel_test_builder_add (b, "ünïcødé/名前 ✓", "U8", "[5]", 5, NULL);
+  uel_test_builder_write (b, path, NULL);
+  return path;
+}
+
+static void
+test_every_dtype (void)
+{
+  for (guint align = 0; align <= 8; align += 8) {
+    g_autofree gchar *path = write_every_dtype (align);
+
+    for (guint m = 0; m < G_N_ELEMENTS (methods); m++) {
+      g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
+          "method=%s ! fakesink name=sink", path, methods[m]);
+      g_autoptr (GPtrArray) bufs = run_ok (launch);
+      guint n = G_N_ELEMENTS (all_dtypes) + 3;
+
+      check_buffers_against_file (bufs, path, n);
+      for (guint i = 0; i < G_N_ELEMENTS (all_dtypes); i++) {
+        UelTensorMeta *meta =
+            uel_buffer_get_tensor_meta (g_ptr_array_index (bufs, i));
+        g_assert_cmpstr (uel_dtype_to_string (meta->dtype), ==,
+            all_dtypes[i][0]);
+        g_assert_cmpstr (uel_tensor_meta_get_name (meta), ==,
+            all_dtypes[i][0]);
+      }
+      g_assert_cmpstr (uel_tensor_meta_get_name (uel_buffer_get_tensor_meta
+              (g_ptr_array_index (bufs, n - 1))), ==, "ünïcødé/名前 ✓");
+      g_assert_cmpuint (gst_buffer_get_size (g_ptr_array_index (bufs,
+                  n - 2)), ==, 0);
+    }
+  }
+}
+
+static void
+test_selection (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *path = uel_test_path ("select.safetensors");
+  static const gchar *names[] = { "layer.0.weight", "layer.0.bias",
+    "layer.1.weight", "layer.1.bias", "embed"
+  };
+  g_autofree gchar *launch = NULL;
+  g_autoptr (GPtrArray) bufs = NULL;
+  GError *err;
+
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    uel_test_builder_add (b, names[i], "F32", "[4]", 16, NULL);
+  uel_test_builder_write (b, path, NULL);
+
+  /* patterns select, file order is kept, a tensor matched twice comes once */
+  launch = g_strdup_printf ("uelsrc location=\"%s\" tensors=\"embed, "
+      "*.weight,layer.0.*\" ! fakesink name=sink", path);
+  bufs = run_ok (launch);
+  g_assert_cmpuint (bufs->len, ==, 4);
+  g_assert_cmpstr (uel_tensor_meta_get_name (uel_buffer_get_tensor_meta
+          (g_ptr_array_index (bufs, 0))), ==, "layer.0.weight");
+  g_assert_cmpstr (uel_tensor_meta_get_name (uel_buffer_get_tensor_meta
+          (g_ptr_array_index (bufs, 1))), ==, "layer.0.bias");
+  g_assert_cmpstr (uel_tensor_meta_get_name (uel_buffer_get_tensor_meta
+          (g_ptr_array_index (bufs, 2))), ==, "layer.1.weight");
+  g_assert_cmpstr (uel_tensor_meta_get_name (uel_buffer_get_tensor_meta
+          (g_ptr_array_index (bufs, 3))), ==, "embed");
+  for (guint i = 0; i < bufs->len; i++) {
+    UelTensorMeta *meta =
+        uel_buffer_get_tensor_meta (g_ptr_array_index (bufs, i));
+    g_assert_cmpuint (meta->index, ==, i);
+    g_assert_cmpuint (meta->count, ==, 4);
+  }
+
+  /* a name that matches nothing is an error, and nothing is pushed */
+  g_clear_pointer (&launch, g_free);
+  g_ptr_array_set_size (bufs, 0);
+  launch = g_strdup_printf ("uelsrc location=\"%s\" tensors=embed,nope ! "
+      "fakesink name=sink", path);
+  err = uel_test_run_pipeline (launch, bufs);
+  g_assert_error (err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND);
+  g_assert_nonnull (strstr (err->message, "nope"));
+  g_assert_cmpuint (bufs->len, ==, 0);
+  g_error_free (err);
+}
+
+static void
+test_num_buffers (void)
+{
+  g_autofree gchar *path = write_every_dtype (0);
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
+      "num-buffers=3 ! fakesink name=sink", path);
+  g_autoptr (GPtrArray) bufs = run_ok (launch);
+
+  g_assert_cmpuint (bufs->len, ==, 3);
+}
+
+/* ------------------------------------------------------------------ */
+/* GstHarness */
+
+static void
+test_harness_event_order (void)
+{
+  g_autofree gchar *path = g_build_filename (uel_test_conformance_dir (),
+      "overall.safetensors", NULL);
+  GstHarness *h = gst_harness_new ("uelsrc");
+  GstEvent *ev;
+  g_autoptr (UelHeader) header = NULL;
+  const GstStructure *s;
+  const GstStructure *meta;
+  guint n;
+  guint64 total;
+
+  g_object_set (h->element, "location", path, NULL);
+  gst_harness_play (h);
+
+  ev = gst_harness_pull_event (h);
+  g_assert_cmpint (GST_EVENT_TYPE (ev), ==, GST_EVENT_STREAM_START);
+  gst_event_unref (ev);
+  ev = gst_harness_pull_event (h);
+  g_assert_cmpint (GST_EVENT_TYPE (ev), ==, GST_EVENT_CAPS);
+  gst_event_unref (ev);
+  ev = gst_harness_pull_event (h);
+  g_assert_cmpint (GST_EVENT_TYPE (ev), ==, GST_EVENT_SEGMENT);
+  gst_event_unref (ev);
+  ev = gst_harness_pull_event (h);
+  g_assert_true (uel_header_event_parse (ev, &header));
+  s = gst_event_get_structure (ev);
+  g_assert_true (gst_structure_get_uint (s, "n-tensors", &n));
+  g_assert_true (gst_structure_get_uint64 (s, "total-bytes", &total));
+  g_assert_cmpuint (n, ==, 9);
+  g_assert_cmpuint (total, ==, 168);
+  meta = gst_value_get_structure (gst_structure_get_value (s, "metadata"));
+  g_assert_cmpstr (gst_structure_get_string (meta, "test"), ==, "a");
+  g_assert_cmpuint (uel_header_get_n_tensors (header), ==, 9);
+  g_assert_true (GST_EVENT_IS_STICKY (ev));
+  gst_event_unref (ev);
+
+  for (guint i = 0; i < 9; i++) {
+    GstBuffer *buf = gst_harness_pull (h);
+    g_assert_cmpuint (uel_buffer_get_tensor_meta (buf)->index, ==, i);
+    gst_buffer_unref (buf);
+  }
+  ev = gst_harness_pull_event (h);
+  g_assert_cmpint (GST_EVENT_TYPE (ev), ==, GST_EVENT_EOS);
+  gst_event_unref (ev);
+  gst_harness_teardown (h);
+}
+
+/* a proposed allocator is the one uelsrc reads into, for every method that
+ * reads (mmap is zero-copy and allocates nothing) */
+static void
+test_harness_uses_proposed_allocator (void)
+{
+  g_autofree gchar *path = write_every_dtype (8);
+  const gchar *read_methods[] = { "pread", "direct" };
+
+  for (guint m = 0; m < G_N_ELEMENTS (read_methods); m++) {
+    GstHarness *h = gst_harness_new ("uelsrc");
+    GstAllocator *alloc = uel_host_allocator_new (0);
+    GstAllocationParams params;
+    guint64 fresh, reused;
+    guint non_empty = 0;
+
+    gst_allocation_params_init (&params);
+    gst_harness_set_propose_allocator (h, alloc, &params);
+    gst_util_set_object_arg (G_OBJECT (h->element), "method",
+        read_methods[m]);
+    g_object_set (h->element, "location", path, NULL);
+    gst_harness_play (h);
+    for (guint i = 0; i < G_N_ELEMENTS (all_dtypes) + 3; i++) {
+      GstBuffer *buf = gst_harness_pull (h);
+      if (gst_buffer_get_size (buf) > 0) {
+        g_assert_true (gst_buffer_peek_memory (buf, 0)->allocator == alloc);
+        non_empty++;
+      }
+      gst_buffer_unref (buf);
+    }
+    uel_host_allocator_get_stats (UEL_HOST_ALLOCATOR (alloc), &fresh,
+        &reused, NULL);
+    g_assert_cmpuint (fresh + reused, ==, non_empty);
+    gst_harness_teardown (h);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* errors */
+
+static void
+check_error (const gchar * location, GQuark domain, gint code,
+    const gchar * needle)
+{
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" ! "
+      "fakesink name=sink", location);
+  g_autoptr (GPtrArray) bufs = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) gst_buffer_unref);
+  GError *err = uel_test_run_pipeline (launch, bufs);
+
+  g_assert_error (err, domain, code);
+  g_assert_nonnull (strstr (err->message, needle));
+  g_assert_cmpuint (bufs->len, ==, 0);
+  g_error_free (err);
+}
+
+static void
+test_errors (void)
+{
+  g_autofree gchar *missing = uel_test_path ("missing.safetensors");
+  g_autofree gchar *bad = uel_test_path ("bad.safetensors");
+  g_autofree gchar *tiny = uel_test_path ("tiny.safetensors");
+  g_autofree gchar *gap = uel_test_path ("gap.safetensors");
+  guint8 data[16] = { 0 };
+
+  check_error (missing, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND,
+      missing);
+  check_error (uel_test_tmpdir (), GST_RESOURCE_ERROR,
+      GST_RESOURCE_ERROR_OPEN_READ, "directory");
+  check_error ("/dev/null", GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ,
+      "not a regular file");
+
+  uel_test_write_bytes (tiny, "1234", 4);
+  check_error (tiny, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT, "rule 1");
+
+  uel_test_write_safetensors (bad, "{\"t\": {\"dtype\": \"F32\", \"shape\": "
+      "[4], \"data_offsets\": [0, 16]}} trailing", data, 16);
+  check_error (bad, GST_STREAM_ERROR, GST_STREAM_ERROR_FORMAT, "rule 5");
+
+  uel_test_write_safetensors (gap, "{\"a\": {\"dtype\": \"F32\", \"shape\": "
+      "[2], \"data_offsets\": [0, 8]}, \"b\": {\"dtype\": \"F32\", "
+      "\"shape\": [1], \"data_offsets\": [12, 16]}}", data, 16);
+  check_error (gap, GST_STREAM_ERROR, GST_STREAM_ERROR_DECODE, "'b'");
+}
+
+static void
+test_error_permission (void)
+{
+  g_autofree gchar *path = uel_test_path ("noperm.safetensors");
+  guint8 data[4] = { 0 };
+
+  if (geteuid () == 0) {
+    g_test_skip ("root reads files whatever their mode");
+    return;
+  }
+  uel_test_write_safetensors (path, "{\"t\":{\"dtype\":\"F32\",\"shape\":[1],"
+      "\"data_offsets\":[0,4]}}", data, 4);
+  g_chmod (path, 0);
+  check_error (path, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ, path);
+}
+
+/* truncates the file while the first tensor is in the sink: the next read
+ * must fail with a read error, not deliver a short tensor or crash */
+static void
+truncate_on_first (GstElement * sink, GstBuffer * buf, GstPad * pad,
+    gpointer path)
+{
+  if (uel_buffer_get_tensor_meta (buf)->index == 0)
+    g_assert_cmpint (truncate (path, 8 + 200), ==, 0);
+}
+
+static void
+test_file_shrinks (void)
+{
+  const gchar *read_methods[] = { "pread", "direct" };
+
+  for (guint m = 0; m < G_N_ELEMENTS (read_methods); m++) {
+    g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+    g_autofree gchar *path = uel_test_path ("shrinks.safetensors");
+    g_autofree gchar *launch = NULL;
+    GstElement *pipeline, *sink;
+    GstMessage *msg;
+    GError *err = NULL;
+    g_autofree gchar *debug = NULL;
+    guint count = 0;
+
+    uel_test_builder_add (b, "first", "U8", "[4096]", 4096, NULL);
+    uel_test_builder_add (b, "second", "U8", "[1048576]", 1048576, NULL);
+    uel_test_builder_write (b, path, NULL);
+
+    launch = g_strdup_printf ("uelsrc location=\"%s\" method=%s ! fakesink "
+        "name=sink signal-handoffs=true", path, read_methods[m]);
+    pipeline = gst_parse_launch (launch, &err);
+    g_assert_no_error (err);
+    sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+    g_signal_connect (sink, "handoff", G_CALLBACK (truncate_on_first), path);
+    g_signal_connect_swapped (sink, "handoff", G_CALLBACK (g_atomic_int_inc),
+        &count);
+    gst_element_set_state (pipeline, GST_STATE_PLAYING);
+    msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (pipeline),
+        GST_CLOCK_TIME_NONE, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_ERROR);
+    gst_message_parse_error (msg, &err, &debug);
+    g_assert_error (err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ);
+    g_assert_nonnull (strstr (err->message, "shrank"));
+    g_assert_cmpuint (count, ==, 1);
+    g_error_free (err);
+    gst_message_unref (msg);
+    gst_element_set_state (pipeline, GST_STATE_NULL);
+    gst_object_unref (sink);
+    gst_object_unref (pipeline);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* sizes, chunks, threads, shards */
+
+/* one U8 tensor of 4 GiB + 4 KiB in a sparse file: a single buffer with
+ * mmap, exact chunks with pread */
+static void
+test_tensor_over_4gib (void)
+{
+  const guint64 n = (G_GUINT64_CONSTANT (1) << 32) + 4096;
+  g_autofree gchar *path = uel_test_path ("huge.safetensors");
+  g_autofree gchar *json = g_strdup_printf ("{\"huge\":{\"dtype\":\"U8\","
+      "\"shape\":[%" G_GUINT64_FORMAT "],\"data_offsets\":[0,%"
+      G_GUINT64_FORMAT "]}}", n, n);
+  guint64 header_len = strlen (json);
+  guint8 tail[4] = { 1, 2, 3, 4 };
+  gint fd;
+
+  uel_test_write_safetensors (path, json, NULL, 0);
+  fd = open (path, O_WRONLY);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (ftruncate (fd, (off_t) (8 + header_len + n)), ==, 0);
+  g_assert_cmpint (pwrite (fd, tail, 4, (off_t) (8 + header_len + n - 4)),
+      ==, 4);
+  close (fd);
+
+  {
+    g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
+        "method=mmap ! fakesink name=sink", path);
+    g_autoptr (GPtrArray) bufs = run_ok (launch);
+    GstBuffer *buf;
+    GstMapInfo map;
+
+    g_assert_cmpuint (bufs->len, ==, 1);
+    buf = g_ptr_array_index (bufs, 0);
+    g_assert_cmpuint (gst_buffer_get_size (buf), ==, n);
+    g_assert_cmpuint (uel_buffer_get_tensor_meta (buf)->n_bytes, ==, n);
+    g_assert_cmpuint (GST_BUFFER_OFFSET_END (buf), ==, 8 + header_len + n);
+    g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
+    g_assert_cmpmem (map.data + n - 4, 4, tail, 4);
+    g_assert_cmpuint (map.data[(G_GUINT64_CONSTANT (1) << 32) + 1], ==, 0);
+    gst_buffer_unmap (buf, &map);
+  }
+  {
+    const guint64 chunk = G_GUINT64_CONSTANT (1) << 30;
+    g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
+        "chunk-size=%" G_GUINT64_FORMAT " ! fakesink name=sink", path, chunk);
+    g_autoptr (GPtrArray) bufs = NULL;
+    guint64 pos = 0;
+
+    bufs = run_ok (launch);
+    g_assert_cmpuint (bufs->len, ==, 5);
+    for (guint i = 0; i < bufs->len; i++) {
+      GstBuffer *buf = g_ptr_array_index (bufs, i);
+      UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
+
+      g_assert_cmpuint (meta->chunk_index, ==, i);
+      g_assert_cmpuint (meta->chunk_offset, ==, pos);
+      g_assert_cmpuint (meta->n_bytes, ==, n);
+      g_assert_cmpint (meta->last_chunk, ==, i == 4);
+      pos += gst_buffer_get_size (buf);
+      if (i == 4) {
+        GstMapInfo map;
+        g_assert_cmpuint (gst_buffer_get_size (buf), ==, 4096);
+        g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
+        g_assert_cmpmem (map.data + 4092, 4, tail, 4);
+        gst_buffer_unmap (buf, &map);
+      }
+      /* drop the gigabyte now rather than at the end */
+      gst_buffer_unref (buf);
+      g_ptr_array_index (bufs, i) = gst_buffer_new ();
+    }
+    g_assert_cmpuint (pos, ==, n);
+  }
+  g_unlink (path);
+}
+
+/* every chunk size from 1 byte to more than the largest tensor reassembles
+ * to the file's exact bytes */
+static void
+test_chunks_reassemble (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *path = uel_test_path ("chunks.safetensors");
+  g_autoptr (GBytes) file = NULL;
+  g_autoptr (UelHeader) h = NULL;
+  const guint64 sizes[] = { 1, 2, 3, 7, 64, 100, 999, 1000, 1001, 4096 };
+
+  uel_test_builder_add (b, "a", "U8", "[1000]", 1000, NULL);
+  uel_test_builder_add (b, "b", "F32", "[3]", 12, NULL);
+  uel_test_builder_add (b, "c", "U8", "[0]", 0, NULL);
+  uel_test_builder_add (b, "d", "U8", "[333]", 333, NULL);
+  uel_test_builder_write (b, path, NULL);
+  file = file_bytes (path);
+  h = uel_header_open (path, NULL);
+  g_assert_nonnull (h);
+
+  for (guint m = 0; m < G_N_ELEMENTS (methods); m++) {
+    for (guint s = 0; s < G_N_ELEMENTS (sizes); s++) {
+      g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
+          "method=%s chunk-size=%" G_GUINT64_FORMAT " ! fakesink name=sink",
+          path, methods[m], sizes[s]);
+      g_autoptr (GPtrArray) bufs = run_ok (launch);
+      guint t = 0, chunk = 0;
+      guint64 pos = 0;
+
+      for (guint i = 0; i < bufs->len; i++) {
+        GstBuffer *buf = g_ptr_array_index (bufs, i);
+        UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
+        const UelTensorInfo *info = uel_header_get_tensor (h, t);
+        gsize len = gst_buffer_get_size (buf);
+        GstMapInfo map;
+
+        g_assert_cmpuint (meta->tensor_index, ==, t);
+        g_assert_cmpuint (meta->chunk_index, ==, chunk);
+        g_assert_cmpuint (meta->chunk_offset, ==, pos);
+        g_assert_cmpuint (len, <=, sizes[s]);
+        g_assert_cmpuint (GST_BUFFER_OFFSET (buf), ==, info->file_offset +
+            pos);
+        g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
+        if (len)
+          g_assert_cmpmem (map.data, len,
+              (const guint8 *) g_bytes_get_data (file, NULL) +
+              info->file_offset + pos, len);
+        gst_buffer_unmap (buf, &map);
+        pos += len;
+        chunk++;
+        g_assert_cmpint (meta->last_chunk, ==, pos == info->n_bytes);
+        if (meta->last_chunk) {
+          t++;
+          pos = 0;
+          chunk = 0;
+        }
+      }
+      g_assert_cmpuint (t, ==, 4);
+    }
+  }
+}
+
+/* tensors split among several I/O threads arrive intact */
+static void
+test_io_threads (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *path = uel_test_path ("threads.safetensors");
+  const guint threads[] = { 1, 2, 4, 7 };
+
+  uel_test_builder_set_align (b, 8);
+  uel_test_builder_add (b, "big", "U8", "[25165831]", 25165831, NULL);
+  uel_test_builder_add (b, "small", "U8", "[3]", 3, NULL);
+  uel_test_builder_add (b, "medium", "F32", "[3000000]", 12000000, NULL);
+  uel_test_builder_write (b, path, NULL);
+
+  for (guint m = 0; m < G_N_ELEMENTS (methods); m++) {
+    for (guint t = 0; t < G_N_ELEMENTS (threads); t++) {
+      g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
+          "method=%s io-threads=%u ! fakesink name=sink", path, methods[m],
+          threads[t]);
+      g_autoptr (GPtrArray) bufs = run_ok (launch);
+
+      check_buffers_against_file (bufs, path, 3);
+    }
+  }
+}
+
+static void
+test_many_tiny_tensors (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *path = uel_test_path ("tiny-many.safetensors");
+  g_autofree gchar *launch = NULL;
+  g_autoptr (GPtrArray) bufs = NULL;
+
+  for (guint i = 0; i < 10000; i++) {
+    g_autofree gchar *name = g_strdup_printf ("t.%05u", i);
+    uel_test_builder_add (b, name, i % 2 ? "U8" : "I16", "[2]",
+        i % 2 ? 2 : 4, NULL);
+  }
+  uel_test_builder_write (b, path, NULL);
+  launch = g_strdup_printf ("uelsrc location=\"%s\" ! fakesink name=sink",
+      path);
+  bufs = run_ok (launch);
+  check_buffers_against_file (bufs, path, 10000);
+  for (guint i = 0; i < 10000; i += 997) {
+    g_autofree gchar *name = g_strdup_printf ("t.%05u", i);
+    g_assert_cmpstr (uel_tensor_meta_get_name (uel_buffer_get_tensor_meta
+            (g_ptr_array_index (bufs, i))), ==, name);
+  }
+}
+
+static void
+test_sharded (void)
+{
+  g_autofree gchar *s1 = uel_test_path ("model-00001-of-00002.safetensors");
+  g_autofree gchar *s2 = uel_test_path ("model-00002-of-00002.safetensors");
+  g_autofree gchar *index = uel_test_path ("model.safetensors.index.json");
+  const gchar *json = "{\"metadata\": {\"total_size\": 84}, \"weight_map\": "
+      "{\"b.weight\": \"model-00002-of-00002.safetensors\", "
+      "\"a.weight\": \"model-00001-of-00002.safetensors\", "
+      "\"a.bias\": \"model-00001-of-00002.safetensors\"}}";
+  g_autoptr (GBytes) f1 = NULL, f2 = NULL;
+  g_autofree gchar *launch = NULL;
+  g_autoptr (GPtrArray) bufs = NULL;
+  static const gchar *order[] = { "a.weight", "a.bias", "b.weight" };
+
+  {
+    g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+    uel_test_builder_add (b, "a.weight", "F32", "[4,2]", 32, NULL);
+    uel_test_builder_add (b, "a.bias", "F32", "[4]", 16, NULL);
+    uel_test_builder_write (b, s1, NULL);
+  }
+  {
+    g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+    uel_test_builder_add (b, "b.weight", "BF16", "[3,6]", 36, NULL);
+    uel_test_builder_write (b, s2, NULL);
+  }
+  uel_test_write_bytes (index, json, strlen (json));
+  f1 = file_bytes (s1);
+  f2 = file_bytes (s2);
+
+  for (guint m = 0; m < G_N_ELEMENTS (methods); m++) {
+    g_clear_pointer (&launch, g_free);
+    g_clear_pointer (&bufs, g_ptr_array_unref);
+    launch = g_strdup_printf ("uelsrc location=\"%s\" method=%s ! fakesink "
+        "name=sink", index, methods[m]);
+    bufs = run_ok (launch);
+    g_assert_cmpuint (bufs->len, ==, 3);
+    for (guint i = 0; i < 3; i++) {
+      GstBuffer *buf = g_ptr_array_index (bufs, i);
+      UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
+      const UelTensorInfo *info = uel_tensor_meta_get_tensor_info (meta);
+      GBytes *f = i < 2 ? f1 : f2;
+      GstMapInfo map;
+
+      g_assert_cmpstr (uel_tensor_meta_get_name (meta), ==, order[i]);
+      g_assert_cmpstr (uel_tensor_meta_get_file (meta), ==, i < 2 ? s1 : s2);
+      g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
+      g_assert_cmpmem (map.data, map.size,
+          (const guint8 *) g_bytes_get_data (f, NULL) + info->file_offset,
+          info->n_bytes);
+      gst_buffer_unmap (buf, &map);
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* states */
+
+static guint
+count_fds (void)
+{
+  GDir *d = g_dir_open ("/proc/self/fd", 0, NULL);
+  guint n = 0;
+
+  g_assert_nonnull (d);
+  while (g_dir_read_name (d))
+    n++;
+  g_dir_close (d);
+  return n;
+}
+
+/* NULL → PLAYING → NULL, stopping at every point of the stream: no file
+ * descriptor, thread or mapping is left behind (memory: the sanitizer
+ * build's leak checker) */
+static void
+test_state_cycling (void)
+{
+  g_autofree gchar *path = write_every_dtype (8);
+  g_autofree gchar *launch = NULL;
+  GError *warm;
+  guint before;
+
+  for (guint m = 0; m < G_N_ELEMENTS (methods); m++) {
+    g_clear_pointer (&launch, g_free);
+    launch = g_strdup_printf ("uelsrc location=\"%s\" method=%s "
+        "io-threads=3 ! fakesink", path, methods[m]);
+    /* warm up once: GStreamer opens its own descriptors on first use */
+    warm = uel_test_run_pipeline (launch, NULL);
+    g_assert_no_error (warm);
+    before = count_fds ();
+    for (guint i = 0; i < 20; i++) {
+      GError *err = NULL;
+      GstElement *p = gst_parse_launch (launch, &err);
+
+      g_assert_no_error (err);
+      g_assert_cmpint (gst_element_set_state (p, GST_STATE_PLAYING), !=,
+          GST_STATE_CHANGE_FAILURE);
+      if (i % 2)
+        g_assert_cmpint (gst_element_get_state (p, NULL, NULL,
+                GST_CLOCK_TIME_NONE), ==, GST_STATE_CHANGE_SUCCESS);
+      g_assert_cmpint (gst_element_set_state (p, i % 3 ? GST_STATE_NULL :
+              GST_STATE_READY), ==, GST_STATE_CHANGE_SUCCESS);
+      g_assert_cmpint (gst_element_set_state (p, GST_STATE_NULL), ==,
+          GST_STATE_CHANGE_SUCCESS);
+      gst_object_unref (p);
+    }
+    g_assert_cmpuint (count_fds (), ==, before);
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  uel_test_init (&argc, &argv);
+
+  g_test_add_func ("/uelsrc/reads-conformance-files", test_conformance);
+  g_test_add_func ("/uelsrc/conformance-values", test_conformance_values);
+  g_test_add_func ("/uelsrc/reads-every-dtype", test_every_dtype);
+  g_test_add_func ("/uelsrc/selects-by-name-and-glob", test_selection);
+  g_test_add_func ("/uelsrc/stops-after-num-buffers", test_num_buffers);
+  g_test_add_func ("/uelsrc/harness/event-order", test_harness_event_order);
+  g_test_add_func ("/uelsrc/harness/reads-into-proposed-allocator",
+      test_harness_uses_proposed_allocator);
+  g_test_add_func ("/uelsrc/errors/name-file-and-rule", test_errors);
+  g_test_add_func ("/uelsrc/errors/no-permission", test_error_permission);
+  g_test_add_func ("/uelsrc/errors/file-shrinks-while-reading",
+      test_file_shrinks);
+  g_test_add_func ("/uelsrc/tensor-over-4gib", test_tensor_over_4gib);
+  g_test_add_func ("/uelsrc/chunks-reassemble", test_chunks_reassemble);
+  g_test_add_func ("/uelsrc/io-threads", test_io_threads);
+  g_test_add_func ("/uelsrc/10000-tiny-tensors", test_many_tiny_tensors);
+  g_test_add_func ("/uelsrc/sharded-checkpoint", test_sharded);
+  g_test_add_func ("/uelsrc/state-cycling-leaks-nothing",
+      test_state_cycling);
+  return g_test_run ();
+}

@@ -1,0 +1,233 @@
+/* gst-uel: shared helpers for the test programs
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+
+#include "test-utils.h"
+
+static gchar *tmpdir;
+
+static void
+remove_tmpdir (void)
+{
+  GDir *dir;
+  const gchar *name;
+
+  if (!tmpdir)
+    return;
+  dir = g_dir_open (tmpdir, 0, NULL);
+  while (dir && (name = g_dir_read_name (dir))) {
+    g_autofree gchar *p = g_build_filename (tmpdir, name, NULL);
+    if (g_unlink (p) != 0)
+      g_rmdir (p);
+  }
+  if (dir)
+    g_dir_close (dir);
+  g_rmdir (tmpdir);
+}
+
+void
+uel_test_init (int *argc, char ***argv)
+{
+  gst_init (argc, argv);
+  g_test_init (argc, argv, NULL);
+  uel_init ();
+}
+
+const gchar *
+uel_test_tmpdir (void)
+{
+  if (!tmpdir) {
+    GError *err = NULL;
+    tmpdir = g_dir_make_tmp ("gst-uel-test-XXXXXX", &err);
+    g_assert_no_error (err);
+    atexit (remove_tmpdir);
+  }
+  return tmpdir;
+}
+
+gchar *
+uel_test_path (const gchar * name)
+{
+  return g_build_filename (uel_test_tmpdir (), name, NULL);
+}
+
+const gchar *
+uel_test_conformance_dir (void)
+{
+  const gchar *d = g_getenv ("UEL_CONFORMANCE_DIR");
+
+  return d ? d : UEL_CONFORMANCE_DIR;
+}
+
+void
+uel_test_write_bytes (const gchar * path, gconstpointer bytes, gsize len)
+{
+  GError *err = NULL;
+
+  g_file_set_contents (path, bytes, (gssize) len, &err);
+  g_assert_no_error (err);
+}
+
+void
+uel_test_write_safetensors (const gchar * path, const gchar * header_json,
+    gconstpointer data, gsize data_len)
+{
+  gsize n = strlen (header_json);
+  guint64 le = GUINT64_TO_LE ((guint64) n);
+  GByteArray *b = g_byte_array_sized_new (8 + n + data_len);
+
+  g_byte_array_append (b, (const guint8 *) &le, 8);
+  g_byte_array_append (b, (const guint8 *) header_json, n);
+  if (data_len)
+    g_byte_array_append (b, data, data_len);
+  uel_test_write_bytes (path, b->data, b->len);
+  g_byte_array_unref (b);
+}
+
+void
+uel_test_fill (guint8 * buf, gsize len, guint seed)
+{
+  guint32 x = 2463534242u ^ (seed * 2654435761u);
+
+  for (gsize i = 0; i < len; i++) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    buf[i] = (guint8) (x >> 24) | 1;
+  }
+}
+
+struct _UelTestBuilder
+{
+  GString *entries;
+  GString *meta;
+  GByteArray *data;
+  guint n;
+  guint align;
+};
+
+UelTestBuilder *
+uel_test_builder_new (void)
+{
+  UelTestBuilder *b = g_new0 (UelTestBuilder, 1);
+
+  b->entries = g_string_new (NULL);
+  b->data = g_byte_array_new ();
+  return b;
+}
+
+void
+uel_test_builder_add (UelTestBuilder * b, const gchar * name,
+    const gchar * dtype, const gchar * shape_json, gsize n_bytes,
+    gconstpointer data)
+{
+  g_autofree gchar *esc = g_strescape (name, "\x80\x81\x82\x83\x84\x85\x86"
+      "\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97"
+      "\x98\x99\x9a\x9b\x9c\x9d\x9e\x9f\xa0\xa1\xa2\xa3\xa4\xa5\xa6\xa7\xa8"
+      "\xa9\xaa\xab\xac\xad\xae\xaf\xb0\xb1\xb2\xb3\xb4\xb5\xb6\xb7\xb8\xb9"
+      "\xba\xbb\xbc\xbd\xbe\xbf\xc0\xc1\xc2\xc3\xc4\xc5\xc6\xc7\xc8\xc9\xca"
+      "\xcb\xcc\xcd\xce\xcf\xd0\xd1\xd2\xd3\xd4\xd5\xd6\xd7\xd8\xd9\xda\xdb"
+      "\xdc\xdd\xde\xdf\xe0\xe1\xe2\xe3\xe4\xe5\xe6\xe7\xe8\xe9\xea\xeb\xec"
+      "\xed\xee\xef\xf0\xf1\xf2\xf3\xf4\xf5\xf6\xf7\xf8\xf9\xfa\xfb\xfc\xfd"
+      "\xfe\xff");
+  guint start = b->data->len;
+
+  g_byte_array_set_size (b->data, start + (guint) n_bytes);
+  if (data)
+    memcpy (b->data->data + start, data, n_bytes);
+  else
+    uel_test_fill (b->data->data + start, n_bytes, b->n);
+  g_string_append_printf (b->entries,
+      "%s\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%u,%u]}",
+      b->entries->len ? "," : "", esc, dtype, shape_json, start,
+      start + (guint) n_bytes);
+  b->n++;
+}
+
+void
+uel_test_builder_set_metadata (UelTestBuilder * b, const gchar * key,
+    const gchar * value)
+{
+  if (!b->meta)
+    b->meta = g_string_new (NULL);
+  g_string_append_printf (b->meta, "%s\"%s\":\"%s\"",
+      b->meta->len ? "," : "", key, value);
+}
+
+void
+uel_test_builder_set_align (UelTestBuilder * b, guint align)
+{
+  b->align = align;
+}
+
+const guint8 *
+uel_test_builder_write (UelTestBuilder * b, const gchar * path,
+    gsize * data_len)
+{
+  GString *h = g_string_new ("{");
+
+  if (b->meta)
+    g_string_append_printf (h, "\"__metadata__\":{%s}%s", b->meta->str,
+        b->entries->len ? "," : "");
+  g_string_append (h, b->entries->str);
+  g_string_append_c (h, '}');
+  if (b->align)
+    while ((8 + h->len) % b->align)
+      g_string_append_c (h, ' ');
+  uel_test_write_safetensors (path, h->str, b->data->data, b->data->len);
+  g_string_free (h, TRUE);
+  if (data_len)
+    *data_len = b->data->len;
+  return b->data->data;
+}
+
+void
+uel_test_builder_free (UelTestBuilder * b)
+{
+  g_string_free (b->entries, TRUE);
+  if (b->meta)
+    g_string_free (b->meta, TRUE);
+  g_byte_array_unref (b->data);
+  g_free (b);
+}
+
+static void
+on_handoff (GstElement * sink, GstBuffer * buf, GstPad * pad, gpointer data)
+{
+  g_ptr_array_add (data, gst_buffer_ref (buf));
+}
+
+GError *
+uel_test_run_pipeline (const gchar * launch, GPtrArray * buffers)
+{
+  GError *err = NULL;
+  GstElement *pipeline = gst_parse_launch (launch, &err);
+  GstElement *sink;
+  GstBus *bus;
+  GstMessage *msg;
+
+  g_assert_no_error (err);
+  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  if (sink && buffers) {
+    g_object_set (sink, "signal-handoffs", TRUE, NULL);
+    g_signal_connect (sink, "handoff", G_CALLBACK (on_handoff), buffers);
+  }
+  gst_clear_object (&sink);
+
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  bus = gst_element_get_bus (pipeline);
+  msg = gst_bus_timed_pop_filtered (bus, GST_CLOCK_TIME_NONE,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR)
+    gst_message_parse_error (msg, &err, NULL);
+  gst_message_unref (msg);
+  gst_object_unref (bus);
+  g_assert_cmpint (gst_element_set_state (pipeline, GST_STATE_NULL), ==,
+      GST_STATE_CHANGE_SUCCESS);
+  gst_object_unref (pipeline);
+  return err;
+}

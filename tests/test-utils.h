@@ -1,0 +1,55 @@
+/* gst-uel: shared helpers for the test programs
+ * SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#include <gst/gst.h>
+#include <gst-uel/uel.h>
+
+G_BEGIN_DECLS
+
+/* gst_init + g_test_init + uel_init, in that order */
+void uel_test_init (int *argc, char ***argv);
+
+/* A fresh temporary folder, removed with its files at exit. */
+const gchar *uel_test_tmpdir (void);
+/* A path inside uel_test_tmpdir(); free it. */
+gchar *uel_test_path (const gchar * name);
+/* The folder of the reference conformance vectors (../shared/conformance) */
+const gchar *uel_test_conformance_dir (void);
+
+/* Writes @len bytes to @path, aborting the test on failure. */
+void uel_test_write_bytes (const gchar * path, gconstpointer bytes, gsize len);
+/* Writes 8-byte little-endian length + @header_json + @data. */
+void uel_test_write_safetensors (const gchar * path, const gchar * header_json,
+    gconstpointer data, gsize data_len);
+
+/* Deterministic, non-zero bytes for tensor @seed. */
+void uel_test_fill (guint8 * buf, gsize len, guint seed);
+
+/* Builds a valid file tensor by tensor, in order. */
+typedef struct _UelTestBuilder UelTestBuilder;
+UelTestBuilder *uel_test_builder_new (void);
+/* shape as a JSON array text, e.g. "[2,3]"; @data may be NULL to fill with
+ * uel_test_fill (bytes, n_bytes, index) */
+void uel_test_builder_add (UelTestBuilder * b, const gchar * name,
+    const gchar * dtype, const gchar * shape_json, gsize n_bytes,
+    gconstpointer data);
+void uel_test_builder_set_metadata (UelTestBuilder * b, const gchar * key,
+    const gchar * value);
+/* pad the header with spaces so that the data section starts at a multiple
+ * of @align (0 = no padding: the data section is unaligned) */
+void uel_test_builder_set_align (UelTestBuilder * b, guint align);
+/* writes the file and returns the data section (owned by the builder) */
+const guint8 *uel_test_builder_write (UelTestBuilder * b, const gchar * path,
+    gsize * data_len);
+void uel_test_builder_free (UelTestBuilder * b);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (UelTestBuilder, uel_test_builder_free)
+
+/* Runs @launch to EOS or error; returns the error message's GError (domain
+ * and code as posted) or NULL at EOS.  Every buffer reaching the element
+ * named "sink" (a fakesink or appsink with signal-handoffs) is appended to
+ * @buffers when it is non-NULL. */
+GError *uel_test_run_pipeline (const gchar * launch, GPtrArray * buffers);
+
+G_END_DECLS
