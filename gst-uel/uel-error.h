@@ -67,6 +67,25 @@ GQuark uel_error_quark (void);
  *   text); opening errors are reported in the #G_FILE_ERROR domain instead.
  * @UEL_ERROR_FILE_CHANGED: the file changed (shrank) while it was being read.
  * @UEL_ERROR_INVALID_ARGUMENT: a caller's argument is out of range.
+ * @UEL_ERROR_DICT_NOT_U8: a dictionary tensor's dtype is not `U8`.
+ * @UEL_ERROR_DICT_NOT_1D: a dictionary tensor does not have exactly one
+ *   dimension.
+ * @UEL_ERROR_DICT_NOT_UTF8: a dictionary tensor's bytes are not UTF-8 (or,
+ *   when writing, a string or member name is not).
+ * @UEL_ERROR_DICT_NOT_JSON: a dictionary tensor's text is not one strict
+ *   JSON value (or, when writing, holds NaN or an infinity).
+ * @UEL_ERROR_DICT_NOT_OBJECT: a dictionary tensor's JSON value is not an
+ *   object.
+ * @UEL_ERROR_DICT_TOO_DEEP: a dictionary nests arrays and objects deeper
+ *   than %UEL_DICT_MAX_DEPTH.
+ * @UEL_ERROR_DICT_TOO_LARGE: a dictionary tensor is larger than
+ *   %UEL_DICT_MAX_SIZE bytes.
+ * @UEL_ERROR_DICT_CHUNKED: a dictionary tensor arrived in chunks that
+ *   cannot be assembled (a buffer holding only a chunk, chunks missing, out
+ *   of order, or a stream ending before the last chunk).
+ * @UEL_ERROR_CUDA: the CUDA runtime failed or there is no usable device
+ *   (no driver, no device, a bad device id); the message carries CUDA's own
+ *   error name, code and text.
  *
  * One code per distinct failure.  The rules are numbered as in the
  * safetensors reference implementation's order of checks.
@@ -97,6 +116,15 @@ typedef enum
   UEL_ERROR_IO,
   UEL_ERROR_FILE_CHANGED,
   UEL_ERROR_INVALID_ARGUMENT,
+  UEL_ERROR_DICT_NOT_U8,
+  UEL_ERROR_DICT_NOT_1D,
+  UEL_ERROR_DICT_NOT_UTF8,
+  UEL_ERROR_DICT_NOT_JSON,
+  UEL_ERROR_DICT_NOT_OBJECT,
+  UEL_ERROR_DICT_TOO_DEEP,
+  UEL_ERROR_DICT_TOO_LARGE,
+  UEL_ERROR_DICT_CHUNKED,
+  UEL_ERROR_CUDA,
 } UelError;
 
 G_END_DECLS

@@ -391,8 +391,10 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
     return FALSE;
   }
 
-  /* rules 5 to 7, in one pass */
-  uel_json_lexer_init (&lx, json, n, UEL_JSON_MAX_DEPTH,
+  /* rules 5 to 7, in one pass.  serde_json counts down from its limit
+   * (UEL_JSON_MAX_DEPTH) and fails when the count reaches 0: the deepest
+   * header the reference accepts nests one level less. */
+  uel_json_lexer_init (&lx, json, n, UEL_JSON_MAX_DEPTH - 1,
       UEL_ERROR_HEADER_NOT_JSON);
   if (uel_json_peek (&lx) != '{') {
     const gchar *what = uel_json_describe (&lx);
@@ -675,13 +677,17 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
 static gint
 open_readonly (const gchar * path, GError ** error)
 {
-  gint fd = open (path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer before
+   * check_regular() could reject it.  Reads block again afterwards. */
+  gint fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 
   if (fd < 0) {
     gint err = errno;
     g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err),
         "%s: cannot open: %s", path, g_strerror (err));
+    return -1;
   }
+  fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) & ~O_NONBLOCK);
   return fd;
 }
 

@@ -334,10 +334,19 @@ read_value (UelJsonLexer * lx, gboolean dups, JsonNode ** out,
         for (;;) {
           JsonNode *member = NULL;
           const gchar *key_at = lx->p;
-          g_autofree gchar *key = uel_json_read_string (lx, NULL, error);
+          gsize klen;
+          g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
 
           if (!key || !uel_json_expect (lx, ':', error))
             return FALSE;
+          if (out && memchr (key, 0, klen)) {
+            /* json-glib member names are C strings: the name would be cut
+             * at the NUL and could then match another one */
+            lx->p = key_at;
+            uel_json_skip_ws (lx);
+            return syntax_error (lx, error,
+                "member name with a NUL character (\\u0000)");
+          }
           if (dups && ((obj && json_object_has_member (obj, key))
                   || (seen && g_hash_table_contains (seen, key)))) {
             lx->p = key_at;

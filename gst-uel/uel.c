@@ -11,7 +11,8 @@ G_DEFINE_QUARK (uel-error-quark, uel_error);
  * uel_init:
  *
  * Registers the library's types (dtype enum, header boxed type, tensor
- * meta).  Safe to call more than once; gst_init() must have been called.
+ * and dictionary metas).  Safe to call more than once; gst_init() must have
+ * been called.
  */
 void
 uel_init (void)
@@ -20,4 +21,6 @@ uel_init (void)
   g_type_ensure (UEL_TYPE_HEADER);
   g_type_ensure (UEL_TENSOR_META_API_TYPE);
   uel_tensor_meta_get_info ();
+  g_type_ensure (UEL_DICT_META_API_TYPE);
+  uel_dict_meta_get_info ();
 }

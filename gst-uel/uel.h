@@ -7,10 +7,14 @@
 
 #include <gst-uel/uel-error.h>
 #include <gst-uel/uel-dtype.h>
+#include <gst-uel/uel-convert.h>
+#include <gst-uel/uel-cudamem.h>
 #include <gst-uel/uel-header.h>
 #include <gst-uel/uel-meta.h>
+#include <gst-uel/uel-dict.h>
 #include <gst-uel/uel-hostmem.h>
 #include <gst-uel/uel-io.h>
+#include <gst-uel/uel-pinned.h>
 
 G_BEGIN_DECLS
 

@@ -16,6 +16,10 @@ plugin_init (GstPlugin * plugin)
 
   uel_init ();
   ret |= GST_ELEMENT_REGISTER (uelsrc, plugin);
+  ret |= GST_ELEMENT_REGISTER (uelqueue, plugin);
+  ret |= GST_ELEMENT_REGISTER (ueldictdecode, plugin);
+  ret |= GST_ELEMENT_REGISTER (uelpin, plugin);
+  ret |= GST_ELEMENT_REGISTER (uelcudaupload, plugin);
   return ret;
 }
 

@@ -23,10 +23,15 @@
  * the file's data section is not (with `method=mmap`, a misaligned tensor
  * is copied instead of mapped).
  *
+ * #GstUelSrc:dtypes and #GstUelSrc:ndim narrow the selection by what the
+ * header says of each tensor: `dtypes=U8 ndim=1` reads only the 1-D `U8`
+ * tensors, where model files keep JSON dictionaries (see ueldictdecode),
+ * without knowing their names; the other tensors are never read.
+ *
  * Errors: a missing file is a RESOURCE NOT_FOUND error (as is a `tensors`
- * pattern that matches nothing), a directory or unreadable file
- * RESOURCE OPEN_READ, a failed read or a file that shrinks while it is read
- * RESOURCE READ; a file that is not safetensors at all (too small, header
+ * pattern that matches nothing, or an unknown name in `dtypes`), a
+ * directory or unreadable file RESOURCE OPEN_READ, a failed read or a file
+ * that shrinks while it is read RESOURCE READ; a file that is not safetensors at all (too small, header
  * length over the limit, not UTF-8, not a JSON object) is STREAM FORMAT,
  * and every other header rule is STREAM DECODE.  The messages name the file,
  * the tensor and the rule.
@@ -39,6 +44,10 @@
  * gst-launch-1.0 -m uelsrc location=model.safetensors.index.json tensors="*.weight" method=direct ! fakesink
  * ]| Reads the weights of a sharded checkpoint with O_DIRECT and prints the
  * header message.
+ * |[
+ * gst-launch-1.0 -m uelsrc location=model.safetensors dtypes=U8 ndim=1 ! ueldictdecode ! fakesink
+ * ]| Reads only the 1-D U8 tensors, from their offsets, and prints the
+ * dictionaries they hold.
  */
 
 #ifdef HAVE_CONFIG_H
@@ -65,6 +74,8 @@ GST_DEBUG_CATEGORY_STATIC (gst_uel_src_debug);
 #define MAX_IO_THREADS 64
 #define DEFAULT_NUM_BUFFERS -1
 #define DEFAULT_CHUNK_SIZE 0
+#define DEFAULT_DTYPES NULL
+#define DEFAULT_NDIM -1
 
 /* A read is split among the I/O threads only when every part gets at least
  * this much: below it, waking a thread costs more than the copy saves. */
@@ -85,6 +96,8 @@ enum
   PROP_IO_THREADS,
   PROP_NUM_BUFFERS,
   PROP_CHUNK_SIZE,
+  PROP_DTYPES,
+  PROP_NDIM,
 };
 
 /* a file mapping shared by every buffer cut from it */
@@ -128,6 +141,8 @@ struct _GstUelSrc
   guint io_threads;
   gint num_buffers;
   guint64 chunk_size;
+  gchar *dtypes;
+  gint ndim;
 
   /* set up in READY→PAUSED, used by the streaming thread */
   UelHeader *header;
@@ -440,9 +455,19 @@ static GstMemory *
 alloc_memory (GstUelSrc * self, gsize size, gsize align)
 {
   GstAllocationParams params = self->params;
+  GstMemory *mem;
 
   params.align = MAX (params.align, align - 1);
-  return gst_allocator_alloc (self->allocator, size, &params);
+  mem = gst_allocator_alloc (self->allocator, size, &params);
+  /* a proposed pool refuses what can never fit it (and gives up while
+   * flushing): take our own memory rather than fail the stream */
+  if (!mem && self->allocator != self->host_allocator
+      && !GST_PAD_IS_FLUSHING (self->srcpad)) {
+    GST_DEBUG_OBJECT (self, "%s refused %" G_GSIZE_FORMAT " bytes: reading "
+        "into host memory", GST_OBJECT_NAME (self->allocator), size);
+    mem = gst_allocator_alloc (self->host_allocator, size, &params);
+  }
+  return mem;
 }
 
 /* reads [offset, offset + len) of the tensor at @info into a buffer */
@@ -699,6 +724,13 @@ gst_uel_src_loop (GstPad * pad)
   return;
 
 error:
+  if (GST_PAD_IS_FLUSHING (pad)) {
+    /* shutting down: a refused allocation is not the user's problem */
+    GST_DEBUG_OBJECT (self, "flushing: %s", err->message);
+    g_clear_error (&err);
+    gst_pad_pause_task (pad);
+    return;
+  }
   post_error (self, err);
   g_clear_error (&err);
   push_eos_and_pause (self);
@@ -707,9 +739,48 @@ error:
 /* ------------------------------------------------------------------ */
 /* state */
 
+/* The names of the 'dtypes' property as a table of the accepted dtypes;
+ * an empty list accepts every dtype. */
+static gboolean
+parse_dtypes (GstUelSrc * self, const gchar * spec, gboolean * accept,
+    GError ** error)
+{
+  g_auto (GStrv) items = NULL;
+  gboolean any = FALSE;
+
+  for (guint d = 0; d < UEL_DTYPE_N_TYPES; d++)
+    accept[d] = FALSE;
+  if (spec && *spec) {
+    items = g_strsplit (spec, ",", -1);
+    for (guint i = 0; items[i]; i++) {
+      g_autofree gchar *name = g_ascii_strup (g_strstrip (items[i]), -1);
+      UelDType d;
+
+      if (!*name)
+        continue;
+      d = uel_dtype_from_string (name, -1);
+      if (d == UEL_DTYPE_INVALID) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
+            "%s: unknown dtype \"%s\" (property 'dtypes')",
+            uel_header_get_location (self->header), items[i]);
+        return FALSE;
+      }
+      accept[d] = TRUE;
+      any = TRUE;
+    }
+  }
+  if (!any)
+    for (guint d = 0; d < UEL_DTYPE_N_TYPES; d++)
+      accept[d] = TRUE;
+  return TRUE;
+}
+
 static gboolean
 select_tensors (GstUelSrc * self, const gchar * spec, GError ** error)
 {
+  gboolean dtype_ok[UEL_DTYPE_N_TYPES];
+  g_autofree gchar *dtypes = NULL;
+  gint ndim;
   guint n = uel_header_get_n_tensors (self->header);
   g_auto (GStrv) items = NULL;
   GPtrArray *patterns = g_ptr_array_new_with_free_func (
@@ -719,6 +790,14 @@ select_tensors (GstUelSrc * self, const gchar * spec, GError ** error)
 
   self->selected = g_array_sized_new (FALSE, FALSE, sizeof (guint), n);
   self->selected_bytes = 0;
+  GST_OBJECT_LOCK (self);
+  dtypes = g_strdup (self->dtypes);
+  ndim = self->ndim;
+  GST_OBJECT_UNLOCK (self);
+  if (!parse_dtypes (self, dtypes, dtype_ok, error)) {
+    g_ptr_array_unref (patterns);
+    return FALSE;
+  }
   if (spec && *spec) {
     items = g_strsplit (spec, ",", -1);
     for (guint i = 0; items[i]; i++) {
@@ -740,6 +819,10 @@ select_tensors (GstUelSrc * self, const gchar * spec, GError ** error)
         take = TRUE;
       }
     }
+    /* dtypes and ndim narrow what the names chose: a pattern naming only
+     * tensors they exclude still counts as matching */
+    if (!dtype_ok[t->dtype] || (ndim >= 0 && t->n_dims != (guint) ndim))
+      take = FALSE;
     if (take) {
       g_array_append_val (self->selected, i);
       self->selected_bytes += t->n_bytes;
@@ -944,6 +1027,13 @@ gst_uel_src_set_property (GObject * object, guint prop_id,
     case PROP_CHUNK_SIZE:
       self->chunk_size = g_value_get_uint64 (value);
       break;
+    case PROP_DTYPES:
+      g_free (self->dtypes);
+      self->dtypes = g_value_dup_string (value);
+      break;
+    case PROP_NDIM:
+      self->ndim = g_value_get_int (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -977,6 +1067,12 @@ gst_uel_src_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_CHUNK_SIZE:
       g_value_set_uint64 (value, self->chunk_size);
       break;
+    case PROP_DTYPES:
+      g_value_set_string (value, self->dtypes);
+      break;
+    case PROP_NDIM:
+      g_value_set_int (value, self->ndim);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -992,6 +1088,7 @@ gst_uel_src_finalize (GObject * object)
   gst_uel_src_close (self);
   g_free (self->location);
   g_free (self->tensors);
+  g_free (self->dtypes);
   g_mutex_clear (&self->io_lock);
   g_cond_clear (&self->io_cond);
   G_OBJECT_CLASS (parent_class)->finalize (object);
@@ -1038,6 +1135,17 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
           "Emit tensors larger than this many bytes as consecutive chunks "
           "(0 = whole tensors)", 0, G_MAXUINT64, DEFAULT_CHUNK_SIZE,
           rw_ready));
+  g_object_class_install_property (gobject_class, PROP_DTYPES,
+      g_param_spec_string ("dtypes", "Dtypes",
+          "Comma-separated dtype names, case-insensitive (e.g. \"U8\" or "
+          "\"F16,BF16\"); only tensors of these dtypes are read, among those "
+          "'tensors' selects (empty = all dtypes)",
+          DEFAULT_DTYPES, rw_ready));
+  g_object_class_install_property (gobject_class, PROP_NDIM,
+      g_param_spec_int ("ndim", "Number of dimensions",
+          "Only tensors with this many dimensions are read, among those "
+          "'tensors' and 'dtypes' select (0 = scalars, -1 = any)", -1,
+          G_MAXINT, DEFAULT_NDIM, rw_ready));
 
   gst_element_class_add_static_pad_template (element_class, &src_template);
   gst_element_class_set_static_metadata (element_class,
@@ -1064,6 +1172,7 @@ gst_uel_src_init (GstUelSrc * self)
   self->io_threads = DEFAULT_IO_THREADS;
   self->num_buffers = DEFAULT_NUM_BUFFERS;
   self->chunk_size = DEFAULT_CHUNK_SIZE;
+  self->ndim = DEFAULT_NDIM;
   g_mutex_init (&self->io_lock);
   g_cond_init (&self->io_cond);
   GST_OBJECT_FLAG_SET (self, GST_ELEMENT_FLAG_SOURCE);

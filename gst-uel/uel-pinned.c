@@ -1,0 +1,455 @@
+/* gst-uel: stream safetensors tensors through GStreamer
+ * SPDX-License-Identifier: MIT
+ */
+
+/**
+ * SECTION:uel-pinned
+ * @title: UelPinnedAllocator
+ *
+ * A fixed pool of pinned (page-locked) host memory, pinned once and reused.
+ * Pinning costs 0.2–1 s per GiB, so it is never done per tensor: the pool
+ * is one region, mapped, pre-faulted and registered with the CUDA driver the
+ * first time it is needed, and carved into page-aligned blocks.  When the
+ * pool is used up, an allocation waits until buffers come back: the pool's
+ * capacity is also the pipeline's memory bound.  A request larger than the
+ * whole pool can never be served and is refused at once (the caller falls
+ * back to ordinary memory) rather than deadlocking.
+ *
+ * Without a CUDA device (or driver, or toolkit at build time), the same
+ * pool is plain page-aligned, pre-faulted host memory, so every pipeline
+ * still runs; uel_pinned_allocator_is_device_pinned() tells which.
+ */
+
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "uel-cuda-private.h"
+#include "uel-error.h"
+#include "uel-pinned.h"
+
+GST_DEBUG_CATEGORY_STATIC (uel_pinned_debug);
+#define GST_CAT_DEFAULT uel_pinned_debug
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define BLOCK ((guint64) 4096)
+#define HUGE_PAGE ((guint64) 2 << 20)
+
+typedef struct
+{
+  guint64 offset;
+  guint64 len;
+} Extent;
+
+typedef struct
+{
+  GstMemory mem;
+  guint64 extent_offset;
+  guint64 extent_len;
+} UelPinnedMemory;
+
+struct _UelPinnedAllocator
+{
+  GstAllocator parent;
+
+  guint64 capacity;
+  gint device;
+
+  GMutex lock;
+  GCond cond;
+  guint8 *base;                 /* the region, NULL until prepared */
+  gboolean prepared;
+  gboolean registered;
+  gchar *fallback_reason;
+  GArray *free_list;            /* Extent, sorted by offset, coalesced */
+  gboolean flushing;
+  UelPinnedStats stats;
+};
+
+G_DEFINE_TYPE (UelPinnedAllocator, uel_pinned_allocator, GST_TYPE_ALLOCATOR);
+
+/* Maps and pins the region.  Called with the lock held. */
+static gboolean
+prepare_locked (UelPinnedAllocator * self, GError ** error)
+{
+  GError *cuda_err = NULL;
+  Extent all = { 0, self->capacity };
+
+  if (self->prepared)
+    return TRUE;
+
+  self->base = mmap (NULL, self->capacity, PROT_READ | PROT_WRITE,
+      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (self->base == MAP_FAILED) {
+    gint err = errno;
+    self->base = NULL;
+    g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
+        "cannot map a pinned pool of %" G_GUINT64_FORMAT " bytes: %s",
+        self->capacity, g_strerror (err));
+    return FALSE;
+  }
+  madvise (self->base, self->capacity, MADV_HUGEPAGE);
+  if (madvise (self->base, self->capacity, MADV_POPULATE_WRITE) != 0) {
+    for (guint64 o = 0; o < self->capacity; o += BLOCK)
+      self->base[o] = 0;
+  }
+
+  if (uel_cuda_set_device (self->device, &cuda_err)
+      && uel_cuda_host_register (self->base, self->capacity, &cuda_err)) {
+    self->registered = TRUE;
+    GST_INFO_OBJECT (self, "pinned %" G_GUINT64_FORMAT " bytes",
+        self->capacity);
+  } else {
+    self->fallback_reason = g_strdup (cuda_err->message);
+    GST_WARNING_OBJECT (self, "%s: the pool is plain page-aligned host "
+        "memory", cuda_err->message);
+    g_clear_error (&cuda_err);
+  }
+  g_array_append_val (self->free_list, all);
+  self->prepared = TRUE;
+  return TRUE;
+}
+
+/* first fit; returns the extent's offset or G_MAXUINT64 */
+static guint64
+take_extent (UelPinnedAllocator * self, guint64 len)
+{
+  for (guint i = 0; i < self->free_list->len; i++) {
+    Extent *e = &g_array_index (self->free_list, Extent, i);
+
+    if (e->len >= len) {
+      guint64 off = e->offset;
+      e->offset += len;
+      e->len -= len;
+      if (e->len == 0)
+        g_array_remove_index (self->free_list, i);
+      return off;
+    }
+  }
+  return G_MAXUINT64;
+}
+
+static void
+give_extent (UelPinnedAllocator * self, guint64 off, guint64 len)
+{
+  GArray *fl = self->free_list;
+  guint lo = 0, hi = fl->len;
+  Extent *prev, *next;
+
+  /* position of the first extent after @off */
+  while (lo < hi) {
+    guint mid = (lo + hi) / 2;
+    if (g_array_index (fl, Extent, mid).offset < off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  prev = lo > 0 ? &g_array_index (fl, Extent, lo - 1) : NULL;
+  next = lo < fl->len ? &g_array_index (fl, Extent, lo) : NULL;
+
+  if (prev && prev->offset + prev->len == off) {
+    prev->len += len;
+    if (next && prev->offset + prev->len == next->offset) {
+      prev->len += next->len;
+      g_array_remove_index (fl, lo);
+    }
+  } else if (next && off + len == next->offset) {
+    next->offset = off;
+    next->len += len;
+  } else {
+    Extent e = { off, len };
+    g_array_insert_val (fl, lo, e);
+  }
+}
+
+static GstMemory *
+pinned_alloc (GstAllocator * allocator, gsize size,
+    GstAllocationParams * params)
+{
+  UelPinnedAllocator *self = UEL_PINNED_ALLOCATOR (allocator);
+  UelPinnedMemory *mem;
+  guint64 need, len, off;
+  gboolean waited = FALSE;
+  GError *err = NULL;
+
+  if (params->align >= BLOCK
+      || !g_uint64_checked_add (&need, size, params->prefix)
+      || !g_uint64_checked_add (&need, need, params->padding)
+      || need > G_MAXUINT64 - BLOCK)
+    return NULL;
+  len = MAX ((need + BLOCK - 1) / BLOCK * BLOCK, BLOCK);
+
+  g_mutex_lock (&self->lock);
+  if (!prepare_locked (self, &err)) {
+    GST_ERROR_OBJECT (self, "%s", err->message);
+    g_clear_error (&err);
+    g_mutex_unlock (&self->lock);
+    return NULL;
+  }
+  if (len > self->capacity) {
+    self->stats.n_too_large++;
+    g_mutex_unlock (&self->lock);
+    GST_DEBUG_OBJECT (self, "%" G_GSIZE_FORMAT " bytes can never fit a pool "
+        "of %" G_GUINT64_FORMAT, size, self->capacity);
+    return NULL;
+  }
+  while ((off = take_extent (self, len)) == G_MAXUINT64) {
+    if (self->flushing) {
+      g_mutex_unlock (&self->lock);
+      return NULL;
+    }
+    if (!waited) {
+      self->stats.n_waits++;
+      waited = TRUE;
+    }
+    g_cond_wait (&self->cond, &self->lock);
+  }
+  self->stats.n_allocs++;
+  self->stats.live_bytes += len;
+  self->stats.peak_bytes = MAX (self->stats.peak_bytes,
+      self->stats.live_bytes);
+  g_mutex_unlock (&self->lock);
+
+  mem = g_new (UelPinnedMemory, 1);
+  mem->extent_offset = off;
+  mem->extent_len = len;
+  gst_memory_init (GST_MEMORY_CAST (mem), params->flags, allocator, NULL,
+      (gsize) len, params->align, params->prefix, size);
+  if (params->prefix && (params->flags & GST_MEMORY_FLAG_ZERO_PREFIXED))
+    memset (self->base + off, 0, params->prefix);
+  if (params->padding && (params->flags & GST_MEMORY_FLAG_ZERO_PADDED))
+    memset (self->base + off + params->prefix + size, 0, params->padding);
+  return GST_MEMORY_CAST (mem);
+}
+
+static void
+pinned_free (GstAllocator * allocator, GstMemory * memory)
+{
+  UelPinnedAllocator *self = UEL_PINNED_ALLOCATOR (allocator);
+  UelPinnedMemory *mem = (UelPinnedMemory *) memory;
+
+  if (!memory->parent) {
+    g_mutex_lock (&self->lock);
+    give_extent (self, mem->extent_offset, mem->extent_len);
+    self->stats.live_bytes -= mem->extent_len;
+    g_cond_broadcast (&self->cond);
+    g_mutex_unlock (&self->lock);
+  }
+  g_free (mem);
+}
+
+static gpointer
+pinned_map (GstMemory * mem, gsize maxsize, GstMapFlags flags)
+{
+  UelPinnedAllocator *self = UEL_PINNED_ALLOCATOR (mem->allocator);
+
+  return self->base + ((UelPinnedMemory *) mem)->extent_offset;
+}
+
+static void
+pinned_unmap (GstMemory * mem)
+{
+}
+
+static GstMemory *
+pinned_share (GstMemory * mem, gssize offset, gssize size)
+{
+  UelPinnedMemory *sub;
+  GstMemory *parent = mem->parent ? mem->parent : mem;
+
+  if (size == -1)
+    size = (gssize) mem->size - offset;
+  sub = g_new (UelPinnedMemory, 1);
+  sub->extent_offset = ((UelPinnedMemory *) mem)->extent_offset;
+  sub->extent_len = ((UelPinnedMemory *) mem)->extent_len;
+  gst_memory_init (GST_MEMORY_CAST (sub),
+      GST_MINI_OBJECT_FLAGS (parent) | GST_MINI_OBJECT_FLAG_LOCK_READONLY,
+      mem->allocator, parent, mem->maxsize, mem->align,
+      mem->offset + offset, (gsize) size);
+  return GST_MEMORY_CAST (sub);
+}
+
+static gboolean
+pinned_is_span (GstMemory * mem1, GstMemory * mem2, gsize * offset)
+{
+  UelPinnedMemory *a = (UelPinnedMemory *) mem1, *b = (UelPinnedMemory *) mem2;
+
+  if (a->extent_offset != b->extent_offset
+      || mem1->offset + mem1->size != mem2->offset)
+    return FALSE;
+  if (offset)
+    *offset = mem1->offset;
+  return TRUE;
+}
+
+static void
+uel_pinned_allocator_finalize (GObject * object)
+{
+  UelPinnedAllocator *self = UEL_PINNED_ALLOCATOR (object);
+
+  if (self->base) {
+    if (self->registered)
+      uel_cuda_host_unregister (self->base);
+    munmap (self->base, self->capacity);
+  }
+  g_array_unref (self->free_list);
+  g_free (self->fallback_reason);
+  g_mutex_clear (&self->lock);
+  g_cond_clear (&self->cond);
+  G_OBJECT_CLASS (uel_pinned_allocator_parent_class)->finalize (object);
+}
+
+static void
+uel_pinned_allocator_class_init (UelPinnedAllocatorClass * klass)
+{
+  GstAllocatorClass *aclass = GST_ALLOCATOR_CLASS (klass);
+
+  G_OBJECT_CLASS (klass)->finalize = uel_pinned_allocator_finalize;
+  aclass->alloc = pinned_alloc;
+  aclass->free = pinned_free;
+  GST_DEBUG_CATEGORY_INIT (uel_pinned_debug, "uelpinned", 0,
+      "gst-uel pinned host memory pool");
+}
+
+static void
+uel_pinned_allocator_init (UelPinnedAllocator * self)
+{
+  GstAllocator *alloc = GST_ALLOCATOR (self);
+
+  alloc->mem_type = UEL_PINNED_MEMORY_TYPE;
+  alloc->mem_map = pinned_map;
+  alloc->mem_unmap = pinned_unmap;
+  alloc->mem_share = pinned_share;
+  alloc->mem_is_span = pinned_is_span;
+  g_mutex_init (&self->lock);
+  g_cond_init (&self->cond);
+  self->free_list = g_array_new (FALSE, FALSE, sizeof (Extent));
+}
+
+/**
+ * uel_pinned_allocator_new:
+ * @capacity: the pool's size in bytes (rounded up to 2 MiB)
+ * @cuda_device: the CUDA device whose driver pins the pool (-1 = current)
+ *
+ * Creates the allocator; the pool itself is mapped and pinned by
+ * uel_pinned_allocator_prepare() or the first allocation.
+ *
+ * Returns: (transfer full) (nullable): the allocator, or %NULL if
+ *   @capacity is 0
+ */
+GstAllocator *
+uel_pinned_allocator_new (guint64 capacity, gint cuda_device)
+{
+  UelPinnedAllocator *self;
+
+  if (capacity == 0 || capacity > G_MAXUINT64 - HUGE_PAGE)
+    return NULL;
+  self = g_object_new (UEL_TYPE_PINNED_ALLOCATOR, NULL);
+  self->capacity = (capacity + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+  self->device = cuda_device;
+  self->stats.capacity = self->capacity;
+  return gst_object_ref_sink (GST_ALLOCATOR (self));
+}
+
+/**
+ * uel_pinned_allocator_prepare:
+ * @allocator: a #UelPinnedAllocator
+ * @error: return location for a #GError
+ *
+ * Maps, pre-faults and pins the pool now, in the calling thread, instead of
+ * at the first allocation.  Having no CUDA device is not an error: the pool
+ * is then plain host memory (see uel_pinned_allocator_get_fallback_reason()).
+ *
+ * Returns: %FALSE only when the memory itself cannot be mapped
+ */
+gboolean
+uel_pinned_allocator_prepare (UelPinnedAllocator * allocator, GError ** error)
+{
+  gboolean ok;
+
+  g_mutex_lock (&allocator->lock);
+  ok = prepare_locked (allocator, error);
+  g_mutex_unlock (&allocator->lock);
+  return ok;
+}
+
+/**
+ * uel_pinned_allocator_is_device_pinned:
+ * @allocator: a prepared #UelPinnedAllocator
+ *
+ * Returns: whether the CUDA driver page-locked the pool
+ */
+gboolean
+uel_pinned_allocator_is_device_pinned (UelPinnedAllocator * allocator)
+{
+  gboolean r;
+
+  g_mutex_lock (&allocator->lock);
+  r = allocator->registered;
+  g_mutex_unlock (&allocator->lock);
+  return r;
+}
+
+/**
+ * uel_pinned_allocator_get_fallback_reason:
+ * @allocator: a prepared #UelPinnedAllocator
+ *
+ * Returns: (nullable): why the pool is not pinned (CUDA's message), or
+ *   %NULL when it is
+ */
+const gchar *
+uel_pinned_allocator_get_fallback_reason (UelPinnedAllocator * allocator)
+{
+  return allocator->fallback_reason;
+}
+
+/**
+ * uel_pinned_allocator_set_flushing:
+ * @allocator: a #UelPinnedAllocator
+ * @flushing: whether waiting allocations give up
+ *
+ * While flushing, an allocation that would wait returns %NULL instead, and
+ * those already waiting wake up and return %NULL: a pipeline that stops
+ * never hangs on a full pool.
+ */
+void
+uel_pinned_allocator_set_flushing (UelPinnedAllocator * allocator,
+    gboolean flushing)
+{
+  g_mutex_lock (&allocator->lock);
+  allocator->flushing = flushing;
+  g_cond_broadcast (&allocator->cond);
+  g_mutex_unlock (&allocator->lock);
+}
+
+/**
+ * uel_pinned_allocator_get_stats:
+ * @allocator: a #UelPinnedAllocator
+ * @stats: (out caller-allocates): the counters
+ */
+void
+uel_pinned_allocator_get_stats (UelPinnedAllocator * allocator,
+    UelPinnedStats * stats)
+{
+  g_mutex_lock (&allocator->lock);
+  *stats = allocator->stats;
+  stats->device_pinned = allocator->registered;
+  g_mutex_unlock (&allocator->lock);
+}
+
+/**
+ * uel_memory_is_pinned:
+ * @mem: a #GstMemory
+ *
+ * Returns: whether @mem comes from a #UelPinnedAllocator
+ */
+gboolean
+uel_memory_is_pinned (GstMemory * mem)
+{
+  return mem && mem->allocator && UEL_IS_PINNED_ALLOCATOR (mem->allocator);
+}

@@ -1,0 +1,52 @@
+/* gst-uel: stream safetensors tensors through GStreamer
+ * SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#include <gst/gst.h>
+
+G_BEGIN_DECLS
+
+#define UEL_PINNED_MEMORY_TYPE "UelPinned"
+
+#define UEL_TYPE_PINNED_ALLOCATOR (uel_pinned_allocator_get_type ())
+G_DECLARE_FINAL_TYPE (UelPinnedAllocator, uel_pinned_allocator, UEL,
+    PINNED_ALLOCATOR, GstAllocator)
+
+/**
+ * UelPinnedStats:
+ * @capacity: the pool's size in bytes
+ * @live_bytes: bytes handed out and not yet returned
+ * @peak_bytes: the most @live_bytes has ever been
+ * @n_allocs: allocations served
+ * @n_waits: allocations that had to wait for memory to come back
+ * @n_too_large: requests larger than the pool, refused at once
+ * @device_pinned: whether the pool is page-locked by the CUDA driver
+ *   (%FALSE: no device, plain page-aligned host memory)
+ *
+ * Counters of a #UelPinnedAllocator.
+ */
+typedef struct
+{
+  guint64 capacity;
+  guint64 live_bytes;
+  guint64 peak_bytes;
+  guint64 n_allocs;
+  guint64 n_waits;
+  guint64 n_too_large;
+  gboolean device_pinned;
+} UelPinnedStats;
+
+GstAllocator *uel_pinned_allocator_new          (guint64 capacity,
+                                                 gint cuda_device);
+gboolean      uel_pinned_allocator_prepare      (UelPinnedAllocator * allocator,
+                                                 GError ** error);
+gboolean      uel_pinned_allocator_is_device_pinned (UelPinnedAllocator * allocator);
+const gchar  *uel_pinned_allocator_get_fallback_reason (UelPinnedAllocator * allocator);
+void          uel_pinned_allocator_set_flushing (UelPinnedAllocator * allocator,
+                                                 gboolean flushing);
+void          uel_pinned_allocator_get_stats    (UelPinnedAllocator * allocator,
+                                                 UelPinnedStats * stats);
+gboolean      uel_memory_is_pinned              (GstMemory * mem);
+
+G_END_DECLS

@@ -1,0 +1,509 @@
+/* gst-uel: stream safetensors tensors through GStreamer
+ * SPDX-License-Identifier: MIT
+ */
+
+/**
+ * SECTION:element-ueldictdecode
+ * @title: ueldictdecode
+ *
+ * Decodes the dictionaries that model files keep in 1-D `U8` tensors
+ * holding UTF-8 JSON text (configuration, quantization parameters,
+ * provenance), as the Python loader's `dict_to_tensor()` writes them.
+ * Every buffer passes through with its bytes unchanged.  For each selected
+ * tensor the JSON object is attached to the buffer as a #UelDictMeta
+ * (uel_buffer_get_dict_meta(), a #JsonNode) and posted on the bus as an
+ * element message `uel-dict` with the fields `tensor` (the name) and `json`
+ * (the text); uel_dict_message_parse() reads it.
+ *
+ * By default every 1-D `U8` tensor is selected; #GstUelDictDecode:tensors
+ * selects by name or glob pattern instead (a selected tensor that is not a
+ * 1-D `U8` tensor is then reported like one that is not JSON).  A selected
+ * tensor that is not a dictionary (not UTF-8, not JSON, not an object,
+ * nested deeper than %UEL_DICT_MAX_DEPTH, larger than %UEL_DICT_MAX_SIZE)
+ * is a STREAM DECODE warning naming the tensor and the reason, and the
+ * stream goes on; with #GstUelDictDecode:strict it is an error.  Warnings
+ * and errors carry details: `tensor` (string) and `uel-error` (int, the
+ * #UelError code).
+ *
+ * Tensors read in chunks (uelsrc `chunk-size`) are assembled, up to
+ * %UEL_DICT_MAX_SIZE bytes, and the dictionary is attached to the buffer
+ * holding the last chunk.  Chunks that arrive incomplete or out of order
+ * are reported (%UEL_ERROR_DICT_CHUNKED) like an invalid tensor.
+ *
+ * To read only the dictionaries of a large file, let uelsrc select them
+ * from the header (`dtypes=U8 ndim=1`): only their bytes are read, from
+ * their offsets.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 -m uelsrc location=model.safetensors dtypes=U8 ndim=1 ! ueldictdecode ! fakesink
+ * ]| Reads only the 1-D U8 tensors of model.safetensors and prints each
+ * dictionary in a `uel-dict` message.
+ * |[
+ * gst-launch-1.0 -m uelsrc location=model.safetensors ! ueldictdecode tensors="quant_*,config" strict=true ! fakesink
+ * ]| Reads every tensor and decodes the named ones; a named tensor that is
+ * not a dictionary stops the pipeline with an error.
+ */
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <string.h>
+
+#include "gstuelelements.h"
+#include "gstueldictdecode.h"
+
+GST_DEBUG_CATEGORY_STATIC (gst_uel_dict_decode_debug);
+#define GST_CAT_DEFAULT gst_uel_dict_decode_debug
+
+#define DEFAULT_TENSORS NULL
+#define DEFAULT_STRICT FALSE
+
+enum
+{
+  PROP_0,
+  PROP_TENSORS,
+  PROP_STRICT,
+};
+
+struct _GstUelDictDecode
+{
+  GstElement parent;
+
+  GstPad *sinkpad;
+  GstPad *srcpad;
+
+  /* properties, under the object lock */
+  gchar *tensors;
+  GPtrArray *patterns;          /* GPatternSpec; empty: every 1-D U8 tensor */
+  gboolean strict;
+
+  /* streaming thread: the chunked tensor being assembled */
+  UelHeader *asm_header;        /* NULL: none */
+  guint asm_tensor;
+  gchar *asm_name;
+  GByteArray *asm_data;         /* NULL: refused, its chunks pass as they are */
+  guint asm_next_chunk;
+};
+
+/* any memory: the bytes are only read, through a map */
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
+    GST_PAD_SINK,
+    GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (UEL_TENSOR_MEDIA_TYPE "(ANY)"));
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC,
+    GST_PAD_ALWAYS,
+    GST_STATIC_CAPS (UEL_TENSOR_MEDIA_TYPE "(ANY)"));
+
+#define _do_init \
+  GST_DEBUG_CATEGORY_INIT (gst_uel_dict_decode_debug, "ueldictdecode", 0, \
+      "JSON dictionary tensor decoder");
+#define gst_uel_dict_decode_parent_class parent_class
+G_DEFINE_TYPE_WITH_CODE (GstUelDictDecode, gst_uel_dict_decode,
+    GST_TYPE_ELEMENT, _do_init);
+GST_ELEMENT_REGISTER_DEFINE (ueldictdecode, "ueldictdecode", GST_RANK_NONE,
+    GST_TYPE_UEL_DICT_DECODE);
+
+/* ------------------------------------------------------------------ */
+/* selection and reports */
+
+static gboolean
+is_selected (GstUelDictDecode * self, const UelTensorMeta * meta)
+{
+  const gchar *name = uel_tensor_meta_get_name (meta);
+  gboolean take = FALSE;
+  guint n_dims;
+
+  GST_OBJECT_LOCK (self);
+  if (self->patterns->len == 0) {
+    uel_tensor_meta_get_shape (meta, &n_dims);
+    take = meta->dtype == UEL_DTYPE_U8 && n_dims == 1;
+  }
+  for (guint i = 0; i < self->patterns->len && !take; i++)
+    take = g_pattern_spec_match_string (g_ptr_array_index (self->patterns, i),
+        name);
+  GST_OBJECT_UNLOCK (self);
+  return take;
+}
+
+/* A warning, or with strict=true an error (then returns FALSE). */
+static gboolean
+report (GstUelDictDecode * self, const gchar * tensor_name,
+    const GError * err)
+{
+  gboolean strict;
+
+  GST_OBJECT_LOCK (self);
+  strict = self->strict;
+  GST_OBJECT_UNLOCK (self);
+
+  if (strict) {
+    GST_ELEMENT_ERROR_WITH_DETAILS (self, STREAM, DECODE,
+        ("%s", err->message), ("uel error %d (strict=true)", err->code),
+        ("tensor", G_TYPE_STRING, tensor_name, "uel-error", G_TYPE_INT,
+            err->code, NULL));
+    return FALSE;
+  }
+  GST_ELEMENT_WARNING_WITH_DETAILS (self, STREAM, DECODE,
+      ("%s", err->message), ("uel error %d", err->code),
+      ("tensor", G_TYPE_STRING, tensor_name, "uel-error", G_TYPE_INT,
+          err->code, NULL));
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ */
+/* chunk assembly */
+
+static void
+reset_assembly (GstUelDictDecode * self)
+{
+  g_clear_pointer (&self->asm_header, uel_header_unref);
+  g_clear_pointer (&self->asm_name, g_free);
+  g_clear_pointer (&self->asm_data, g_byte_array_unref);
+  self->asm_tensor = 0;
+  self->asm_next_chunk = 0;
+}
+
+/* The tensor being assembled will get no more chunks: report it unless it
+ * was refused already.  Returns FALSE when that is an error (strict). */
+static gboolean
+drop_incomplete (GstUelDictDecode * self, const gchar * why)
+{
+  gboolean ok = TRUE;
+
+  if (self->asm_header && self->asm_data) {
+    g_autoptr (GError) err = g_error_new (UEL_ERROR, UEL_ERROR_DICT_CHUNKED,
+        "tensor '%s': %s after %u chunk(s), %u bytes: the dictionary is "
+        "incomplete", self->asm_name, why, self->asm_next_chunk,
+        self->asm_data->len);
+
+    ok = report (self, self->asm_name, err);
+  }
+  reset_assembly (self);
+  return ok;
+}
+
+static void
+start_assembly (GstUelDictDecode * self, const UelTensorMeta * meta,
+    gboolean accept)
+{
+  reset_assembly (self);
+  self->asm_header = uel_header_ref (meta->header);
+  self->asm_tensor = meta->tensor_index;
+  self->asm_name = g_strdup (uel_tensor_meta_get_name (meta));
+  /* the size is the header's, validated against the file, and checked
+   * against UEL_DICT_MAX_SIZE by the caller */
+  if (accept)
+    self->asm_data = g_byte_array_sized_new ((guint) meta->n_bytes);
+}
+
+/* Adds the chunk in @buf.  Returns the whole tensor's bytes once @buf ends
+ * it; otherwise NULL, with @error set when the tensor is refused (then the
+ * rest of its chunks pass unseen). */
+static GByteArray *
+add_chunk (GstUelDictDecode * self, const UelTensorMeta * meta,
+    GstBuffer * buf, GError ** error)
+{
+  const gchar *name = uel_tensor_meta_get_name (meta);
+  gsize size = gst_buffer_get_size (buf);
+  GstMapInfo map;
+
+  if (meta->chunk_index == 0) {
+    gboolean ok = uel_dict_check_tensor_meta (meta, error);
+
+    start_assembly (self, meta, ok);
+    if (!ok)
+      return NULL;
+  } else if (!self->asm_header) {
+    start_assembly (self, meta, FALSE);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_DICT_CHUNKED,
+        "tensor '%s': chunk %u (offset %" G_GUINT64_FORMAT ") arrived "
+        "without the chunks before it", name, meta->chunk_index,
+        meta->chunk_offset);
+    return NULL;
+  }
+  if (!self->asm_data)
+    return NULL;
+
+  if (meta->chunk_index != self->asm_next_chunk
+      || meta->chunk_offset != self->asm_data->len
+      || size > meta->n_bytes - meta->chunk_offset
+      || (meta->last_chunk && meta->chunk_offset + size != meta->n_bytes)) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_DICT_CHUNKED,
+        "tensor '%s': chunk %u holds %" G_GSIZE_FORMAT " bytes at offset %"
+        G_GUINT64_FORMAT "%s; expected chunk %u at offset %u of %"
+        G_GUINT64_FORMAT " bytes", name, meta->chunk_index, size,
+        meta->chunk_offset, meta->last_chunk ? " (last)" : "",
+        self->asm_next_chunk, self->asm_data->len, meta->n_bytes);
+    g_clear_pointer (&self->asm_data, g_byte_array_unref);
+    return NULL;
+  }
+  if (!gst_buffer_map (buf, &map, GST_MAP_READ)) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
+        "tensor '%s': cannot map chunk %u for reading", name,
+        meta->chunk_index);
+    g_clear_pointer (&self->asm_data, g_byte_array_unref);
+    return NULL;
+  }
+  g_byte_array_append (self->asm_data, map.data, (guint) map.size);
+  gst_buffer_unmap (buf, &map);
+  self->asm_next_chunk++;
+
+  if (!meta->last_chunk)
+    return NULL;
+  return g_steal_pointer (&self->asm_data);
+}
+
+/* ------------------------------------------------------------------ */
+/* streaming */
+
+static gboolean
+same_tensor (GstUelDictDecode * self, const UelTensorMeta * meta)
+{
+  return self->asm_header == meta->header
+      && self->asm_tensor == meta->tensor_index;
+}
+
+static GstFlowReturn
+gst_uel_dict_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
+{
+  GstUelDictDecode *self = GST_UEL_DICT_DECODE (parent);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (GByteArray) whole = NULL;
+  g_autofree gchar *name = NULL;
+  g_autofree gchar *text = NULL;
+  UelTensorMeta *meta;
+  UelDictMeta *old;
+  JsonNode *dict = NULL;
+  GstMapInfo map;
+
+  meta = uel_buffer_get_tensor_meta (buf);
+  if (!meta) {
+    GST_LOG_OBJECT (self, "buffer without tensor meta passes");
+    return gst_pad_push (self->srcpad, buf);
+  }
+
+  /* a tensor whose chunks stopped before its last one */
+  if (self->asm_header && (!same_tensor (self, meta)
+          || meta->chunk_index == 0)
+      && !drop_incomplete (self, "the next tensor began")) {
+    gst_buffer_unref (buf);
+    return GST_FLOW_ERROR;
+  }
+
+  if (!is_selected (self, meta))
+    return gst_pad_push (self->srcpad, buf);
+
+  name = g_strdup (uel_tensor_meta_get_name (meta));
+  if (meta->chunk_index == 0 && meta->last_chunk) {
+    dict = uel_dict_from_buffer (buf, &err);
+    if (dict && gst_buffer_map (buf, &map, GST_MAP_READ)) {
+      text = g_strndup ((const gchar *) map.data, map.size);
+      gst_buffer_unmap (buf, &map);
+    }
+  } else {
+    gboolean last = meta->last_chunk;
+
+    whole = add_chunk (self, meta, buf, &err);
+    if (last)
+      reset_assembly (self);
+    if (whole) {
+      dict = uel_dict_from_bytes (name, whole->data, whole->len, &err);
+      if (dict)
+        text = g_strndup ((const gchar *) whole->data, whole->len);
+    }
+  }
+
+  if (err) {
+    GST_DEBUG_OBJECT (self, "%s", err->message);
+    if (!report (self, name, err)) {
+      gst_buffer_unref (buf);
+      return GST_FLOW_ERROR;
+    }
+    return gst_pad_push (self->srcpad, buf);
+  }
+  if (!dict)
+    return gst_pad_push (self->srcpad, buf);
+
+  GST_INFO_OBJECT (self, "tensor '%s': dictionary of %" G_GSIZE_FORMAT
+      " bytes", name, text ? strlen (text) : 0);
+  buf = gst_buffer_make_writable (buf);
+  old = uel_buffer_get_dict_meta (buf);
+  if (old)
+    gst_buffer_remove_meta (buf, (GstMeta *) old);
+  uel_buffer_add_dict_meta (buf, name, dict);
+  json_node_unref (dict);
+
+  gst_element_post_message (GST_ELEMENT (self),
+      gst_message_new_element (GST_OBJECT (self),
+          gst_structure_new (UEL_DICT_STRUCTURE_NAME,
+              "tensor", G_TYPE_STRING, name,
+              "json", G_TYPE_STRING, text ? text : "", NULL)));
+  return gst_pad_push (self->srcpad, buf);
+}
+
+static gboolean
+gst_uel_dict_decode_sink_event (GstPad * pad, GstObject * parent,
+    GstEvent * event)
+{
+  GstUelDictDecode *self = GST_UEL_DICT_DECODE (parent);
+
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_EOS:
+      /* in strict mode the error is posted; EOS still goes on */
+      drop_incomplete (self, "the stream ended");
+      break;
+    case GST_EVENT_FLUSH_STOP:
+    case GST_EVENT_STREAM_START:
+      reset_assembly (self);
+      break;
+    default:
+      break;
+  }
+  return gst_pad_event_default (pad, parent, event);
+}
+
+static GstStateChangeReturn
+gst_uel_dict_decode_change_state (GstElement * element,
+    GstStateChange transition)
+{
+  GstUelDictDecode *self = GST_UEL_DICT_DECODE (element);
+  GstStateChangeReturn ret;
+
+  ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY)
+    reset_assembly (self);
+  return ret;
+}
+
+/* ------------------------------------------------------------------ */
+/* GObject */
+
+static void
+set_tensors (GstUelDictDecode * self, const gchar * spec)
+{
+  g_auto (GStrv) items = NULL;
+
+  g_free (self->tensors);
+  self->tensors = g_strdup (spec);
+  g_ptr_array_set_size (self->patterns, 0);
+  if (!spec || !*spec)
+    return;
+  items = g_strsplit (spec, ",", -1);
+  for (guint i = 0; items[i]; i++) {
+    g_strstrip (items[i]);
+    if (*items[i])
+      g_ptr_array_add (self->patterns, g_pattern_spec_new (items[i]));
+  }
+}
+
+static void
+gst_uel_dict_decode_set_property (GObject * object, guint prop_id,
+    const GValue * value, GParamSpec * pspec)
+{
+  GstUelDictDecode *self = GST_UEL_DICT_DECODE (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_TENSORS:
+      set_tensors (self, g_value_get_string (value));
+      break;
+    case PROP_STRICT:
+      self->strict = g_value_get_boolean (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_uel_dict_decode_get_property (GObject * object, guint prop_id,
+    GValue * value, GParamSpec * pspec)
+{
+  GstUelDictDecode *self = GST_UEL_DICT_DECODE (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_TENSORS:
+      g_value_set_string (value, self->tensors);
+      break;
+    case PROP_STRICT:
+      g_value_set_boolean (value, self->strict);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_uel_dict_decode_finalize (GObject * object)
+{
+  GstUelDictDecode *self = GST_UEL_DICT_DECODE (object);
+
+  reset_assembly (self);
+  g_free (self->tensors);
+  g_ptr_array_unref (self->patterns);
+  G_OBJECT_CLASS (parent_class)->finalize (object);
+}
+
+static void
+gst_uel_dict_decode_class_init (GstUelDictDecodeClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  const GParamFlags rw_playing = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+      GST_PARAM_MUTABLE_PLAYING;
+
+  gobject_class->set_property = gst_uel_dict_decode_set_property;
+  gobject_class->get_property = gst_uel_dict_decode_get_property;
+  gobject_class->finalize = gst_uel_dict_decode_finalize;
+
+  g_object_class_install_property (gobject_class, PROP_TENSORS,
+      g_param_spec_string ("tensors", "Tensors",
+          "Comma-separated names or glob patterns (* and ?) of the tensors "
+          "to decode as JSON dictionaries (empty = every 1-D U8 tensor)",
+          DEFAULT_TENSORS, rw_playing));
+  g_object_class_install_property (gobject_class, PROP_STRICT,
+      g_param_spec_boolean ("strict", "Strict",
+          "Post an error and stop when a selected tensor is not a JSON "
+          "dictionary (false = post a warning and go on)", DEFAULT_STRICT,
+          rw_playing));
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class,
+      "Dictionary tensor decoder", "Decoder/Metadata",
+      "Decodes 1-D U8 tensors holding UTF-8 JSON objects, attaches them to "
+      "the buffers and posts them on the bus; buffers pass unchanged",
+      "gst-uel developers");
+  element_class->change_state = gst_uel_dict_decode_change_state;
+}
+
+static void
+gst_uel_dict_decode_init (GstUelDictDecode * self)
+{
+  self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
+  gst_pad_set_chain_function (self->sinkpad, gst_uel_dict_decode_chain);
+  gst_pad_set_event_function (self->sinkpad, gst_uel_dict_decode_sink_event);
+  GST_PAD_SET_PROXY_CAPS (self->sinkpad);
+  GST_PAD_SET_PROXY_ALLOCATION (self->sinkpad);
+  GST_PAD_SET_PROXY_SCHEDULING (self->sinkpad);
+  gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
+
+  self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
+  GST_PAD_SET_PROXY_CAPS (self->srcpad);
+  GST_PAD_SET_PROXY_ALLOCATION (self->srcpad);
+  GST_PAD_SET_PROXY_SCHEDULING (self->srcpad);
+  gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
+
+  self->patterns = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      g_pattern_spec_free);
+  self->strict = DEFAULT_STRICT;
+}

@@ -1,0 +1,591 @@
+/* gst-uel: the pinned pool and uelpin
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include <gst/check/gstharness.h>
+#include <string.h>
+
+#include "test-utils.h"
+
+#define MiB (G_GUINT64_CONSTANT (1) << 20)
+
+static GstStructure *
+get_stats (GstElement * pin)
+{
+  GstStructure *s = NULL;
+
+  g_object_get (pin, "stats", &s, NULL);
+  g_assert_nonnull (s);
+  return s;
+}
+
+static guint64
+stat (const GstStructure * s, const gchar * field)
+{
+  guint64 v = 0;
+
+  g_assert_true (gst_structure_get_uint64 (s, field, &v));
+  return v;
+}
+
+static gboolean
+have_device (void)
+{
+  GstAllocator *a = uel_pinned_allocator_new (MiB, -1);
+  gboolean r;
+
+  g_assert_true (uel_pinned_allocator_prepare (UEL_PINNED_ALLOCATOR (a),
+          NULL));
+  r = uel_pinned_allocator_is_device_pinned (UEL_PINNED_ALLOCATOR (a));
+  gst_object_unref (a);
+  return r;
+}
+
+/* a file of @n tensors of @size bytes each */
+static gchar *
+write_model (const gchar * name, guint n, gsize size)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *shape = g_strdup_printf ("[%" G_GSIZE_FORMAT "]", size);
+  gchar *path = uel_test_path (name);
+
+  uel_test_builder_set_align (b, 8);
+  for (guint i = 0; i < n; i++) {
+    g_autofree gchar *t = g_strdup_printf ("t%03u", i);
+    uel_test_builder_add (b, t, "U8", shape, size, NULL);
+  }
+  uel_test_builder_write (b, path, NULL);
+  return path;
+}
+
+static void
+check_bytes (GPtrArray * bufs, const gchar * path)
+{
+  g_autofree gchar *data = NULL;
+  gsize len;
+
+  g_assert_true (g_file_get_contents (path, &data, &len, NULL));
+  for (guint i = 0; i < bufs->len; i++) {
+    GstBuffer *buf = g_ptr_array_index (bufs, i);
+    UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
+    guint64 off = uel_tensor_meta_get_file_offset (meta) + meta->chunk_offset;
+    GstMapInfo map;
+
+    g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
+    g_assert_cmpuint (off + map.size, <=, len);
+    g_assert_cmpmem (map.data, map.size, data + off, map.size);
+    gst_buffer_unmap (buf, &map);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* the allocator */
+
+typedef struct
+{
+  GstAllocator *alloc;
+  gsize size;
+  GstMemory *mem;
+} AllocJob;
+
+static gpointer
+alloc_thread (gpointer data)
+{
+  AllocJob *job = data;
+
+  job->mem = gst_allocator_alloc (job->alloc, job->size, NULL);
+  return NULL;
+}
+
+static void
+wait_for_waiters (GstAllocator * alloc, guint64 n)
+{
+  UelPinnedStats st;
+
+  /* the waiting thread bumps n_waits under the pool's lock right before it
+   * blocks: spin on the counter, not on time */
+  do {
+    g_thread_yield ();
+    uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (alloc), &st);
+  } while (st.n_waits < n);
+}
+
+static void
+test_pool_blocks_and_resumes (void)
+{
+  GstAllocator *alloc = uel_pinned_allocator_new (4 * MiB, -1);
+  GstMemory *mems[4];
+  AllocJob job = { alloc, MiB, NULL };
+  UelPinnedStats st;
+  GThread *t;
+
+  for (guint i = 0; i < 4; i++) {
+    mems[i] = gst_allocator_alloc (alloc, MiB, NULL);
+    g_assert_nonnull (mems[i]);
+    g_assert_true (uel_memory_is_pinned (mems[i]));
+  }
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (alloc), &st);
+  g_assert_cmpuint (st.live_bytes, ==, 4 * MiB);
+  g_assert_cmpuint (st.capacity, ==, 4 * MiB);
+
+  /* full: the fifth waits until one comes back */
+  t = g_thread_new ("alloc", alloc_thread, &job);
+  wait_for_waiters (alloc, 1);
+  g_assert_null (job.mem);
+  gst_memory_unref (mems[2]);
+  g_thread_join (t);
+  g_assert_nonnull (job.mem);
+  mems[2] = job.mem;
+
+  /* a request larger than the whole pool is refused at once */
+  g_assert_null (gst_allocator_alloc (alloc, 5 * MiB, NULL));
+
+  /* flushing wakes a waiter with nothing */
+  job.mem = NULL;
+  t = g_thread_new ("alloc", alloc_thread, &job);
+  wait_for_waiters (alloc, 2);
+  uel_pinned_allocator_set_flushing (UEL_PINNED_ALLOCATOR (alloc), TRUE);
+  g_thread_join (t);
+  g_assert_null (job.mem);
+  uel_pinned_allocator_set_flushing (UEL_PINNED_ALLOCATOR (alloc), FALSE);
+
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (alloc), &st);
+  g_assert_cmpuint (st.peak_bytes, ==, 4 * MiB);
+  g_assert_cmpuint (st.n_too_large, ==, 1);
+  for (guint i = 0; i < 4; i++)
+    gst_memory_unref (mems[i]);
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (alloc), &st);
+  g_assert_cmpuint (st.live_bytes, ==, 0);
+  gst_object_unref (alloc);
+}
+
+/* freed blocks coalesce: after any order of frees the whole pool is one
+ * block again */
+static void
+test_pool_coalesces (void)
+{
+  GstAllocator *alloc = uel_pinned_allocator_new (4 * MiB, -1);
+  const guint order[] = { 3, 0, 7, 5, 1, 6, 2, 4 };
+  GstMemory *mems[8];
+  GstMemory *all;
+  GstMapInfo map;
+
+  for (guint i = 0; i < 8; i++) {
+    mems[i] = gst_allocator_alloc (alloc, MiB / 2, NULL);
+    g_assert_true (gst_memory_map (mems[i], &map, GST_MAP_WRITE));
+    g_assert_cmpuint (GPOINTER_TO_SIZE (map.data) % 4096, ==, 0);
+    memset (map.data, i, map.size);
+    gst_memory_unmap (mems[i], &map);
+  }
+  for (guint i = 0; i < 8; i++)
+    gst_memory_unref (mems[order[i]]);
+  all = gst_allocator_alloc (alloc, 4 * MiB, NULL);
+  g_assert_nonnull (all);
+  gst_memory_unref (all);
+  gst_object_unref (alloc);
+}
+
+/* ------------------------------------------------------------------ */
+/* the element */
+
+static void
+test_proposes_allocator (void)
+{
+  GstHarness *h = gst_harness_new ("uelpin");
+  GstQuery *q;
+  GstCaps *caps = gst_caps_from_string (UEL_TENSOR_CAPS);
+  GstAllocator *alloc = NULL;
+
+  gst_harness_set_src_caps (h, gst_caps_ref (caps));
+  q = gst_query_new_allocation (caps, TRUE);
+  g_assert_true (gst_pad_peer_query (h->srcpad, q));
+  g_assert_cmpuint (gst_query_get_n_allocation_params (q), >=, 1);
+  gst_query_parse_nth_allocation_param (q, 0, &alloc, NULL);
+  g_assert_nonnull (alloc);
+  g_assert_true (UEL_IS_PINNED_ALLOCATOR (alloc));
+  gst_object_unref (alloc);
+  gst_query_unref (q);
+  gst_caps_unref (caps);
+  gst_harness_teardown (h);
+}
+
+/* a buffer from elsewhere is copied into the pool: same bytes, same meta */
+static void
+test_copies_foreign_buffers (void)
+{
+  g_autofree gchar *path = write_model ("foreign.safetensors", 1, 1000);
+  g_autoptr (UelHeader) header = uel_header_open (path, NULL);
+  GstHarness *h = gst_harness_new ("uelpin");
+  GstBuffer *in, *out;
+  GstStructure *s;
+  guint8 bytes[1000];
+  GstMapInfo map;
+
+  uel_test_fill (bytes, sizeof bytes, 7);
+  gst_harness_set_src_caps_str (h, UEL_TENSOR_CAPS);
+  in = gst_buffer_new_memdup (bytes, sizeof bytes);
+  uel_buffer_add_tensor_meta (in, header, 0, 0, 1);
+  out = gst_harness_push_and_pull (h, in);
+  g_assert_nonnull (out);
+  g_assert_true (uel_memory_is_pinned (gst_buffer_peek_memory (out, 0)));
+  g_assert_true (gst_buffer_map (out, &map, GST_MAP_READ));
+  g_assert_cmpmem (map.data, map.size, bytes, sizeof bytes);
+  g_assert_cmpuint (GPOINTER_TO_SIZE (map.data) % 4096, ==, 0);
+  gst_buffer_unmap (out, &map);
+  g_assert_cmpstr (uel_tensor_meta_get_name (uel_buffer_get_tensor_meta
+          (out)), ==, "t000");
+
+  /* a pinned buffer passes through as it is */
+  in = gst_buffer_ref (out);
+  g_assert_true (gst_harness_push_and_pull (h, in) == out);
+  gst_buffer_unref (out);
+  gst_buffer_unref (out);
+
+  s = get_stats (h->element);
+  g_assert_cmpuint (stat (s, "tensors"), ==, 2);
+  g_assert_cmpuint (stat (s, "copied"), ==, 1);
+  g_assert_cmpuint (stat (s, "zero-copy"), ==, 1);
+  g_assert_cmpuint (stat (s, "bytes"), ==, 2000);
+  gst_structure_free (s);
+  gst_harness_teardown (h);
+}
+
+static void
+collect (GstElement * sink, GstBuffer * buf, GstPad * pad, GPtrArray * bufs)
+{
+  g_ptr_array_add (bufs, gst_buffer_ref (buf));
+}
+
+static GPtrArray *
+run_with_pin (const gchar * launch, GstStructure ** stats)
+{
+  GPtrArray *bufs = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) gst_buffer_unref);
+  GError *err = NULL;
+  GstElement *pipeline = gst_parse_launch (launch, &err);
+  GstElement *sink, *pin;
+  GstMessage *msg;
+
+  g_assert_no_error (err);
+  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  pin = gst_bin_get_by_name (GST_BIN (pipeline), "pin");
+  g_object_set (sink, "signal-handoffs", TRUE, NULL);
+  g_signal_connect (sink, "handoff", G_CALLBACK (collect), bufs);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (pipeline),
+      GST_CLOCK_TIME_NONE, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  *stats = get_stats (pin);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (sink);
+  gst_object_unref (pin);
+  gst_object_unref (pipeline);
+  return bufs;
+}
+
+/* uelsrc reads straight into the pool that uelpin proposes, through the
+ * queue: no copy at all */
+static void
+test_reads_straight_into_pool (void)
+{
+  g_autofree gchar *path = write_model ("straight.safetensors", 12, 100000);
+  const gchar *chains[] = { "", "uelqueue ! " };
+
+  for (guint c = 0; c < G_N_ELEMENTS (chains); c++) {
+    g_autofree gchar *launch = NULL;
+    g_autoptr (GPtrArray) bufs = NULL;
+    GstStructure *s;
+
+    if (*chains[c] && !gst_registry_check_feature_version
+        (gst_registry_get (), "uelqueue", 1, 0, 0))
+      continue;
+    launch = g_strdup_printf ("uelsrc location=\"%s\" ! %suelpin name=pin "
+        "pool-size=%" G_GUINT64_FORMAT " ! fakesink name=sink", path,
+        chains[c], 64 * MiB);
+    bufs = run_with_pin (launch, &s);
+    g_assert_cmpuint (bufs->len, ==, 12);
+    for (guint i = 0; i < bufs->len; i++)
+      g_assert_true (uel_memory_is_pinned (gst_buffer_peek_memory
+              (g_ptr_array_index (bufs, i), 0)));
+    check_bytes (bufs, path);
+    g_assert_cmpuint (stat (s, "zero-copy"), ==, 12);
+    g_assert_cmpuint (stat (s, "copied"), ==, 0);
+    g_assert_cmpuint (stat (s, "bytes"), ==, 1200000);
+    gst_structure_free (s);
+  }
+}
+
+/* with chunks, a 4 MiB pool carries tensors of 20 MiB, every byte pinned */
+static void
+test_chunks_through_small_pool (void)
+{
+  g_autofree gchar *path = write_model ("chunky.safetensors", 3,
+      20 * MiB + 3);
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
+      "chunk-size=%" G_GUINT64_FORMAT " ! uelpin name=pin pool-size=%"
+      G_GUINT64_FORMAT " ! fakesink name=sink", path, MiB, 4 * MiB);
+  GstStructure *s;
+
+  {
+    /* checked buffer by buffer, without keeping them: the pool is small */
+    GError *err = NULL;
+    GstElement *p = gst_parse_launch (launch, &err);
+    GstElement *sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+    GstElement *pin = gst_bin_get_by_name (GST_BIN (p), "pin");
+    GstMessage *msg;
+
+    g_assert_no_error (err);
+    gst_object_unref (sink);
+    gst_element_set_state (p, GST_STATE_PLAYING);
+    msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (p),
+        GST_CLOCK_TIME_NONE, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
+    gst_message_unref (msg);
+    s = get_stats (pin);
+    gst_element_set_state (p, GST_STATE_NULL);
+    gst_object_unref (pin);
+    gst_object_unref (p);
+  }
+  g_assert_cmpuint (stat (s, "buffers"), ==, 3 * 21);
+  g_assert_cmpuint (stat (s, "tensors"), ==, 3);
+  g_assert_cmpuint (stat (s, "zero-copy"), ==, 3 * 21);
+  g_assert_cmpuint (stat (s, "bytes"), ==, 3 * (20 * MiB + 3));
+  g_assert_cmpuint (stat (s, "pool-peak-bytes"), <=, 4 * MiB);
+  gst_structure_free (s);
+}
+
+/* a tensor larger than the pool passes unpinned: no deadlock, exact bytes */
+static void
+test_tensor_larger_than_pool (void)
+{
+  g_autofree gchar *path = write_model ("large.safetensors", 2, 6 * MiB);
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" ! "
+      "uelpin name=pin pool-size=%" G_GUINT64_FORMAT " ! fakesink name=sink",
+      path, 4 * MiB);
+  g_autoptr (GPtrArray) bufs = NULL;
+  GstStructure *s;
+
+  bufs = run_with_pin (launch, &s);
+  g_assert_cmpuint (bufs->len, ==, 2);
+  check_bytes (bufs, path);
+  g_assert_false (uel_memory_is_pinned (gst_buffer_peek_memory
+          (g_ptr_array_index (bufs, 0), 0)));
+  g_assert_cmpuint (stat (s, "fallbacks"), ==, 2);
+  g_assert_cmpuint (stat (s, "copied"), ==, 0);
+  gst_structure_free (s);
+}
+
+/* a consumer that keeps every tensor it gets until the test lets go */
+typedef struct
+{
+  GQueue held;
+  guint max_held;
+  guint count;
+} Holder;
+
+static void
+hold_handoff (GstElement * sink, GstBuffer * buf, GstPad * pad, Holder * h)
+{
+  g_queue_push_tail (&h->held, gst_buffer_ref (buf));
+  if (h->held.length > h->max_held)
+    gst_buffer_unref (g_queue_pop_head (&h->held));
+  h->count++;
+}
+
+static void
+retain_handoff (GstElement * sink, GstBuffer * buf, GstPad * pad,
+    GAsyncQueue * q)
+{
+  g_async_queue_push (q, gst_buffer_ref (buf));
+}
+
+/* The consumer keeps everything: the pool fills up and the reader waits.
+ * Each time it does, the test checks the bounds, then lets the consumer
+ * drop what it holds, until the whole file has gone through. */
+static void
+test_memory_bound (void)
+{
+  g_autofree gchar *path = write_model ("bound.safetensors", 64, MiB);
+  gboolean have_queue = gst_registry_check_feature_version
+      (gst_registry_get (), "uelqueue", 1, 0, 0);
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" ! "
+      "%suelpin name=pin pool-size=%" G_GUINT64_FORMAT " ! fakesink "
+      "name=sink signal-handoffs=true", path, have_queue ?
+      "uelqueue name=q max-size-bytes=3145728 ! " : "", 8 * MiB);
+  GAsyncQueue *retained = g_async_queue_new_full (
+      (GDestroyNotify) gst_buffer_unref);
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (launch, &err);
+  GstElement *sink, *pin, *q;
+  GstStructure *s;
+  guint64 waits = 0, total = 0, rounds = 0;
+  gboolean eos = FALSE;
+
+  g_assert_no_error (err);
+  sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+  pin = gst_bin_get_by_name (GST_BIN (p), "pin");
+  q = gst_bin_get_by_name (GST_BIN (p), "q");
+  g_signal_connect (sink, "handoff", G_CALLBACK (retain_handoff), retained);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+
+  while (!eos) {
+    GstMessage *msg;
+    GstBuffer *b;
+
+    /* wait for the reader to wait on the full pool, or for the end */
+    for (;;) {
+      msg = gst_bus_pop_filtered (GST_ELEMENT_BUS (p),
+          GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+      if (msg) {
+        g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
+        gst_message_unref (msg);
+        eos = TRUE;
+        break;
+      }
+      s = get_stats (pin);
+      if (stat (s, "pool-waits") > waits)
+        break;
+      gst_structure_free (s);
+      g_thread_yield ();
+    }
+    if (!eos) {
+      waits = stat (s, "pool-waits");
+      rounds++;
+      g_assert_cmpuint (stat (s, "pool-live-bytes"), <=, 8 * MiB);
+      gst_structure_free (s);
+      if (q) {
+        guint64 level;
+        g_object_get (q, "current-level-bytes", &level, NULL);
+        g_assert_cmpuint (level, <=, 3 * MiB);
+      }
+    }
+    while ((b = g_async_queue_try_pop (retained))) {
+      total += gst_buffer_get_size (b);
+      gst_buffer_unref (b);
+    }
+  }
+  g_assert_cmpuint (total, ==, 64 * MiB);
+  /* the pool filled several times over */
+  g_assert_cmpuint (rounds, >=, 4);
+  s = get_stats (pin);
+  g_assert_cmpuint (stat (s, "bytes"), ==, 64 * MiB);
+  g_assert_cmpuint (stat (s, "pool-peak-bytes"), ==, 8 * MiB);
+  gst_structure_free (s);
+  if (q) {
+    guint64 peak;
+    g_object_get (q, "max-level-bytes", &peak, NULL);
+    g_assert_cmpuint (peak, <=, 3 * MiB);
+  }
+  gst_element_set_state (p, GST_STATE_NULL);
+  g_async_queue_unref (retained);
+  gst_object_unref (sink);
+  gst_object_unref (pin);
+  gst_clear_object (&q);
+  gst_object_unref (p);
+}
+
+/* the reader waits in a full pool; going to NULL must wake it, not hang */
+static void
+test_null_while_pool_full (void)
+{
+  g_autofree gchar *path = write_model ("stuck.safetensors", 16, MiB);
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" ! "
+      "uelpin name=pin pool-size=%" G_GUINT64_FORMAT " ! fakesink name=sink "
+      "signal-handoffs=true", path, 4 * MiB);
+  Holder holder = { G_QUEUE_INIT, G_MAXUINT, 0 };
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (launch, &err);
+  GstElement *sink, *pin;
+  GstStructure *s;
+
+  g_assert_no_error (err);
+  sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+  pin = gst_bin_get_by_name (GST_BIN (p), "pin");
+  g_signal_connect (sink, "handoff", G_CALLBACK (hold_handoff), &holder);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  do {
+    g_thread_yield ();
+    s = get_stats (pin);
+    if (stat (s, "pool-waits") > 0)
+      break;
+    gst_structure_free (s);
+  } while (TRUE);
+  gst_structure_free (s);
+  g_assert_cmpint (gst_element_set_state (p, GST_STATE_NULL), ==,
+      GST_STATE_CHANGE_SUCCESS);
+  g_assert_cmpuint (holder.count, <=, 4);
+  g_queue_clear_full (&holder.held, (GDestroyNotify) gst_buffer_unref);
+  gst_object_unref (sink);
+  gst_object_unref (pin);
+  gst_object_unref (p);
+}
+
+static void
+test_no_gpu_warns_once (void)
+{
+  g_autofree gchar *path = write_model ("warn.safetensors", 3, 1000);
+  g_autofree gchar *launch = NULL;
+  GError *err = NULL;
+  GstElement *p;
+  GstBus *bus;
+  GstMessage *msg;
+  guint warnings = 0;
+
+  if (have_device ()) {
+    g_test_skip ("a CUDA device is present");
+    return;
+  }
+  launch = g_strdup_printf ("uelsrc location=\"%s\" ! uelpin ! fakesink",
+      path);
+  p = gst_parse_launch (launch, &err);
+  g_assert_no_error (err);
+  bus = gst_element_get_bus (p);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  while ((msg = gst_bus_timed_pop_filtered (bus, GST_CLOCK_TIME_NONE,
+              GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_WARNING))) {
+    GstMessageType t = GST_MESSAGE_TYPE (msg);
+
+    if (t == GST_MESSAGE_WARNING) {
+      GError *w = NULL;
+      gst_message_parse_warning (msg, &w, NULL);
+      g_assert_nonnull (strstr (w->message, "No CUDA device"));
+      g_error_free (w);
+      warnings++;
+    }
+    gst_message_unref (msg);
+    g_assert_cmpint (t, !=, GST_MESSAGE_ERROR);
+    if (t == GST_MESSAGE_EOS)
+      break;
+  }
+  g_assert_cmpuint (warnings, ==, 1);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (bus);
+  gst_object_unref (p);
+}
+
+int
+main (int argc, char **argv)
+{
+  uel_test_init (&argc, &argv);
+
+  g_test_add_func ("/pinned/pool-blocks-when-full-and-resumes",
+      test_pool_blocks_and_resumes);
+  g_test_add_func ("/pinned/freed-blocks-coalesce", test_pool_coalesces);
+  g_test_add_func ("/uelpin/proposes-its-allocator", test_proposes_allocator);
+  g_test_add_func ("/uelpin/copies-foreign-buffers",
+      test_copies_foreign_buffers);
+  g_test_add_func ("/uelpin/reader-fills-the-pool-without-copies",
+      test_reads_straight_into_pool);
+  g_test_add_func ("/uelpin/chunks-carry-tensors-larger-than-the-pool",
+      test_chunks_through_small_pool);
+  g_test_add_func ("/uelpin/tensor-larger-than-pool-passes-unpinned",
+      test_tensor_larger_than_pool);
+  g_test_add_func ("/uelpin/memory-stays-within-the-pool",
+      test_memory_bound);
+  g_test_add_func ("/uelpin/null-while-pool-full-does-not-hang",
+      test_null_while_pool_full);
+  g_test_add_func ("/uelpin/no-gpu-warns-once", test_no_gpu_warns_once);
+  return g_test_run ();
+}
