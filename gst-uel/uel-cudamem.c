@@ -309,6 +309,7 @@ struct _UelCudaUploader
 
   /* the tensor being assembled */
   GstBuffer *out;
+  guint8 *out_dev;              /* its device memory */
   guint8 *dst;                  /* where its raw bytes go */
   gpointer raw;
   guint64 expected;             /* next chunk offset */
@@ -528,6 +529,7 @@ start_tensor (UelCudaUploader * u, GstBuffer * in, UelTensorMeta * meta,
     GST_BUFFER_OFFSET (u->out) = uel_tensor_meta_get_file_offset (meta);
     GST_BUFFER_OFFSET_END (u->out) = GST_BUFFER_OFFSET (u->out) + total;
   }
+  u->out_dev = dev;
   u->dst = u->raw ? u->raw : dev;
   u->expected = 0;
   u->total = total;
@@ -654,20 +656,13 @@ uel_cuda_uploader_submit (UelCudaUploader * uploader, GstBuffer * buffer,
 
     if (u->raw) {
       guint64 n = u->total * 8 / MAX (uel_dtype_get_bits (u->from), 1);
-      GstMapInfo map;
 
-      if (!gst_memory_map (gst_buffer_peek_memory (u->out, 0), &map,
-              GST_MAP_WRITE | UEL_MAP_CUDA)
-          || !uel_cuda_convert (u->from, m ? m->dtype : u->from, u->raw,
-              map.data, n, u->stream, error)) {
-        if (error && !*error)
-          g_set_error (error, UEL_ERROR, UEL_ERROR_CUDA,
-              "tensor '%s': cannot map device memory", name);
+      if (!uel_cuda_convert (u->from, m ? m->dtype : u->from, u->raw,
+              u->out_dev, n, u->stream, error)) {
         g_free (f);
         drop_current (u);
         return FALSE;
       }
-      gst_memory_unmap (gst_buffer_peek_memory (u->out, 0), &map);
       u->stats.converted++;
     }
     f->done = uel_cuda_event_new (error);

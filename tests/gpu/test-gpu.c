@@ -1,0 +1,361 @@
+/* gst-uel: checks that need a CUDA device; every test skips without one.
+ *
+ * Run on a GPU host by tests/gpu/run, with the build and its runtime
+ * libraries carried along (tests/gpu/bundle).
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "test-utils.h"
+
+#define MiB (G_GUINT64_CONSTANT (1) << 20)
+
+static gboolean
+need_device (void)
+{
+  GError *err = NULL;
+
+  if (uel_cuda_device_check (-1, &err))
+    return TRUE;
+  g_test_skip (err->message);
+  g_error_free (err);
+  return FALSE;
+}
+
+static const gchar *dtypes[][2] = {
+  {"BOOL", "8"}, {"U8", "8"}, {"I8", "8"}, {"F8_E5M2", "8"},
+  {"F8_E4M3", "8"}, {"F8_E8M0", "8"}, {"F8_E4M3FNUZ", "8"},
+  {"F8_E5M2FNUZ", "8"}, {"F4", "4"}, {"F6_E2M3", "6"}, {"F6_E3M2", "6"},
+  {"I16", "16"}, {"U16", "16"}, {"F16", "16"}, {"BF16", "16"},
+  {"I32", "32"}, {"U32", "32"}, {"F32", "32"}, {"C64", "64"},
+  {"F64", "64"}, {"I64", "64"}, {"U64", "64"},
+};
+
+/* every dtype, a scalar, an empty tensor and a few MiB-sized ones */
+static gchar *
+write_model (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  gchar *path = uel_test_path ("gpu.safetensors");
+
+  uel_test_builder_set_align (b, 8);
+  for (guint i = 0; i < G_N_ELEMENTS (dtypes); i++) {
+    guint bits = (guint) atoi (dtypes[i][1]);
+    uel_test_builder_add (b, dtypes[i][0], dtypes[i][0], "[64,3]",
+        192 * bits / 8, NULL);
+  }
+  uel_test_builder_add (b, "scalar", "F32", "[]", 4, NULL);
+  uel_test_builder_add (b, "empty", "BF16", "[0,8]", 0, NULL);
+  uel_test_builder_add (b, "big.bf16", "BF16", "[1024,2049]", 4196352, NULL);
+  uel_test_builder_add (b, "big.f32", "F32", "[3000,1001]", 12012000, NULL);
+  uel_test_builder_add (b, "odd.u8", "U8", "[3333337]", 3333337, NULL);
+  uel_test_builder_write (b, path, NULL);
+  return path;
+}
+
+typedef struct
+{
+  GPtrArray *bufs;
+  GstStructure *up_stats;
+  GstStructure *pin_stats;
+} Result;
+
+static void
+collect (GstElement * sink, GstBuffer * buf, GstPad * pad, GPtrArray * bufs)
+{
+  g_ptr_array_add (bufs, gst_buffer_ref (buf));
+}
+
+static Result
+run (const gchar * launch)
+{
+  Result r = { g_ptr_array_new_with_free_func ((GDestroyNotify)
+        gst_buffer_unref), NULL, NULL };
+  GError *err = NULL;
+  GstElement *p = gst_parse_launch (launch, &err);
+  GstElement *sink, *up, *pin;
+  GstMessage *msg;
+
+  g_assert_no_error (err);
+  sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+  up = gst_bin_get_by_name (GST_BIN (p), "up");
+  pin = gst_bin_get_by_name (GST_BIN (p), "pin");
+  g_object_set (sink, "signal-handoffs", TRUE, NULL);
+  g_signal_connect (sink, "handoff", G_CALLBACK (collect), r.bufs);
+  gst_element_set_state (p, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (p), GST_CLOCK_TIME_NONE,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+    gchar *dbg = NULL;
+    gst_message_parse_error (msg, &err, &dbg);
+    g_printerr ("%s: %s\n", err->message, dbg);
+    g_assert_no_error (err);
+  }
+  gst_message_unref (msg);
+  if (up)
+    g_object_get (up, "stats", &r.up_stats, NULL);
+  if (pin)
+    g_object_get (pin, "stats", &r.pin_stats, NULL);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_clear_object (&sink);
+  gst_clear_object (&up);
+  gst_clear_object (&pin);
+  gst_object_unref (p);
+  return r;
+}
+
+static void
+result_clear (Result * r)
+{
+  g_ptr_array_unref (r->bufs);
+  if (r->up_stats)
+    gst_structure_free (r->up_stats);
+  if (r->pin_stats)
+    gst_structure_free (r->pin_stats);
+}
+
+static guint64
+stat (const GstStructure * s, const gchar * f)
+{
+  guint64 v = G_MAXUINT64;
+
+  g_assert_nonnull (s);
+  g_assert_true (gst_structure_get_uint64 (s, f, &v));
+  return v;
+}
+
+/* each output is one whole device tensor whose bytes (read back through a
+ * host map) are the file's; returns the number of tensors */
+static guint
+check_device_tensors (GPtrArray * bufs, const gchar * path)
+{
+  g_autofree gchar *data = NULL;
+  gsize len;
+  g_autoptr (UelHeader) h = uel_header_open (path, NULL);
+
+  g_assert_true (g_file_get_contents (path, &data, &len, NULL));
+  g_assert_cmpuint (bufs->len, ==, uel_header_get_n_tensors (h));
+  for (guint i = 0; i < bufs->len; i++) {
+    GstBuffer *buf = g_ptr_array_index (bufs, i);
+    UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
+    const UelTensorInfo *info = uel_tensor_meta_get_tensor_info (meta);
+    GstMemory *mem = gst_buffer_peek_memory (buf, 0);
+    GstMapInfo map;
+
+    g_assert_cmpuint (meta->tensor_index, ==, i);
+    g_assert_true (meta->last_chunk);
+    g_assert_cmpuint (meta->chunk_offset, ==, 0);
+    g_assert_cmpuint (meta->dtype, ==, info->dtype);
+    g_assert_true (uel_memory_is_cuda (mem));
+    g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ | UEL_MAP_CUDA));
+    g_assert_nonnull (map.data);
+    g_assert_cmpuint (GPOINTER_TO_SIZE (map.data) % 256, ==, 0);
+    gst_buffer_unmap (buf, &map);
+    g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
+    g_assert_cmpuint (map.size, ==, info->n_bytes);
+    if (map.size)
+      g_assert_cmpmem (map.data, map.size, data + info->file_offset,
+          info->n_bytes);
+    gst_buffer_unmap (buf, &map);
+  }
+  return bufs->len;
+}
+
+static void
+test_exact_bytes (void)
+{
+  g_autofree gchar *path = NULL;
+  /* pinned by uelpin; pinned by our own proposal; pageable (mmap) */
+  const gchar *paths[] = {
+    "uelqueue ! uelpin name=pin pool-size=67108864 ! ",
+    "uelqueue ! ",
+    "",
+  };
+  const gchar *methods[] = { "pread", "pread", "mmap" };
+  const gchar *chunks[] = { "", "chunk-size=1048576", "chunk-size=3333" };
+  const gchar *single[] = { "false", "true" };
+
+  if (!need_device ())
+    return;
+  path = write_model ();
+  for (guint p = 0; p < G_N_ELEMENTS (paths); p++) {
+    for (guint c = 0; c < G_N_ELEMENTS (chunks); c++) {
+      for (guint s = 0; s < G_N_ELEMENTS (single); s++) {
+        g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
+            "method=%s %s ! %suelcudaupload name=up single-allocation=%s ! "
+            "fakesink name=sink", path, methods[p], chunks[c], paths[p],
+            single[s]);
+        Result r = run (launch);
+        guint n;
+
+        g_test_message ("%s", launch);
+        n = check_device_tensors (r.bufs, path);
+        g_assert_cmpuint (stat (r.up_stats, "tensors"), ==, n);
+        g_assert_cmpuint (stat (r.up_stats, "fallbacks"), ==, 0);
+        if (s == 1)
+          g_assert_cmpuint (stat (r.up_stats, "allocations"), ==, 1);
+        else
+          g_assert_cmpuint (stat (r.up_stats, "allocations"), ==, n);
+        /* pinned input copies without staging, pageable is counted */
+        if (p < 2)
+          g_assert_cmpuint (stat (r.up_stats, "pageable"), ==, 0);
+        else
+          g_assert_cmpuint (stat (r.up_stats, "pageable"), >, 0);
+        if (r.pin_stats) {
+          gboolean pinned = FALSE;
+          g_assert_true (gst_structure_get_boolean (r.pin_stats,
+                  "device-pinned", &pinned));
+          g_assert_true (pinned);
+          g_assert_cmpuint (stat (r.pin_stats, "fallbacks"), ==, 0);
+          g_assert_cmpuint (stat (r.pin_stats, "copied"), ==, 0);
+        }
+        result_clear (&r);
+      }
+    }
+  }
+}
+
+/* random bit patterns: NaNs, infinities and subnormals included */
+static gchar *
+write_float_model (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  gchar *path = uel_test_path ("floats.safetensors");
+
+  uel_test_builder_set_align (b, 8);
+  uel_test_builder_add (b, "f32", "F32", "[250001]", 1000004, NULL);
+  uel_test_builder_add (b, "f16", "F16", "[65536]", 131072, NULL);
+  uel_test_builder_add (b, "bf16", "BF16", "[65536]", 131072, NULL);
+  uel_test_builder_add (b, "f64", "F64", "[33333]", 266664, NULL);
+  uel_test_builder_add (b, "ids", "I32", "[1000]", 4000, NULL);
+  uel_test_builder_add (b, "mask", "BOOL", "[77]", 77, NULL);
+  uel_test_builder_write (b, path, NULL);
+  return path;
+}
+
+static void
+test_convert_matches_cpu (void)
+{
+  g_autofree gchar *path = NULL;
+  g_autofree gchar *data = NULL;
+  g_autoptr (UelHeader) h = NULL;
+  const gchar *targets[] = { "f32", "f16", "bf16" };
+  const UelDType target_dtypes[] = { UEL_DTYPE_F32, UEL_DTYPE_F16,
+    UEL_DTYPE_BF16
+  };
+  gsize len;
+
+  if (!need_device ())
+    return;
+  path = write_float_model ();
+  h = uel_header_open (path, NULL);
+  g_assert_true (g_file_get_contents (path, &data, &len, NULL));
+
+  for (guint t = 0; t < G_N_ELEMENTS (targets); t++) {
+    for (guint chunked = 0; chunked < 2; chunked++) {
+      g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" %s "
+          "! uelpin ! uelcudaupload name=up convert-to=%s ! fakesink "
+          "name=sink", path, chunked ? "chunk-size=4099" : "", targets[t]);
+      Result r = run (launch);
+      guint converted = 0;
+
+      g_assert_cmpuint (r.bufs->len, ==, 6);
+      for (guint i = 0; i < r.bufs->len; i++) {
+        GstBuffer *buf = g_ptr_array_index (r.bufs, i);
+        UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
+        const UelTensorInfo *info = uel_header_get_tensor (h, i);
+        UelDType to = target_dtypes[t];
+        gboolean conv = uel_convert_supported (info->dtype, to)
+            && info->dtype != to;
+        g_autofree guint8 *expect = NULL;
+        gsize expect_len = info->n_bytes;
+        GstMapInfo map;
+
+        if (conv) {
+          GError *err = NULL;
+          expect_len = uel_convert_output_size (info->dtype, to,
+              info->n_bytes);
+          expect = g_malloc (expect_len);
+          g_assert_true (uel_convert_cpu (info->dtype, to,
+                  data + info->file_offset, expect, info->n_elements, &err));
+          g_assert_no_error (err);
+          converted++;
+        } else {
+          expect = g_memdup2 (data + info->file_offset, info->n_bytes);
+        }
+        g_assert_cmpuint (meta->dtype, ==, conv ? to : info->dtype);
+        g_assert_cmpuint (meta->n_bytes, ==, expect_len);
+        g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
+        g_assert_cmpmem (map.data, map.size, expect, expect_len);
+        gst_buffer_unmap (buf, &map);
+      }
+      g_assert_cmpuint (stat (r.up_stats, "converted"), ==, converted);
+      result_clear (&r);
+    }
+  }
+}
+
+/* device memory comes back: ten runs leave the free memory where it was */
+static void
+test_no_leak (void)
+{
+  g_autofree gchar *path = NULL;
+  g_autofree gchar *launch = NULL;
+  guint64 before, after, total;
+  GError *err = NULL;
+
+  if (!need_device ())
+    return;
+  path = write_model ();
+  launch = g_strdup_printf ("uelsrc location=\"%s\" chunk-size=1000000 ! "
+      "uelqueue ! uelpin ! uelcudaupload name=up ! fakesink name=sink", path);
+  {
+    Result r = run (launch);
+    result_clear (&r);
+  }
+  g_assert_true (uel_cuda_device_memory (-1, &before, &total, &err));
+  for (guint i = 0; i < 10; i++) {
+    Result r = run (launch);
+    g_assert_cmpuint (r.bufs->len, >, 0);
+    result_clear (&r);
+  }
+  g_assert_true (uel_cuda_device_memory (-1, &after, &total, &err));
+  g_test_message ("device memory free: %" G_GUINT64_FORMAT " before, %"
+      G_GUINT64_FORMAT " after", before, after);
+  /* a leak of even one run would be 20 MiB */
+  g_assert_cmpuint (after + 4 * MiB, >=, before);
+}
+
+static void
+test_bad_device_id (void)
+{
+  g_autofree gchar *path = NULL;
+  g_autofree gchar *launch = NULL;
+  GError *err;
+
+  if (!need_device ())
+    return;
+  path = write_model ();
+  launch = g_strdup_printf ("uelsrc location=\"%s\" ! uelcudaupload "
+      "cuda-device-id=99 fallback=error ! fakesink", path);
+  err = uel_test_run_pipeline (launch, NULL);
+  g_assert_error (err, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_NOT_FOUND);
+  g_assert_nonnull (strstr (err->message, "99"));
+  g_error_free (err);
+}
+
+int
+main (int argc, char **argv)
+{
+  uel_test_init (&argc, &argv);
+
+  g_test_add_func ("/gpu/every-tensor-equals-the-file-bytes",
+      test_exact_bytes);
+  g_test_add_func ("/gpu/conversion-matches-the-cpu-reference",
+      test_convert_matches_cpu);
+  g_test_add_func ("/gpu/repeated-runs-leak-no-device-memory", test_no_leak);
+  g_test_add_func ("/gpu/bad-device-id-fails-clearly", test_bad_device_id);
+  return g_test_run ();
+}
