@@ -120,6 +120,9 @@ cuda_map_full (GstMemory * memory, GstMapInfo * info, gsize maxsize)
   GError *err = NULL;
   guint8 *host;
 
+  /* GstMapInfo comes from the caller, uninitialised: unmap must know
+   * whether there is a host copy to free */
+  info->user_data[0] = NULL;
   if (info->flags & UEL_MAP_CUDA)
     return mem->dev;
   host = g_try_malloc (MAX (maxsize, 1));

@@ -189,7 +189,8 @@ gst_uel_pin_prepare_output_buffer (GstBaseTransform * trans,
     self->n_zero_copy++;
   else if (mem)
     self->n_copied++;
-  if (!self->device_pinned || (!pinned_in && !mem))
+  /* an empty tensor has no bytes to pin: neither copied nor a fallback */
+  if (size > 0 && (!self->device_pinned || (!pinned_in && !mem)))
     self->n_fallback++;
   GST_OBJECT_UNLOCK (self);
 

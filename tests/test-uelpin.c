@@ -317,6 +317,31 @@ test_reads_straight_into_pool (void)
   }
 }
 
+/* an empty tensor is not a fallback: on a GPU host nothing falls back, on
+ * a machine without one every tensor with bytes does */
+static void
+test_empty_tensor_not_a_fallback (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *path = uel_test_path ("empty.safetensors");
+  g_autofree gchar *launch = NULL;
+  g_autoptr (GPtrArray) bufs = NULL;
+  GstStructure *s;
+
+  uel_test_builder_add (b, "empty", "F32", "[0]", 0, NULL);
+  uel_test_builder_add (b, "full", "F32", "[10]", 40, NULL);
+  uel_test_builder_add (b, "also-empty", "U8", "[3,0]", 0, NULL);
+  uel_test_builder_write (b, path, NULL);
+  launch = g_strdup_printf ("uelsrc location=\"%s\" ! uelpin name=pin ! "
+      "fakesink name=sink", path);
+  bufs = run_with_pin (launch, &s);
+  g_assert_cmpuint (bufs->len, ==, 3);
+  g_assert_cmpuint (stat (s, "tensors"), ==, 3);
+  g_assert_cmpuint (stat (s, "fallbacks"), ==, have_device () ? 0 : 1);
+  g_assert_cmpuint (stat (s, "zero-copy") + stat (s, "copied"), ==, 1);
+  gst_structure_free (s);
+}
+
 /* with chunks, a 4 MiB pool carries tensors of 20 MiB, every byte pinned */
 static void
 test_chunks_through_small_pool (void)
@@ -586,6 +611,8 @@ main (int argc, char **argv)
       test_copies_foreign_buffers);
   g_test_add_func ("/uelpin/reader-fills-the-pool-without-copies",
       test_reads_straight_into_pool);
+  g_test_add_func ("/uelpin/empty-tensor-is-not-a-fallback",
+      test_empty_tensor_not_a_fallback);
   g_test_add_func ("/uelpin/chunks-carry-tensors-larger-than-the-pool",
       test_chunks_through_small_pool);
   g_test_add_func ("/uelpin/tensor-larger-than-pool-passes-unpinned",

@@ -56,6 +56,18 @@ main (int argc, char **argv)
         "uelsrc location=\"@\" io-threads=8 chunk-size=67108864 ! uelqueue "
           "max-size-bytes=536870912 ! uelcudaupload name=up "
           "pool-size=1073741824 ! fakesink"},
+    {"pin-chunked-16threads",
+        "uelsrc location=\"@\" io-threads=16 chunk-size=67108864 ! uelqueue "
+          "max-size-bytes=268435456 ! uelpin pool-size=268435456 ! "
+          "uelcudaupload name=up ! fakesink"},
+    {"upload-pool-16threads",
+        "uelsrc location=\"@\" io-threads=16 chunk-size=67108864 ! uelqueue "
+          "max-size-bytes=268435456 ! uelcudaupload name=up "
+          "pool-size=268435456 ! fakesink"},
+    {"upload-pool-16threads-128M",
+        "uelsrc location=\"@\" io-threads=16 chunk-size=134217728 ! uelqueue "
+          "max-size-bytes=268435456 ! uelcudaupload name=up "
+          "pool-size=536870912 ! fakesink"},
     {"pageable-mmap",
         "uelsrc location=\"@\" method=mmap ! uelcudaupload name=up ! "
           "fakesink"},
