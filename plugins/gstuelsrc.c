@@ -77,9 +77,15 @@ GST_DEBUG_CATEGORY_STATIC (gst_uel_src_debug);
 #define DEFAULT_DTYPES NULL
 #define DEFAULT_NDIM -1
 
-/* A read is split among the I/O threads only when every part gets at least
- * this much: below it, waking a thread costs more than the copy saves. */
-#define SPLIT_MIN (G_GUINT64_CONSTANT (4) << 20)
+/* Large reads go to the I/O threads in parts of this size: small enough
+ * that the threads share a chunk evenly and start on the next one while
+ * the last parts finish, large enough to be worth a thread's wake-up (and a
+ * good O_DIRECT request). */
+#define PART_SIZE ((gsize) 8 << 20)
+/* Smaller reads are done by the streaming thread itself: handing a small
+ * tensor to a thread costs more than the copy. */
+#define INLINE_MAX ((gsize) 1 << 20)
+#define DEFAULT_READ_AHEAD (G_GUINT64_CONSTANT (64) << 20)
 /* O_DIRECT needs offsets, sizes and memory aligned to the logical block
  * size; 4096 covers every device we know of. */
 #define DIRECT_ALIGN G_GUINT64_CONSTANT (4096)
@@ -98,6 +104,7 @@ enum
   PROP_CHUNK_SIZE,
   PROP_DTYPES,
   PROP_NDIM,
+  PROP_READ_AHEAD,
 };
 
 /* a file mapping shared by every buffer cut from it */
@@ -115,10 +122,29 @@ typedef struct
   Mapping *map;                 /* method=mmap */
 } OpenFile;
 
-/* one part of a read, for the I/O thread pool */
+/* a buffer being read: the read-ahead window holds several */
 typedef struct
 {
+  GstBuffer *buf;
+  GstMemory *mem;               /* NULL: complete without a read */
+  GstMapInfo map;
+  guint tensor_index;
+  guint index;                  /* position in the stream */
+  guint64 pos;                  /* where the bytes start in the tensor */
+  gsize len;
+  guint chunk_index;
+  gsize delta;                  /* O_DIRECT: where they start in @mem */
+  gsize elem;                   /* the alignment the data needs */
+  guint pending;                /* parts still being read, under io_lock */
+  GError *error;                /* the first failure, under io_lock */
+  struct _IoPart *parts;
+} Job;
+
+/* one part of a read, for the I/O thread pool */
+typedef struct _IoPart
+{
   GstUelSrc *self;
+  Job *job;
   gint fd;
   guint8 *dst;
   gsize len;                    /* bytes asked for */
@@ -141,6 +167,7 @@ struct _GstUelSrc
   guint io_threads;
   gint num_buffers;
   guint64 chunk_size;
+  guint64 read_ahead;
   gchar *dtypes;
   gint ndim;
 
@@ -155,19 +182,21 @@ struct _GstUelSrc
 
   /* streaming thread state */
   gboolean started;
-  guint next;                   /* position in selected */
-  guint64 chunk_pos;            /* bytes of the current tensor pushed */
+  guint next;                   /* position in selected of the next read */
+  guint64 chunk_pos;            /* where in that tensor */
   guint chunk_index;
+  gint n_issued;
   gint n_pushed;
   guint64 bytes_pushed;
+  GQueue jobs;                  /* the read-ahead window, in stream order */
+  guint64 jobs_bytes;
+  guint64 window;               /* bytes the window may hold */
   GstAllocator *allocator;      /* what downstream proposed, or ours */
   GstAllocationParams params;
 
-  /* parallel read completion */
+  /* completion of the parts read by the I/O threads */
   GMutex io_lock;
   GCond io_cond;
-  guint io_pending;
-  GError *io_error;
 };
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
@@ -387,68 +416,86 @@ io_thread_func (gpointer data, gpointer user_data)
 {
   IoPart *part = data;
   GstUelSrc *self = part->self;
+  Job *job = part->job;
   GError *err = NULL;
 
   read_part (part, &err);
   g_mutex_lock (&self->io_lock);
-  if (err && !self->io_error)
-    self->io_error = g_steal_pointer (&err);
-  self->io_pending--;
-  g_cond_signal (&self->io_cond);
+  if (err && !job->error)
+    job->error = g_steal_pointer (&err);
+  if (--job->pending == 0)
+    g_cond_broadcast (&self->io_cond);
   g_mutex_unlock (&self->io_lock);
   g_clear_error (&err);
 }
 
-/* Reads @len bytes at @offset into @dst, split among the I/O threads when
- * it is large.  With @direct, @offset, @len and @dst are block-aligned and
- * only the first @need bytes must exist in the file. */
-static gboolean
-read_span (GstUelSrc * self, gint fd, gboolean direct, guint8 * dst,
-    gsize len, gsize need, guint64 offset, const gchar * path, GError ** error)
+/* Reads @len bytes at @offset into @dst for @job: in the streaming thread
+ * when it is small or there are no I/O threads, otherwise as parts that the
+ * I/O threads read while the streaming thread goes on.  With @direct,
+ * @offset, @len and @dst are block-aligned and only the first @need bytes
+ * must exist in the file. */
+static void
+submit_read (GstUelSrc * self, Job * job, gint fd, gboolean direct,
+    guint8 * dst, gsize len, gsize need, guint64 offset, const gchar * path)
 {
-  IoPart parts[MAX_IO_THREADS];
-  guint n = 1;
-  gsize per;
-  gboolean ok;
+  guint n;
 
-  if (self->pool && len >= 2 * SPLIT_MIN)
-    n = (guint) MIN ((guint64) self->io_threads, len / SPLIT_MIN);
-  per = (len / n + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
-
+  if (!self->pool || len < INLINE_MAX) {
+    IoPart part = { self, job, fd, dst, len, need, offset, direct, path };
+    read_part (&part, &job->error);
+    return;
+  }
+  n = (guint) ((len + PART_SIZE - 1) / PART_SIZE);
+  job->parts = g_new (IoPart, n);
   for (guint i = 0; i < n; i++) {
-    gsize start = MIN ((gsize) i * per, len);
-    gsize end = i + 1 == n ? len : MIN (start + per, len);
+    gsize start = (gsize) i * PART_SIZE;
+    gsize end = MIN (start + PART_SIZE, len);
 
-    parts[i] = (IoPart) {
-      self, fd, dst + start, end - start,
+    job->parts[i] = (IoPart) {
+      self, job, fd, dst + start, end - start,
       need > start ? MIN (need - start, end - start) : 0,
       offset + start, direct, path
     };
   }
+  g_mutex_lock (&self->io_lock);
+  job->pending = n;
+  g_mutex_unlock (&self->io_lock);
+  for (guint i = 0; i < n; i++)
+    g_thread_pool_push (self->pool, &job->parts[i], NULL);
+}
 
-  if (n > 1) {
-    g_mutex_lock (&self->io_lock);
-    self->io_pending = n - 1;
-    g_mutex_unlock (&self->io_lock);
-    for (guint i = 1; i < n; i++)
-      g_thread_pool_push (self->pool, &parts[i], NULL);
+static void
+wait_job (GstUelSrc * self, Job * job)
+{
+  g_mutex_lock (&self->io_lock);
+  while (job->pending > 0)
+    g_cond_wait (&self->io_cond, &self->io_lock);
+  g_mutex_unlock (&self->io_lock);
+}
+
+static void
+job_free (GstUelSrc * self, Job * job)
+{
+  /* never free memory a thread is still reading into */
+  wait_job (self, job);
+  if (job->mem) {
+    gst_memory_unmap (job->mem, &job->map);
+    gst_memory_unref (job->mem);
   }
+  gst_buffer_unref (job->buf);
+  g_clear_error (&job->error);
+  g_free (job->parts);
+  g_free (job);
+}
 
-  ok = read_part (&parts[0], error);
+static void
+clear_jobs (GstUelSrc * self)
+{
+  Job *job;
 
-  if (n > 1) {
-    g_mutex_lock (&self->io_lock);
-    while (self->io_pending > 0)
-      g_cond_wait (&self->io_cond, &self->io_lock);
-    if (self->io_error) {
-      if (ok)
-        g_propagate_error (error, g_steal_pointer (&self->io_error));
-      g_clear_error (&self->io_error);
-      ok = FALSE;
-    }
-    g_mutex_unlock (&self->io_lock);
-  }
-  return ok;
+  while ((job = g_queue_pop_head (&self->jobs)))
+    job_free (self, job);
+  self->jobs_bytes = 0;
 }
 
 static GstMemory *
@@ -470,42 +517,59 @@ alloc_memory (GstUelSrc * self, gsize size, gsize align)
   return mem;
 }
 
-/* reads [offset, offset + len) of the tensor at @info into a buffer */
-static GstBuffer *
-read_range (GstUelSrc * self, const UelTensorInfo * info, guint64 pos,
-    gsize len, GError ** error)
+static gboolean
+map_job_memory (GstUelSrc * self, Job * job, gsize size, gsize align)
 {
+  job->mem = alloc_memory (self, size, align);
+  if (job->mem && gst_memory_map (job->mem, &job->map, GST_MAP_WRITE))
+    return TRUE;
+  if (job->mem)
+    gst_memory_unref (job->mem);
+  job->mem = NULL;
+  return FALSE;
+}
+
+/* Starts reading [pos, pos + len) of the tensor at @tensor_index: returns
+ * the job, whose bytes may still be arriving, or NULL when there is no
+ * memory for it. */
+static Job *
+start_job (GstUelSrc * self, guint tensor_index, guint64 pos, gsize len,
+    GError ** error)
+{
+  const UelTensorInfo *info = uel_header_get_tensor (self->header,
+      tensor_index);
   OpenFile *f = &self->files[info->file_index];
   const gchar *path = uel_header_get_file_path (self->header,
       info->file_index);
   guint64 offset = info->file_offset + pos;
-  gsize elem = MAX (uel_dtype_get_bits (info->dtype) / 8, 1);
-  GstBuffer *buf = gst_buffer_new ();
-  GstMemory *mem;
-  GstMapInfo map;
+  Job *job = g_new0 (Job, 1);
 
+  job->buf = gst_buffer_new ();
+  job->tensor_index = tensor_index;
+  job->pos = pos;
+  job->len = len;
+  job->elem = MAX (uel_dtype_get_bits (info->dtype) / 8, 1);
   if (len == 0)
-    return buf;
+    return job;
 
-  if (f->map && (GPOINTER_TO_SIZE (f->map->addr + offset) % elem) == 0) {
+  if (f->map && (GPOINTER_TO_SIZE (f->map->addr + offset) % job->elem) == 0) {
     struct stat st;
 
     /* a shrunk file would SIGBUS the reader: refuse to hand out pages
      * beyond its end (this narrows, not closes, the window; use pread for
      * files that may change) */
     if (fstat (f->fd, &st) == 0 && (guint64) st.st_size < offset + len) {
-      g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
+      g_set_error (&job->error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
           "%s: tensor '%s': the file is now %" G_GUINT64_FORMAT " bytes, "
           "shorter than the tensor's end at %" G_GUINT64_FORMAT, path,
           info->name, (guint64) st.st_size, offset + len);
-      gst_buffer_unref (buf);
-      return NULL;
+      return job;
     }
-    mem = gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
-        f->map->addr + offset, len, 0, len, mapping_ref (f->map),
-        mapping_unref);
-    gst_buffer_append_memory (buf, mem);
-    return buf;
+    gst_buffer_append_memory (job->buf,
+        gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
+            f->map->addr + offset, len, 0, len, mapping_ref (f->map),
+            mapping_unref));
+    return job;
   }
 
   if (f->direct_fd >= 0) {
@@ -514,60 +578,61 @@ read_range (GstUelSrc * self, const UelTensorInfo * info, guint64 pos,
     gsize a_len = (delta + len + DIRECT_ALIGN - 1) / DIRECT_ALIGN *
         DIRECT_ALIGN;
 
-    mem = alloc_memory (self, a_len, DIRECT_ALIGN);
-    if (!mem)
+    if (!map_job_memory (self, job, a_len, DIRECT_ALIGN))
       goto alloc_failed;
-    if (!gst_memory_map (mem, &map, GST_MAP_WRITE)) {
-      gst_memory_unref (mem);
-      goto alloc_failed;
-    }
-    if (GPOINTER_TO_SIZE (map.data) % DIRECT_ALIGN == 0) {
-      if (!read_span (self, f->direct_fd, TRUE, map.data, a_len, delta + len,
-              a_off, path, error)) {
-        gst_memory_unmap (mem, &map);
-        gst_memory_unref (mem);
-        gst_buffer_unref (buf);
-        return NULL;
-      }
-      if (delta % elem != 0) {
-        memmove (map.data, map.data + delta, len);
-        delta = 0;
-      }
-      gst_memory_unmap (mem, &map);
-      gst_memory_resize (mem, (gssize) delta, len);
-      gst_buffer_append_memory (buf, mem);
-      return buf;
+    if (GPOINTER_TO_SIZE (job->map.data) % DIRECT_ALIGN == 0) {
+      job->delta = delta;
+      submit_read (self, job, f->direct_fd, TRUE, job->map.data, a_len,
+          delta + len, a_off, path);
+      return job;
     }
     /* the allocator ignored the alignment: read this one buffered */
     GST_DEBUG_OBJECT (self, "memory not block-aligned, using pread");
-    gst_memory_unmap (mem, &map);
-    gst_memory_unref (mem);
+    gst_memory_unmap (job->mem, &job->map);
+    gst_memory_unref (job->mem);
+    job->mem = NULL;
   }
 
-  mem = alloc_memory (self, len, elem);
-  if (!mem)
+  if (!map_job_memory (self, job, len, job->elem))
     goto alloc_failed;
-  if (!gst_memory_map (mem, &map, GST_MAP_WRITE)) {
-    gst_memory_unref (mem);
-    goto alloc_failed;
-  }
-  if (!read_span (self, f->fd, FALSE, map.data, len, len, offset, path,
-          error)) {
-    gst_memory_unmap (mem, &map);
-    gst_memory_unref (mem);
-    gst_buffer_unref (buf);
-    return NULL;
-  }
-  gst_memory_unmap (mem, &map);
-  gst_buffer_append_memory (buf, mem);
-  return buf;
+  submit_read (self, job, f->fd, FALSE, job->map.data, len, len, offset,
+      path);
+  return job;
 
 alloc_failed:
   g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
       "%s: tensor '%s': cannot allocate %" G_GSIZE_FORMAT " bytes", path,
       info->name, len);
-  gst_buffer_unref (buf);
+  job_free (self, job);
   return NULL;
+}
+
+/* Waits for the job's bytes and makes its buffer: exactly the bytes of the
+ * range, aligned to the element size. */
+static GstBuffer *
+finish_job (GstUelSrc * self, Job * job, GError ** error)
+{
+  GstBuffer *buf;
+
+  wait_job (self, job);
+  if (job->error) {
+    g_propagate_error (error, g_steal_pointer (&job->error));
+    job_free (self, job);
+    return NULL;
+  }
+  if (job->mem) {
+    if (job->delta % job->elem != 0) {
+      memmove (job->map.data, job->map.data + job->delta, job->len);
+      job->delta = 0;
+    }
+    gst_memory_unmap (job->mem, &job->map);
+    gst_memory_resize (job->mem, (gssize) job->delta, job->len);
+    gst_buffer_append_memory (job->buf, g_steal_pointer (&job->mem));
+  }
+  buf = g_steal_pointer (&job->buf);
+  job->buf = gst_buffer_new ();
+  job_free (self, job);
+  return buf;
 }
 
 /* ------------------------------------------------------------------ */
@@ -594,8 +659,22 @@ negotiate_allocation (GstUelSrc * self, GstCaps * caps)
   self->allocator = allocator ? allocator :
       gst_object_ref (self->host_allocator);
   self->params = params;
-  GST_INFO_OBJECT (self, "reading into %s memory (allocator %s)",
-      self->allocator->mem_type, GST_OBJECT_NAME (self->allocator));
+
+  /* without I/O threads nothing reads while we push: no window */
+  GST_OBJECT_LOCK (self);
+  self->window = self->pool ? self->read_ahead : 0;
+  GST_OBJECT_UNLOCK (self);
+  /* reads ahead hold pool memory that nobody downstream can free: keep
+   * them to half a bounded pool so that the pool never fills with them */
+  if (UEL_IS_PINNED_ALLOCATOR (self->allocator)) {
+    UelPinnedStats st;
+    uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (self->allocator),
+        &st);
+    self->window = MIN (self->window, st.capacity / 2);
+  }
+  GST_INFO_OBJECT (self, "reading into %s memory (allocator %s), %"
+      G_GUINT64_FORMAT " bytes ahead", self->allocator->mem_type,
+      GST_OBJECT_NAME (self->allocator), self->window);
 }
 
 static gboolean
@@ -636,6 +715,52 @@ push_eos_and_pause (GstUelSrc * self)
   gst_pad_pause_task (self->srcpad);
 }
 
+/* Starts reads until the window is full: always at least one, so that a
+ * tensor larger than the window still goes through. */
+static gboolean
+fill_window (GstUelSrc * self, gint num_buffers, guint64 chunk_size,
+    GError ** error)
+{
+  while (self->next < self->selected->len
+      && (num_buffers < 0 || self->n_issued < num_buffers)) {
+    guint tensor_index = g_array_index (self->selected, guint, self->next);
+    const UelTensorInfo *info = uel_header_get_tensor (self->header,
+        tensor_index);
+    guint64 len = info->n_bytes - self->chunk_pos;
+    Job *job;
+
+    if (chunk_size > 0 && len > chunk_size)
+      len = chunk_size;
+    if (!g_queue_is_empty (&self->jobs)
+        && self->jobs_bytes + len > self->window)
+      break;
+    if (len > G_MAXSIZE) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_IO, "%s: tensor '%s' of %"
+          G_GUINT64_FORMAT " bytes does not fit this machine's address "
+          "space", uel_header_get_location (self->header), info->name,
+          info->n_bytes);
+      return FALSE;
+    }
+    job = start_job (self, tensor_index, self->chunk_pos, (gsize) len, error);
+    if (!job)
+      return FALSE;
+    job->index = self->next;
+    job->chunk_index = self->chunk_index;
+    g_queue_push_tail (&self->jobs, job);
+    self->jobs_bytes += len;
+    self->n_issued++;
+    if (self->chunk_pos + len == info->n_bytes) {
+      self->next++;
+      self->chunk_pos = 0;
+      self->chunk_index = 0;
+    } else {
+      self->chunk_pos += len;
+      self->chunk_index++;
+    }
+  }
+  return TRUE;
+}
+
 static void
 gst_uel_src_loop (GstPad * pad)
 {
@@ -645,10 +770,12 @@ gst_uel_src_loop (GstPad * pad)
   GError *err = NULL;
   GstBuffer *buf;
   GstFlowReturn ret;
-  guint64 len;
-  guint tensor_index;
   gint num_buffers;
   guint64 chunk_size;
+  Job *job;
+  guint64 pos;
+  gsize len;
+  guint tensor_index, index, chunk_index;
 
   if (!self->started) {
     if (!start_stream (self)) {
@@ -663,53 +790,41 @@ gst_uel_src_loop (GstPad * pad)
   chunk_size = self->chunk_size;
   GST_OBJECT_UNLOCK (self);
 
-  if (self->next >= self->selected->len
-      || (num_buffers >= 0 && self->n_pushed >= num_buffers)) {
+  if (!fill_window (self, num_buffers, chunk_size, &err))
+    goto error;
+  job = g_queue_pop_head (&self->jobs);
+  if (!job) {
     GST_DEBUG_OBJECT (self, "EOS after %d buffers, %" G_GUINT64_FORMAT
         " bytes", self->n_pushed, self->bytes_pushed);
     push_eos_and_pause (self);
     return;
   }
+  self->jobs_bytes -= job->len;
+  info = uel_header_get_tensor (self->header, job->tensor_index);
+  tensor_index = job->tensor_index;
+  index = job->index;
+  chunk_index = job->chunk_index;
+  pos = job->pos;
+  len = job->len;
 
-  tensor_index = g_array_index (self->selected, guint, self->next);
-  info = uel_header_get_tensor (self->header, tensor_index);
-  len = info->n_bytes - self->chunk_pos;
-  if (chunk_size > 0 && len > chunk_size)
-    len = chunk_size;
-  if (len > G_MAXSIZE) {
-    g_set_error (&err, UEL_ERROR, UEL_ERROR_IO, "%s: tensor '%s' of %"
-        G_GUINT64_FORMAT " bytes does not fit this machine's address space",
-        uel_header_get_location (self->header), info->name, info->n_bytes);
-    goto error;
-  }
-
-  buf = read_range (self, info, self->chunk_pos, (gsize) len, &err);
+  buf = finish_job (self, g_steal_pointer (&job), &err);
   if (!buf)
     goto error;
-
-  meta = uel_buffer_add_tensor_meta (buf, self->header, tensor_index,
-      self->next, self->selected->len);
-  meta->chunk_offset = self->chunk_pos;
-  meta->chunk_index = self->chunk_index;
-  meta->last_chunk = self->chunk_pos + len == info->n_bytes;
-  GST_BUFFER_OFFSET (buf) = info->file_offset + self->chunk_pos;
-  GST_BUFFER_OFFSET_END (buf) = info->file_offset + self->chunk_pos + len;
+  meta = uel_buffer_add_tensor_meta (buf, self->header, tensor_index, index,
+      self->selected->len);
+  meta->chunk_offset = pos;
+  meta->chunk_index = chunk_index;
+  meta->last_chunk = pos + len == info->n_bytes;
+  GST_BUFFER_OFFSET (buf) = info->file_offset + pos;
+  GST_BUFFER_OFFSET_END (buf) = info->file_offset + pos + len;
   if (self->n_pushed == 0)
     GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
-
-  if (meta->last_chunk) {
-    self->next++;
-    self->chunk_pos = 0;
-    self->chunk_index = 0;
-  } else {
-    self->chunk_pos += len;
-    self->chunk_index++;
-  }
   self->n_pushed++;
   self->bytes_pushed += len;
 
-  GST_LOG_OBJECT (self, "pushing tensor %u/%u '%s' (%" G_GUINT64_FORMAT
-      " bytes)", meta->index + 1, meta->count, info->name, len);
+  GST_LOG_OBJECT (self, "pushing tensor %u/%u '%s' (%" G_GSIZE_FORMAT
+      " bytes at %" G_GUINT64_FORMAT ")", meta->index + 1, meta->count,
+      info->name, len, pos);
   ret = gst_pad_push (pad, buf);
   if (ret != GST_FLOW_OK) {
     GST_DEBUG_OBJECT (self, "pausing: %s", gst_flow_get_name (ret));
@@ -848,6 +963,7 @@ select_tensors (GstUelSrc * self, const gchar * spec, GError ** error)
 static void
 gst_uel_src_close (GstUelSrc * self)
 {
+  clear_jobs (self);
   if (self->pool) {
     g_thread_pool_free (self->pool, FALSE, TRUE);
     self->pool = NULL;
@@ -891,8 +1007,8 @@ gst_uel_src_open (GstUelSrc * self)
     goto failed;
 
   if (io_threads > 1) {
-    self->pool = g_thread_pool_new (io_thread_func, NULL, (gint) io_threads -
-        1, FALSE, &err);
+    self->pool = g_thread_pool_new (io_thread_func, NULL, (gint) io_threads,
+        FALSE, &err);
     if (!self->pool)
       goto failed;
   }
@@ -924,7 +1040,9 @@ gst_uel_src_activate_mode (GstPad * pad, GstObject * parent,
   if (mode != GST_PAD_MODE_PUSH)
     return FALSE;
   if (active) {
+    clear_jobs (self);
     self->started = FALSE;
+    self->n_issued = 0;
     self->next = 0;
     self->chunk_pos = 0;
     self->chunk_index = 0;
@@ -1027,6 +1145,9 @@ gst_uel_src_set_property (GObject * object, guint prop_id,
     case PROP_CHUNK_SIZE:
       self->chunk_size = g_value_get_uint64 (value);
       break;
+    case PROP_READ_AHEAD:
+      self->read_ahead = g_value_get_uint64 (value);
+      break;
     case PROP_DTYPES:
       g_free (self->dtypes);
       self->dtypes = g_value_dup_string (value);
@@ -1066,6 +1187,9 @@ gst_uel_src_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_CHUNK_SIZE:
       g_value_set_uint64 (value, self->chunk_size);
+      break;
+    case PROP_READ_AHEAD:
+      g_value_set_uint64 (value, self->read_ahead);
       break;
     case PROP_DTYPES:
       g_value_set_string (value, self->dtypes);
@@ -1122,8 +1246,9 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
           GST_TYPE_UEL_SRC_METHOD, DEFAULT_METHOD, rw_ready));
   g_object_class_install_property (gobject_class, PROP_IO_THREADS,
       g_param_spec_uint ("io-threads", "I/O threads",
-          "Threads reading one large tensor in parallel (parts of at least "
-          "4 MiB; 1 = read in the streaming thread only)", 1, MAX_IO_THREADS,
+          "Threads reading large tensors in parallel, in parts of 8 MiB, "
+          "ahead of the one being pushed (1 = read in the streaming thread "
+          "only)", 1, MAX_IO_THREADS,
           DEFAULT_IO_THREADS, rw_ready));
   g_object_class_install_property (gobject_class, PROP_NUM_BUFFERS,
       g_param_spec_int ("num-buffers", "Number of buffers",
@@ -1141,6 +1266,12 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
           "\"F16,BF16\"); only tensors of these dtypes are read, among those "
           "'tensors' selects (empty = all dtypes)",
           DEFAULT_DTYPES, rw_ready));
+  g_object_class_install_property (gobject_class, PROP_READ_AHEAD,
+      g_param_spec_uint64 ("read-ahead", "Read-ahead",
+          "Bytes of the next buffers read by the I/O threads while the "
+          "current one is pushed (at most half a pinned pool downstream; "
+          "0 = one buffer at a time)", 0, G_MAXUINT64, DEFAULT_READ_AHEAD,
+          rw_ready));
   g_object_class_install_property (gobject_class, PROP_NDIM,
       g_param_spec_int ("ndim", "Number of dimensions",
           "Only tensors with this many dimensions are read, among those "
@@ -1172,6 +1303,8 @@ gst_uel_src_init (GstUelSrc * self)
   self->io_threads = DEFAULT_IO_THREADS;
   self->num_buffers = DEFAULT_NUM_BUFFERS;
   self->chunk_size = DEFAULT_CHUNK_SIZE;
+  self->read_ahead = DEFAULT_READ_AHEAD;
+  g_queue_init (&self->jobs);
   self->ndim = DEFAULT_NDIM;
   g_mutex_init (&self->io_lock);
   g_cond_init (&self->io_cond);

@@ -482,8 +482,10 @@ test_file_shrinks (void)
     uel_test_builder_add (b, "second", "U8", "[1048576]", 1048576, NULL);
     uel_test_builder_write (b, path, NULL);
 
-    launch = g_strdup_printf ("uelsrc location=\"%s\" method=%s ! fakesink "
-        "name=sink signal-handoffs=true", path, read_methods[m]);
+    /* read-ahead=0: the second tensor is read after the first is pushed */
+    launch = g_strdup_printf ("uelsrc location=\"%s\" method=%s "
+        "read-ahead=0 ! fakesink name=sink signal-handoffs=true", path,
+        read_methods[m]);
     pipeline = gst_parse_launch (launch, &err);
     g_assert_no_error (err);
     sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
@@ -658,14 +660,19 @@ test_io_threads (void)
   uel_test_builder_add (b, "medium", "F32", "[3000000]", 12000000, NULL);
   uel_test_builder_write (b, path, NULL);
 
+  /* read-ahead: none, less than a part, several tensors */
+  const gchar *ahead[] = { "0", "1000", "1073741824" };
+
   for (guint m = 0; m < G_N_ELEMENTS (methods); m++) {
     for (guint t = 0; t < G_N_ELEMENTS (threads); t++) {
-      g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
-          "method=%s io-threads=%u ! fakesink name=sink", path, methods[m],
-          threads[t]);
-      g_autoptr (GPtrArray) bufs = run_ok (launch);
+      for (guint a = 0; a < G_N_ELEMENTS (ahead); a++) {
+        g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" "
+            "method=%s io-threads=%u read-ahead=%s ! fakesink name=sink",
+            path, methods[m], threads[t], ahead[a]);
+        g_autoptr (GPtrArray) bufs = run_ok (launch);
 
-      check_buffers_against_file (bufs, path, 3);
+        check_buffers_against_file (bufs, path, 3);
+      }
     }
   }
 }

@@ -41,37 +41,32 @@ int
 main (int argc, char **argv)
 {
   const gchar *variants[][2] = {
-    {"pin",
-        "uelsrc location=\"@\" io-threads=4 ! uelqueue max-size-bytes=1073741824 ! "
-          "uelpin pool-size=1073741824 ! uelcudaupload name=up ! fakesink"},
-    {"pin-chunked",
-        "uelsrc location=\"@\" io-threads=4 chunk-size=67108864 ! uelqueue "
-          "max-size-bytes=536870912 ! uelpin pool-size=536870912 ! "
+    {"pin-whole-4threads",
+        "uelsrc location=\"@\" io-threads=4 ! uelqueue "
+          "max-size-bytes=1073741824 ! uelpin pool-size=1073741824 ! "
           "uelcudaupload name=up ! fakesink"},
-    {"pin-chunked-single",
-        "uelsrc location=\"@\" io-threads=4 chunk-size=67108864 ! uelqueue "
-          "max-size-bytes=536870912 ! uelpin pool-size=536870912 ! "
-          "uelcudaupload name=up single-allocation=true ! fakesink"},
-    {"upload-pool",
-        "uelsrc location=\"@\" io-threads=8 chunk-size=67108864 ! uelqueue "
-          "max-size-bytes=536870912 ! uelcudaupload name=up "
-          "pool-size=1073741824 ! fakesink"},
-    {"pin-chunked-16threads",
-        "uelsrc location=\"@\" io-threads=16 chunk-size=67108864 ! uelqueue "
-          "max-size-bytes=268435456 ! uelpin pool-size=268435456 ! "
-          "uelcudaupload name=up ! fakesink"},
-    {"upload-pool-16threads",
-        "uelsrc location=\"@\" io-threads=16 chunk-size=67108864 ! uelqueue "
-          "max-size-bytes=268435456 ! uelcudaupload name=up "
-          "pool-size=268435456 ! fakesink"},
-    {"upload-pool-16threads-128M",
-        "uelsrc location=\"@\" io-threads=16 chunk-size=134217728 ! uelqueue "
-          "max-size-bytes=268435456 ! uelcudaupload name=up "
-          "pool-size=536870912 ! fakesink"},
+    {"pin-64M-16threads",
+        "uelsrc location=\"@\" io-threads=16 chunk-size=67108864 "
+          "read-ahead=268435456 ! uelqueue max-size-bytes=268435456 ! "
+          "uelpin pool-size=536870912 ! uelcudaupload name=up ! fakesink"},
+    {"upload-pool-64M-16threads",
+        "uelsrc location=\"@\" io-threads=16 chunk-size=67108864 "
+          "read-ahead=268435456 ! uelqueue max-size-bytes=268435456 ! "
+          "uelcudaupload name=up pool-size=536870912 ! fakesink"},
+    {"upload-pool-32M-16threads",
+        "uelsrc location=\"@\" io-threads=16 chunk-size=33554432 "
+          "read-ahead=134217728 ! uelqueue max-size-bytes=134217728 ! "
+          "uelcudaupload name=up pool-size=268435456 ! fakesink"},
+    {"upload-pool-64M-single",
+        "uelsrc location=\"@\" io-threads=16 chunk-size=67108864 "
+          "read-ahead=268435456 ! uelqueue max-size-bytes=268435456 ! "
+          "uelcudaupload name=up pool-size=536870912 single-allocation=true "
+          "! fakesink"},
     {"pageable-mmap",
         "uelsrc location=\"@\" method=mmap ! uelcudaupload name=up ! "
           "fakesink"},
   };
+
   gint reps;
   guint64 total_bytes = 0;
 
