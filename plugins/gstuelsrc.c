@@ -70,7 +70,11 @@ GST_DEBUG_CATEGORY_STATIC (gst_uel_src_debug);
 #define DEFAULT_LOCATION NULL
 #define DEFAULT_TENSORS NULL
 #define DEFAULT_METHOD GST_UEL_SRC_METHOD_PREAD
-#define DEFAULT_IO_THREADS 2
+/* 0: one I/O thread per CPU, up to AUTO_IO_THREADS (measured on a 16-core
+ * GPU host: reading from the page cache into pinned memory scales to about
+ * 16 threads) */
+#define DEFAULT_IO_THREADS 0
+#define AUTO_IO_THREADS 16
 #define MAX_IO_THREADS 64
 #define DEFAULT_NUM_BUFFERS -1
 #define DEFAULT_CHUNK_SIZE 0
@@ -1006,6 +1010,8 @@ gst_uel_src_open (GstUelSrc * self)
   if (!open_files (self, method, &err))
     goto failed;
 
+  if (io_threads == 0)
+    io_threads = (guint) CLAMP (g_get_num_processors (), 1, AUTO_IO_THREADS);
   if (io_threads > 1) {
     self->pool = g_thread_pool_new (io_thread_func, NULL, (gint) io_threads,
         FALSE, &err);
@@ -1247,8 +1253,8 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
   g_object_class_install_property (gobject_class, PROP_IO_THREADS,
       g_param_spec_uint ("io-threads", "I/O threads",
           "Threads reading large tensors in parallel, in parts of 8 MiB, "
-          "ahead of the one being pushed (1 = read in the streaming thread "
-          "only)", 1, MAX_IO_THREADS,
+          "ahead of the one being pushed (0 = one per CPU, up to 16; 1 = "
+          "read in the streaming thread only)", 0, MAX_IO_THREADS,
           DEFAULT_IO_THREADS, rw_ready));
   g_object_class_install_property (gobject_class, PROP_NUM_BUFFERS,
       g_param_spec_int ("num-buffers", "Number of buffers",

@@ -652,7 +652,7 @@ test_io_threads (void)
 {
   g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
   g_autofree gchar *path = uel_test_path ("threads.safetensors");
-  const guint threads[] = { 1, 2, 4, 7 };
+  const guint threads[] = { 0, 1, 2, 4, 7 };
 
   uel_test_builder_set_align (b, 8);
   uel_test_builder_add (b, "big", "U8", "[25165831]", 25165831, NULL);

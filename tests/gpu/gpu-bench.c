@@ -45,27 +45,31 @@ main (int argc, char **argv)
         "uelsrc location=\"@\" io-threads=4 ! uelqueue "
           "max-size-bytes=1073741824 ! uelpin pool-size=1073741824 ! "
           "uelcudaupload name=up ! fakesink"},
-    {"pin-64M-16threads",
-        "uelsrc location=\"@\" io-threads=16 chunk-size=67108864 "
-          "read-ahead=268435456 ! uelqueue max-size-bytes=268435456 ! "
-          "uelpin pool-size=536870912 ! uelcudaupload name=up ! fakesink"},
-    {"upload-pool-64M-16threads",
-        "uelsrc location=\"@\" io-threads=16 chunk-size=67108864 "
-          "read-ahead=268435456 ! uelqueue max-size-bytes=268435456 ! "
-          "uelcudaupload name=up pool-size=536870912 ! fakesink"},
-    {"upload-pool-32M-16threads",
+    {"pin-32M-16threads",
         "uelsrc location=\"@\" io-threads=16 chunk-size=33554432 "
-          "read-ahead=134217728 ! uelqueue max-size-bytes=134217728 ! "
-          "uelcudaupload name=up pool-size=268435456 ! fakesink"},
-    {"upload-pool-64M-single",
-        "uelsrc location=\"@\" io-threads=16 chunk-size=67108864 "
-          "read-ahead=268435456 ! uelqueue max-size-bytes=268435456 ! "
-          "uelcudaupload name=up pool-size=536870912 single-allocation=true "
-          "! fakesink"},
+          "read-ahead=134217728 ! uelqueue max-size-bytes=67108864 ! "
+          "uelpin pool-size=268435456 ! uelcudaupload name=up ! fakesink"},
+    {"direct-32M-16threads",
+        "uelsrc location=\"@\" io-threads=16 chunk-size=33554432 "
+          "read-ahead=134217728 ! uelcudaupload name=up "
+          "pool-size=268435456 ! fakesink"},
+    {"direct-16M-16threads",
+        "uelsrc location=\"@\" io-threads=16 chunk-size=16777216 "
+          "read-ahead=134217728 ! uelcudaupload name=up "
+          "pool-size=268435456 ! fakesink"},
+    {"direct-32M-12threads-512M",
+        "uelsrc location=\"@\" io-threads=12 chunk-size=33554432 "
+          "read-ahead=201326592 ! uelcudaupload name=up "
+          "pool-size=536870912 ! fakesink"},
+    {"direct-32M-16threads-single",
+        "uelsrc location=\"@\" io-threads=16 chunk-size=33554432 "
+          "read-ahead=134217728 ! uelcudaupload name=up "
+          "pool-size=268435456 single-allocation=true ! fakesink"},
     {"pageable-mmap",
         "uelsrc location=\"@\" method=mmap ! uelcudaupload name=up ! "
           "fakesink"},
   };
+
 
   gint reps;
   guint64 total_bytes = 0;
