@@ -555,6 +555,9 @@ gst_uel_cuda_upload_class_init (GstUelCudaUploadClass * klass)
       "CUDA tensor upload", "Filter/Converter",
       "Copies tensors to CUDA device memory asynchronously, optionally "
       "converting floating-point dtypes on the GPU", "gst-uel developers");
+  gst_element_class_add_static_metadata (element_class, "example",
+      "gst-launch-1.0 uelsrc location=model.safetensors ! uelqueue ! "
+      "uelpin ! uelcudaupload ! fakesink");
   element_class->change_state = gst_uel_cuda_upload_change_state;
 
   gst_type_mark_as_plugin_api (GST_TYPE_UEL_CONVERT_TO, 0);

@@ -483,6 +483,9 @@ gst_uel_dict_decode_class_init (GstUelDictDecodeClass * klass)
       "Decodes 1-D U8 tensors holding UTF-8 JSON objects, attaches them to "
       "the buffers and posts them on the bus; buffers pass unchanged",
       "gst-uel developers");
+  gst_element_class_add_static_metadata (element_class, "example",
+      "gst-launch-1.0 -m uelsrc location=model.safetensors dtypes=U8 ndim=1 "
+      "! ueldictdecode ! fakesink");
   element_class->change_state = gst_uel_dict_decode_change_state;
 }
 

@@ -447,6 +447,10 @@ gst_uel_pin_class_init (GstUelPinClass * klass)
       "Places tensors in a reused pool of pinned host memory, proposing it "
       "upstream so that readers fill it without a copy",
       "gst-uel developers");
+  gst_element_class_add_static_metadata (element_class, "example",
+      "gst-launch-1.0 uelsrc location=model.safetensors "
+      "chunk-size=67108864 ! uelqueue ! uelpin pool-size=268435456 ! "
+      "fakesink");
   element_class->change_state = gst_uel_pin_change_state;
 
   trans_class->transform_caps = gst_uel_pin_transform_caps;

@@ -796,6 +796,9 @@ gst_uel_queue_class_init (GstUelQueueClass * klass)
       "Tensor queue", "Generic",
       "Bounded prefetch of tensors in bytes and buffers, pushed from its "
       "own streaming thread", "gst-uel developers");
+  gst_element_class_add_static_metadata (element_class, "example",
+      "gst-launch-1.0 uelsrc location=model.safetensors ! uelqueue "
+      "max-size-bytes=268435456 ! fakesink");
   element_class->change_state = gst_uel_queue_change_state;
 }
 

@@ -1290,6 +1290,10 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
       "Reads the tensors of a .safetensors file or sharded checkpoint by "
       "byte offset, one buffer per tensor, header validated first",
       "gst-uel developers");
+  /* gst-inspect-1.0 prints every metadata key: the example is where users
+   * look first */
+  gst_element_class_add_static_metadata (element_class, "example",
+      "gst-launch-1.0 uelsrc location=model.safetensors ! fakesink");
   element_class->change_state = gst_uel_src_change_state;
 
   gst_type_mark_as_plugin_api (GST_TYPE_UEL_SRC_METHOD, 0);
