@@ -488,6 +488,71 @@ uel_dict_from_buffer (GstBuffer * buffer, GError ** error)
 }
 
 /**
+ * uel_dict_to_tensor:
+ * @dict: a #JsonNode holding a #JsonObject
+ * @error: return location for a #GError
+ *
+ * The Python loader's `dict_to_tensor()`: a 1-D `U8` tensor of shape
+ * `[size]` holding @dict as UTF-8 JSON text (the bytes of
+ * uel_dict_to_bytes()), as a #GstBuffer of system memory ready to be
+ * written into a `.safetensors` file.  The buffer carries no
+ * #UelTensorMeta: a tensor's meta describes a tensor of a file, and this one
+ * is in none yet.
+ *
+ * Returns: (transfer full) (nullable): the tensor's bytes, or %NULL with
+ *   @error set (the errors of uel_dict_to_bytes())
+ */
+GstBuffer *
+uel_dict_to_tensor (JsonNode * dict, GError ** error)
+{
+  GBytes *bytes;
+
+  g_return_val_if_fail (dict != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  bytes = uel_dict_to_bytes (dict, error);
+  if (!bytes)
+    return NULL;
+  return gst_buffer_new_wrapped_bytes (bytes);
+}
+
+/**
+ * uel_tensor_to_dict:
+ * @tensor: a #GstBuffer: a tensor read from a file (with its
+ *   #UelTensorMeta), or the bytes uel_dict_to_tensor() made (without one)
+ * @error: return location for a #GError
+ *
+ * The Python loader's `tensor_to_dict()`: the dictionary a 1-D `U8`
+ * tensor holds.  With a #UelTensorMeta, the tensor is checked as
+ * uel_dict_from_buffer() does (dtype, rank, whole tensor); without one, the
+ * buffer's bytes are read as uel_dict_from_bytes() does.
+ *
+ * Returns: (transfer full) (nullable): a #JsonNode holding a #JsonObject,
+ *   or %NULL with @error set (the errors of uel_dict_from_buffer() and
+ *   uel_dict_from_bytes())
+ */
+JsonNode *
+uel_tensor_to_dict (GstBuffer * tensor, GError ** error)
+{
+  GstMapInfo map;
+  JsonNode *node;
+
+  g_return_val_if_fail (GST_IS_BUFFER (tensor), NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (uel_buffer_get_tensor_meta (tensor))
+    return uel_dict_from_buffer (tensor, error);
+  if (!gst_buffer_map (tensor, &map, GST_MAP_READ)) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
+        "cannot map the tensor's memory for reading");
+    return NULL;
+  }
+  node = uel_dict_from_bytes (NULL, map.data, map.size, error);
+  gst_buffer_unmap (tensor, &map);
+  return node;
+}
+
+/**
  * uel_dict_message_parse:
  * @message: a #GstMessage
  * @tensor_name: (out) (transfer none) (optional): the tensor's name

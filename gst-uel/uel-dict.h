@@ -53,6 +53,11 @@ gboolean  uel_dict_check_tensor_meta (const UelTensorMeta * meta,
 JsonNode *uel_dict_from_buffer       (GstBuffer * buffer,
                                       GError ** error);
 
+GstBuffer *uel_dict_to_tensor       (JsonNode * dict,
+                                      GError ** error);
+JsonNode *uel_tensor_to_dict         (GstBuffer * tensor,
+                                      GError ** error);
+
 gboolean  uel_dict_message_parse     (GstMessage * message,
                                       const gchar ** tensor_name,
                                       const gchar ** json);

@@ -14,7 +14,9 @@
 #include <gst-uel/uel-dict.h>
 #include <gst-uel/uel-hostmem.h>
 #include <gst-uel/uel-io.h>
+#include <gst-uel/uel-loader.h>
 #include <gst-uel/uel-pinned.h>
+#include <gst-uel/uel-transfer.h>
 
 G_BEGIN_DECLS
 

@@ -1,0 +1,713 @@
+/* gst-uel: the gst-uel command-line tool, run as a user runs it
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test-utils.h"
+
+static const gchar *tool = UEL_TOOL_PATH;
+
+/* Runs the tool with @args (NULL-terminated); returns its exit status
+ * (128 + the signal when one killed it). */
+static gint
+run_tool (gchar ** out, gchar ** err, const gchar * first, ...)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  GError *error = NULL;
+  gint status;
+  va_list ap;
+
+  g_ptr_array_add (argv, (gpointer) tool);
+  va_start (ap, first);
+  for (const gchar * a = first; a; a = va_arg (ap, const gchar *))
+      g_ptr_array_add (argv, (gpointer) a);
+  va_end (ap);
+  g_ptr_array_add (argv, NULL);
+
+  g_spawn_sync (NULL, (gchar **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL,
+      NULL, out, err, &status, &error);
+  g_assert_no_error (error);
+  if (WIFSIGNALED (status))
+    return 128 + WTERMSIG (status);
+  g_assert_true (WIFEXITED (status));
+  return WEXITSTATUS (status);
+}
+
+static gchar *
+write_model (const gchar * name)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  gchar *path = uel_test_path (name);
+  const gchar *dict = "{\"a\": 1}";
+
+  uel_test_builder_set_metadata (b, "format", "pt");
+  uel_test_builder_set_metadata (b, "generator", "test-tool");
+  uel_test_builder_add (b, "embed.weight", "BF16", "[64,32]", 4096, NULL);
+  uel_test_builder_add (b, "layer.0.w", "F32", "[16,16]", 1024, NULL);
+  uel_test_builder_add (b, "scalar", "F64", "[]", 8, NULL);
+  uel_test_builder_add (b, "empty", "F16", "[0]", 0, NULL);
+  uel_test_builder_add (b, "nämé ✓", "I8", "[3]", 3, NULL);
+  uel_test_builder_add (b, "config", "U8", "[8]", 8, dict);
+  uel_test_builder_set_align (b, 8);
+  uel_test_builder_write (b, path, NULL);
+  return path;
+}
+
+static gchar *
+write_sharded (void)
+{
+  g_autofree gchar *s1 = uel_test_path ("m-00001-of-00002.safetensors");
+  g_autofree gchar *s2 = uel_test_path ("m-00002-of-00002.safetensors");
+  gchar *index = uel_test_path ("m.safetensors.index.json");
+  const gchar *json = "{\"metadata\": {\"total_size\": 84}, \"weight_map\": "
+      "{\"b.weight\": \"m-00002-of-00002.safetensors\", "
+      "\"a.weight\": \"m-00001-of-00002.safetensors\", "
+      "\"a.bias\": \"m-00001-of-00002.safetensors\"}}";
+  g_autoptr (UelTestBuilder) b1 = uel_test_builder_new ();
+  g_autoptr (UelTestBuilder) b2 = uel_test_builder_new ();
+
+  uel_test_builder_add (b1, "a.weight", "F32", "[4,2]", 32, NULL);
+  uel_test_builder_add (b1, "a.bias", "F32", "[4]", 16, NULL);
+  uel_test_builder_write (b1, s1, NULL);
+  uel_test_builder_add (b2, "b.weight", "BF16", "[3,6]", 36, NULL);
+  uel_test_builder_write (b2, s2, NULL);
+  uel_test_write_bytes (index, json, strlen (json));
+  return index;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_version_and_help (void)
+{
+  g_autofree gchar *out = NULL, *err = NULL;
+  const gchar *commands[] = { "inspect", "launch", "make-model" };
+  const gchar *options[] = { "--checksum", "--quiet", "--size" };
+
+  g_assert_cmpint (run_tool (&out, &err, "--version", NULL), ==, 0);
+  g_assert_true (g_str_has_prefix (out, "gst-uel " PACKAGE_VERSION " "));
+  g_assert_nonnull (strstr (out, "GStreamer 1."));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  g_assert_cmpint (run_tool (&out, &err, "--help", NULL), ==, 0);
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++)
+    g_assert_nonnull (strstr (out, commands[i]));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  for (guint i = 0; i < G_N_ELEMENTS (commands); i++) {
+    g_assert_cmpint (run_tool (&out, &err, commands[i], "--help", NULL), ==,
+        0);
+    g_assert_nonnull (strstr (out, options[i]));
+    /* GStreamer's own options are there too */
+    g_assert_nonnull (strstr (out, "--help-gst"));
+    g_clear_pointer (&out, g_free);
+    g_clear_pointer (&err, g_free);
+  }
+
+  /* usage errors: status 2 */
+  g_assert_cmpint (run_tool (&out, &err, NULL), ==, 2);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "frobnicate", NULL), ==, 2);
+  g_assert_nonnull (strstr (err, "unknown command 'frobnicate'"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "inspect", NULL), ==, 2);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "inspect", "--nope", "x", NULL), ==,
+      2);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "launch", NULL), ==, 2);
+}
+
+static void
+test_inspect_table (void)
+{
+  g_autofree gchar *path = write_model ("table.safetensors");
+  g_autofree gchar *out = NULL, *err = NULL, *verdict = NULL;
+  g_autoptr (UelHeader) h = uel_header_open (path, NULL);
+  g_auto (GStrv) lines = NULL;
+
+  g_assert_cmpint (run_tool (&out, &err, "inspect", path, NULL), ==, 0);
+  g_assert_cmpstr (err, ==, "");
+  lines = g_strsplit (out, "\n", -1);
+
+  /* a header row, then one row per tensor, in file order */
+  g_assert_true (g_str_has_prefix (lines[0], "NAME"));
+  for (const gchar * col = "DTYPE\0SHAPE\0BYTES\0OFFSET\0"; *col;
+      col += strlen (col) + 1)
+    g_assert_nonnull (strstr (lines[0], col));
+  g_assert_null (strstr (lines[0], "SHARD"));
+  for (guint i = 0; i < uel_header_get_n_tensors (h); i++) {
+    const UelTensorInfo *t = uel_header_get_tensor (h, i);
+    g_autofree gchar *bytes = g_strdup_printf (" %" G_GUINT64_FORMAT " ",
+        t->n_bytes);
+    g_autofree gchar *offset = g_strdup_printf (" %" G_GUINT64_FORMAT,
+        t->file_offset);
+
+    g_assert_true (g_str_has_prefix (lines[i + 1], t->name));
+    g_assert_nonnull (strstr (lines[i + 1], uel_dtype_to_string (t->dtype)));
+    g_assert_nonnull (strstr (lines[i + 1], bytes));
+    g_assert_true (g_str_has_suffix (lines[i + 1], offset));
+  }
+  g_assert_nonnull (strstr (out, "  [64, 32]  "));
+  g_assert_nonnull (strstr (out, "  []  "));
+  /* metadata, sorted */
+  g_assert_nonnull (strstr (out, "\nmetadata:\n  format: pt\n"
+          "  generator: test-tool\n"));
+  /* totals and the verdict */
+  g_assert_nonnull (strstr (out, "\ntotal: 6 tensors, 5139 bytes (5.0 KiB); "));
+  g_assert_nonnull (strstr (out, "BF16 1 (4.0 KiB)"));
+  verdict = g_strdup_printf ("\n%s: valid safetensors file, 6 tensors in 1 "
+      "file\n", path);
+  g_assert_true (g_str_has_suffix (out, verdict));
+}
+
+static void
+test_inspect_invalid (void)
+{
+  g_autofree gchar *bad = uel_test_path ("bad.safetensors");
+  g_autofree gchar *missing = uel_test_path ("missing.safetensors");
+  const gchar *files[] = { bad, missing };
+  const gchar *flags[] = { NULL, "--json", "--checksum" };
+
+  /* rule 11: the size does not match the dtype and shape */
+  uel_test_write_safetensors (bad, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+      "\"data_offsets\":[0,4]}}", "abcd", 4);
+
+  for (guint f = 0; f < G_N_ELEMENTS (files); f++) {
+    g_autoptr (GError) expected = NULL;
+    g_autofree gchar *want = NULL;
+
+    g_assert_null (uel_header_open (files[f], &expected));
+    want = g_strdup_printf ("%s\n", expected->message);
+    for (guint i = 0; i < G_N_ELEMENTS (flags); i++) {
+      g_autofree gchar *out = NULL, *err = NULL;
+
+      g_assert_cmpint (run_tool (&out, &err, "inspect", files[f], flags[i],
+              NULL), ==, 1);
+      /* the validation message, and nothing else */
+      g_assert_cmpstr (out, ==, "");
+      g_assert_cmpstr (err, ==, want);
+    }
+  }
+}
+
+static void
+test_inspect_sharded (void)
+{
+  g_autofree gchar *index = write_sharded ();
+  g_autofree gchar *out = NULL, *err = NULL;
+
+  g_assert_cmpint (run_tool (&out, &err, "inspect", index, NULL), ==, 0);
+  g_assert_nonnull (strstr (out, "SHARD"));
+  g_assert_nonnull (strstr (out, "  m-00001-of-00002.safetensors\n"));
+  g_assert_nonnull (strstr (out, "  m-00002-of-00002.safetensors\n"));
+  g_assert_true (g_str_has_prefix (strstr (out, "\na.weight") + 1,
+          "a.weight"));
+  g_assert_nonnull (strstr (out, "  total_size: 84\n"));
+  g_assert_nonnull (strstr (out, ": valid safetensors checkpoint, 3 tensors "
+          "in 2 files\n"));
+}
+
+static JsonObject *
+parse_json (const gchar * text, JsonParser * parser)
+{
+  GError *err = NULL;
+
+  json_parser_load_from_data (parser, text, -1, &err);
+  g_assert_no_error (err);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)));
+  return json_node_get_object (json_parser_get_root (parser));
+}
+
+/* --json read back gives the header's every number */
+static void
+check_json (const gchar * path, gboolean checksum)
+{
+  g_autofree gchar *out = NULL, *err = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (UelHeader) h = uel_header_open (path, NULL);
+  JsonObject *root, *meta;
+  JsonArray *tensors, *files;
+  GHashTableIter it;
+  gpointer k, v;
+
+  g_assert_cmpint (run_tool (&out, &err, "inspect", "--json", path,
+          checksum ? "--checksum" : NULL, NULL), ==, 0);
+  g_assert_cmpstr (err, ==, "");
+  root = parse_json (out, parser);
+  g_assert_cmpstr (json_object_get_string_member (root, "location"), ==,
+      path);
+  g_assert_true (json_object_get_boolean_member (root, "valid"));
+  g_assert_cmpint (json_object_get_boolean_member (root, "sharded"), ==,
+      uel_header_is_sharded (h));
+  g_assert_cmpint (json_object_get_int_member (root, "n_tensors"), ==,
+      uel_header_get_n_tensors (h));
+  g_assert_cmpint (json_object_get_int_member (root, "total_bytes"), ==,
+      uel_header_get_total_bytes (h));
+
+  files = json_object_get_array_member (root, "files");
+  g_assert_cmpuint (json_array_get_length (files), ==,
+      uel_header_get_n_files (h));
+  for (guint f = 0; f < json_array_get_length (files); f++) {
+    JsonObject *o = json_array_get_object_element (files, f);
+
+    g_assert_cmpstr (json_object_get_string_member (o, "path"), ==,
+        uel_header_get_file_path (h, f));
+    g_assert_cmpint (json_object_get_int_member (o, "size"), ==,
+        uel_header_get_file_size (h, f));
+    g_assert_cmpint (json_object_get_int_member (o, "data_offset"), ==,
+        uel_header_get_data_offset (h, f));
+  }
+
+  meta = json_object_get_object_member (root, "metadata");
+  g_assert_cmpuint (json_object_get_size (meta), ==,
+      g_hash_table_size (uel_header_get_metadata (h)));
+  g_hash_table_iter_init (&it, uel_header_get_metadata (h));
+  while (g_hash_table_iter_next (&it, &k, &v))
+    g_assert_cmpstr (json_object_get_string_member (meta, k), ==, v);
+
+  tensors = json_object_get_array_member (root, "tensors");
+  g_assert_cmpuint (json_array_get_length (tensors), ==,
+      uel_header_get_n_tensors (h));
+  for (guint i = 0; i < uel_header_get_n_tensors (h); i++) {
+    const UelTensorInfo *t = uel_header_get_tensor (h, i);
+    JsonObject *o = json_array_get_object_element (tensors, i);
+    JsonArray *shape = json_object_get_array_member (o, "shape");
+    JsonArray *offs = json_object_get_array_member (o, "data_offsets");
+
+    g_assert_cmpstr (json_object_get_string_member (o, "name"), ==, t->name);
+    g_assert_cmpstr (json_object_get_string_member (o, "dtype"), ==,
+        uel_dtype_to_string (t->dtype));
+    g_assert_cmpuint (json_array_get_length (shape), ==, t->n_dims);
+    for (guint d = 0; d < t->n_dims; d++)
+      g_assert_cmpint (json_array_get_int_element (shape, d), ==,
+          t->shape[d]);
+    g_assert_cmpint (json_object_get_int_member (o, "bytes"), ==,
+        t->n_bytes);
+    g_assert_cmpint (json_object_get_int_member (o, "offset"), ==,
+        t->file_offset);
+    g_assert_cmpint (json_array_get_int_element (offs, 0), ==,
+        t->data_begin);
+    g_assert_cmpint (json_array_get_int_element (offs, 1), ==,
+        t->data_begin + t->n_bytes);
+    g_assert_cmpstr (json_object_get_string_member (o, "file"), ==,
+        uel_header_get_file_path (h, t->file_index));
+    g_assert_cmpint (json_object_has_member (o, "shard"), ==,
+        uel_header_is_sharded (h));
+    g_assert_cmpint (json_object_has_member (o, "sha256"), ==, checksum);
+  }
+}
+
+static void
+test_inspect_json (void)
+{
+  g_autofree gchar *path = write_model ("json.safetensors");
+  g_autofree gchar *index = write_sharded ();
+
+  check_json (path, FALSE);
+  check_json (path, TRUE);
+  check_json (index, FALSE);
+}
+
+/* --checksum against SHA-256 computed here from the file's bytes, and
+ * against sha256sum(1) where it is installed */
+static void
+check_checksums (const gchar * path)
+{
+  g_autofree gchar *out = NULL, *err = NULL, *table = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (UelHeader) h = uel_header_open (path, NULL);
+  g_autofree gchar *sha256sum = g_find_program_in_path ("sha256sum");
+  JsonArray *tensors;
+
+  g_assert_cmpint (run_tool (&out, &err, "inspect", "--json", "--checksum",
+          path, NULL), ==, 0);
+  tensors = json_object_get_array_member (parse_json (out, parser),
+      "tensors");
+  g_assert_cmpint (run_tool (&table, NULL, "inspect", "--checksum", path,
+          NULL), ==, 0);
+  g_assert_nonnull (strstr (table, "SHA256"));
+  g_assert_nonnull (strstr (table, "every tensor read and checksummed"));
+
+  for (guint i = 0; i < uel_header_get_n_tensors (h); i++) {
+    const UelTensorInfo *t = uel_header_get_tensor (h, i);
+    const gchar *got = json_object_get_string_member
+        (json_array_get_object_element (tensors, i), "sha256");
+    g_autofree gchar *data = NULL;
+    g_autofree gchar *want = NULL;
+    gsize len;
+
+    g_assert_true (g_file_get_contents (uel_header_get_file_path (h,
+                t->file_index), &data, &len, NULL));
+    g_assert_cmpuint (t->file_offset + t->n_bytes, <=, len);
+    want = g_compute_checksum_for_data (G_CHECKSUM_SHA256,
+        (const guchar *) data + t->file_offset, t->n_bytes);
+    g_assert_cmpstr (got, ==, want);
+    g_assert_nonnull (strstr (table, want));
+
+    if (sha256sum) {
+      g_autofree gchar *one = uel_test_path ("one-tensor.bin");
+      g_autofree gchar *sum_out = NULL;
+      const gchar *argv[] = { sha256sum, one, NULL };
+
+      uel_test_write_bytes (one, data + t->file_offset, t->n_bytes);
+      g_assert_true (g_spawn_sync (NULL, (gchar **) argv, NULL,
+              G_SPAWN_DEFAULT, NULL, NULL, &sum_out, NULL, NULL, NULL));
+      g_assert_true (g_str_has_prefix (sum_out, got));
+    }
+  }
+}
+
+static void
+test_inspect_checksum (void)
+{
+  g_autofree gchar *path = write_model ("sums.safetensors");
+  g_autofree gchar *index = write_sharded ();
+  g_autofree gchar *big = uel_test_path ("big.safetensors");
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+
+  check_checksums (path);
+  check_checksums (index);
+  /* tensors of several 4 MiB blocks */
+  uel_test_builder_add (b, "big", "U8", "[9437185]", 9437185, NULL);
+  uel_test_builder_add (b, "small", "U8", "[3]", 3, NULL);
+  uel_test_builder_write (b, big, NULL);
+  check_checksums (big);
+}
+
+/* ------------------------------------------------------------------ */
+/* launch */
+
+static void
+test_launch_eos (void)
+{
+  g_autofree gchar *path = write_model ("launch.safetensors");
+  g_autofree gchar *loc = g_strdup_printf ("location=%s", path);
+  g_autofree gchar *out = NULL, *err = NULL;
+
+  g_assert_cmpint (run_tool (&out, &err, "launch", "uelsrc", loc, "!",
+          "uelqueue", "!", "fakesink", NULL), ==, 0);
+  /* the summary: tensors, bytes, time, GB/s, peak RSS, each uel element's
+   * stats */
+  g_test_message ("%s", out);
+  g_assert_true (g_str_has_prefix (out, "Done: 6 tensors of 6, 5.0 KiB "
+          "(5139 bytes) in "));
+  g_assert_nonnull (strstr (out, "B/s, peak RSS "));
+  g_assert_nonnull (strstr (out, "\n  uelqueue0: "));
+  g_assert_nonnull (strstr (out, "in-buffers=6"));
+  g_assert_cmpstr (err, ==, "");
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* a tee: every tensor counted once */
+  g_assert_cmpint (run_tool (&out, &err, "launch", "uelsrc", loc, "!",
+          "tee", "name=t", "!", "queue", "!", "fakesink", "t.", "!", "queue",
+          "!", "fakesink", NULL), ==, 0);
+  g_assert_true (g_str_has_prefix (out, "Done: 6 tensors of 6, 5.0 KiB "
+          "(5139 bytes) in "));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* --quiet: nothing */
+  g_assert_cmpint (run_tool (&out, &err, "launch", "-q", "uelsrc", loc, "!",
+          "fakesink", NULL), ==, 0);
+  g_assert_cmpstr (out, ==, "");
+  g_assert_cmpstr (err, ==, "");
+}
+
+static void
+test_launch_progress_lines (void)
+{
+  g_autofree gchar *path = uel_test_path ("slow.safetensors");
+  g_autofree gchar *loc = NULL;
+  g_autofree gchar *out = NULL, *err = NULL;
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+
+  for (guint i = 0; i < 20; i++) {
+    g_autofree gchar *name = g_strdup_printf ("t%u", i);
+    uel_test_builder_add (b, name, "U8", "[1000]", 1000, NULL);
+  }
+  uel_test_builder_write (b, path, NULL);
+  loc = g_strdup_printf ("location=%s", path);
+
+  /* stderr is not a terminal here: plain lines */
+  g_assert_cmpint (run_tool (&out, &err, "launch", "--interval", "0.05",
+          "uelsrc", loc, "!", "identity", "sleep-time=20000", "!", "fakesink",
+          NULL), ==, 0);
+  g_test_message ("%s", err);
+  g_assert_true (g_str_has_prefix (err, "progress: "));
+  g_assert_nonnull (strstr (err, "/20 tensors  "));
+  g_assert_nonnull (strstr (err, " / 19.5 KiB  "));
+  g_assert_nonnull (strstr (err, "B/s  ETA "));
+  g_assert_null (strchr (err, '\r'));
+  g_assert_true (g_str_has_prefix (out, "Done: 20 tensors of 20, "));
+}
+
+/* stderr on a terminal: a bar redrawn in place */
+static void
+test_launch_progress_bar (void)
+{
+  g_autofree gchar *path = uel_test_path ("bar.safetensors");
+  g_autofree gchar *loc = NULL;
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autoptr (GString) tty = g_string_new (NULL);
+  g_autofree gchar *out = NULL;
+  const gchar *argv[10];
+  GError *error = NULL;
+  gint master, slave, out_fd, status;
+  GPid pid;
+  gchar buf[4096];
+  ssize_t r;
+
+  for (guint i = 0; i < 10; i++) {
+    g_autofree gchar *name = g_strdup_printf ("t%u", i);
+    uel_test_builder_add (b, name, "U8", "[1000]", 1000, NULL);
+  }
+  uel_test_builder_write (b, path, NULL);
+  loc = g_strdup_printf ("location=%s", path);
+
+  master = posix_openpt (O_RDWR | O_NOCTTY);
+  if (master < 0 || grantpt (master) != 0 || unlockpt (master) != 0) {
+    g_test_skip ("no pseudo-terminal");
+    return;
+  }
+  slave = open (ptsname (master), O_RDWR | O_NOCTTY);
+  g_assert_cmpint (slave, >=, 0);
+
+  argv[0] = tool;
+  argv[1] = "launch";
+  argv[2] = "uelsrc";
+  argv[3] = loc;
+  argv[4] = "!";
+  argv[5] = "identity";
+  argv[6] = "sleep-time=50000";
+  argv[7] = "!";
+  argv[8] = "fakesink";
+  argv[9] = NULL;
+  g_spawn_async_with_pipes_and_fds (NULL, argv, NULL,
+      G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, -1, -1, slave, NULL, NULL, 0,
+      &pid, NULL, &out_fd, NULL, &error);
+  g_assert_no_error (error);
+  close (slave);
+
+  /* until the child closes the terminal (EIO) */
+  while ((r = read (master, buf, sizeof buf)) > 0 || (r < 0 && errno == EINTR))
+    if (r > 0)
+      g_string_append_len (tty, buf, r);
+  close (master);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_spawn_close_pid (pid);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), ==, 0);
+  {
+    GIOChannel *ch = g_io_channel_unix_new (out_fd);
+    g_io_channel_read_to_end (ch, &out, NULL, NULL);
+    g_io_channel_shutdown (ch, FALSE, NULL);
+    g_io_channel_unref (ch);
+  }
+
+  /* redrawn with \r and erase-line, a bar, the counts, GB/s, an ETA */
+  g_assert_nonnull (strstr (tty->str, "\r\033[K["));
+  g_assert_nonnull (strstr (tty->str, "] "));
+  g_assert_nonnull (strstr (tty->str, "/10 tensors  "));
+  g_assert_nonnull (strstr (tty->str, "B/s  ETA "));
+  g_assert_null (strstr (tty->str, "progress: "));
+  g_assert_true (g_str_has_prefix (out, "Done: 10 tensors of 10, "));
+}
+
+static void
+test_launch_errors (void)
+{
+  g_autofree gchar *missing = uel_test_path ("nothing-here.safetensors");
+  g_autofree gchar *bad = uel_test_path ("launch-bad.safetensors");
+  g_autofree gchar *loc = g_strdup_printf ("location=%s", missing);
+  g_autofree gchar *bad_loc = g_strdup_printf ("location=%s", bad);
+  g_autofree gchar *out = NULL, *err = NULL;
+  g_autoptr (GError) expected = NULL;
+
+  /* at start: the element's message, status 1 */
+  g_assert_cmpint (run_tool (&out, &err, "launch", "uelsrc", loc, "!",
+          "fakesink", NULL), ==, 1);
+  g_test_message ("%s", err);
+  g_assert_true (g_str_has_prefix (err, "ERROR: from element "));
+  g_assert_nonnull (strstr (err, missing));
+  g_assert_nonnull (strstr (err, "No such file or directory"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* an invalid file: the validation message */
+  uel_test_write_safetensors (bad, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+      "\"data_offsets\":[0,4]}}", "abcd", 4);
+  g_assert_null (uel_header_open (bad, &expected));
+  g_assert_cmpint (run_tool (&out, &err, "launch", "-q", "uelsrc", bad_loc,
+          "!", "uelqueue", "!", "fakesink", NULL), ==, 1);
+  g_assert_nonnull (strstr (err, expected->message));
+  g_assert_cmpstr (out, ==, "");
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* while running: a downstream element fails */
+  {
+    g_autofree gchar *path = write_model ("fails.safetensors");
+    g_autofree gchar *ok_loc = g_strdup_printf ("location=%s", path);
+
+    g_assert_cmpint (run_tool (&out, &err, "launch", "uelsrc", ok_loc, "!",
+            "identity", "error-after=2", "!", "fakesink", NULL), ==, 1);
+    g_assert_nonnull (strstr (err, "ERROR: from element "));
+    g_assert_nonnull (strstr (err, "identity"));
+    g_assert_true (g_str_has_prefix (out, "Failed: "));
+    g_clear_pointer (&out, g_free);
+    g_clear_pointer (&err, g_free);
+  }
+
+  /* pipelines that cannot be built */
+  g_assert_cmpint (run_tool (&out, &err, "launch", "uelsrc", loc, "!",
+          "nosuchelement", NULL), ==, 1);
+  g_assert_nonnull (strstr (err, "could not construct the pipeline"));
+  g_assert_nonnull (strstr (err, "nosuchelement"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "launch", "uelsrc", "locaton=x", "!",
+          "fakesink", NULL), ==, 1);
+  g_assert_nonnull (strstr (err, "locaton"));
+}
+
+/* Ctrl-C: EOS, then NULL, a summary, status 130 */
+static void
+test_launch_interrupt (void)
+{
+  g_autofree gchar *path = uel_test_path ("interrupt.safetensors");
+  g_autofree gchar *loc = NULL;
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autoptr (GString) err = g_string_new (NULL);
+  g_autofree gchar *out = NULL;
+  const gchar *argv[16];
+  GError *error = NULL;
+  gint out_fd, err_fd, status;
+  GPid pid;
+  gchar buf[1024];
+  ssize_t r;
+  gboolean sent = FALSE;
+
+  for (guint i = 0; i < 200; i++) {
+    g_autofree gchar *name = g_strdup_printf ("t%u", i);
+    uel_test_builder_add (b, name, "U8", "[1000]", 1000, NULL);
+  }
+  uel_test_builder_write (b, path, NULL);
+  loc = g_strdup_printf ("location=%s", path);
+
+  argv[0] = tool;
+  argv[1] = "launch";
+  argv[2] = "--interval";
+  argv[3] = "0.05";
+  argv[4] = "uelsrc";
+  argv[5] = loc;
+  argv[6] = "!";
+  argv[7] = "uelqueue";
+  argv[8] = "max-size-buffers=2";
+  argv[9] = "!";
+  argv[10] = "identity";
+  argv[11] = "sleep-time=20000";
+  argv[12] = "!";
+  argv[13] = "fakesink";
+  argv[14] = NULL;
+  g_spawn_async_with_pipes (NULL, (gchar **) argv, NULL,
+      G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, NULL, &out_fd, &err_fd,
+      &error);
+  g_assert_no_error (error);
+
+  /* Ctrl-C once the pipeline runs, then read to the end */
+  while ((r = read (err_fd, buf, sizeof buf)) != 0) {
+    if (r < 0 && errno == EINTR)
+      continue;
+    g_assert_cmpint (r, >, 0);
+    g_string_append_len (err, buf, r);
+    if (!sent && strstr (err->str, "progress: ")) {
+      kill (pid, SIGINT);
+      sent = TRUE;
+    }
+  }
+  g_assert_true (sent);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_spawn_close_pid (pid);
+  {
+    GIOChannel *ch = g_io_channel_unix_new (out_fd);
+    g_io_channel_read_to_end (ch, &out, NULL, NULL);
+    g_io_channel_shutdown (ch, FALSE, NULL);
+    g_io_channel_unref (ch);
+  }
+  close (err_fd);
+
+  g_test_message ("%s%s", err->str, out);
+  g_assert_true (WIFEXITED (status));
+  g_assert_cmpint (WEXITSTATUS (status), ==, 130);
+  g_assert_nonnull (strstr (err->str, "Interrupt: stopping the pipeline "
+          "(EOS, then NULL)"));
+  g_assert_null (strstr (err->str, "ERROR"));
+  /* it stopped early, with a summary */
+  g_assert_true (g_str_has_prefix (out, "Interrupted: "));
+  g_assert_null (strstr (out, "Interrupted: 200 tensors"));
+  g_assert_nonnull (strstr (out, " of 200, "));
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+test_make_model (void)
+{
+  g_autofree gchar *path = uel_test_path ("made.safetensors");
+  g_autofree gchar *out = NULL, *err = NULL;
+  g_autoptr (UelHeader) h = NULL;
+  GError *error = NULL;
+
+  g_assert_cmpint (run_tool (&out, &err, "make-model", "--layers", "1",
+          path, NULL), ==, 0);
+  h = uel_header_open (path, &error);
+  g_assert_no_error (error);
+  /* embedding, 9 per layer, the final norm, two dictionaries */
+  g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 1 + 9 + 1 + 2);
+  g_assert_nonnull (uel_header_lookup (h, "config", NULL));
+}
+
+int
+main (int argc, char **argv)
+{
+  uel_test_init (&argc, &argv);
+
+  g_test_add_func ("/tool/version-help-and-usage-errors",
+      test_version_and_help);
+  g_test_add_func ("/tool/inspect/prints-a-table-metadata-totals-verdict",
+      test_inspect_table);
+  g_test_add_func ("/tool/inspect/invalid-file-prints-only-the-message",
+      test_inspect_invalid);
+  g_test_add_func ("/tool/inspect/sharded-checkpoint", test_inspect_sharded);
+  g_test_add_func ("/tool/inspect/json-parses-back", test_inspect_json);
+  g_test_add_func ("/tool/inspect/checksum-equals-sha256-of-the-bytes",
+      test_inspect_checksum);
+  g_test_add_func ("/tool/launch/runs-to-eos-with-a-summary",
+      test_launch_eos);
+  g_test_add_func ("/tool/launch/plain-progress-lines-when-not-a-terminal",
+      test_launch_progress_lines);
+  g_test_add_func ("/tool/launch/progress-bar-on-a-terminal",
+      test_launch_progress_bar);
+  g_test_add_func ("/tool/launch/errors-exit-non-zero-with-the-message",
+      test_launch_errors);
+  g_test_add_func ("/tool/launch/ctrl-c-stops-cleanly", test_launch_interrupt);
+  g_test_add_func ("/tool/make-model/writes-a-valid-model", test_make_model);
+  return g_test_run ();
+}
