@@ -675,11 +675,11 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
 }
 
 static gint
-open_readonly (const gchar * path, GError ** error)
+open_readonly (const gchar * path, gint flags, GError ** error)
 {
   /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer before
    * check_regular() could reject it.  Reads block again afterwards. */
-  gint fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  gint fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
 
   if (fd < 0) {
     gint err = errno;
@@ -695,7 +695,7 @@ static UelHeader *
 open_single (const gchar * path, GError ** error)
 {
   UelHeader *h;
-  gint fd = open_readonly (path, error);
+  gint fd = open_readonly (path, 0, error);
 
   if (fd < 0)
     return NULL;
@@ -745,7 +745,7 @@ open_index (const gchar * path, GError ** error)
   gsize bad;
   gint fd;
 
-  fd = open_readonly (path, error);
+  fd = open_readonly (path, 0, error);
   if (fd < 0)
     return NULL;
   if (!check_regular (fd, path, &st, error))
@@ -1080,4 +1080,48 @@ uel_header_get_data_offset (const UelHeader * header, guint file_index)
 {
   g_return_val_if_fail (file_index < header->files->len, 0);
   return g_array_index (header->files, UelFile, file_index).data_offset;
+}
+
+/**
+ * uel_header_open_file:
+ * @header: a #UelHeader
+ * @file_index: below uel_header_get_n_files()
+ * @flags: open(2) flags added to `O_RDONLY | O_CLOEXEC` (e.g. `O_DIRECT`)
+ * @error: return location for a #GError
+ *
+ * Opens one of the header's files for reading its tensors, and checks that
+ * it is still the file that was validated: a regular file of the same size
+ * (%UEL_ERROR_FILE_CHANGED otherwise).  The header was read on another
+ * descriptor; this is the one to read the data with.
+ *
+ * Returns: a file descriptor to close(), or -1 with @error set
+ */
+gint
+uel_header_open_file (const UelHeader * header, guint file_index, gint flags,
+    GError ** error)
+{
+  const gchar *path;
+  guint64 size;
+  struct stat st;
+  gint fd;
+
+  g_return_val_if_fail (file_index < header->files->len, -1);
+  path = uel_header_get_file_path (header, file_index);
+  size = uel_header_get_file_size (header, file_index);
+  fd = open_readonly (path, flags, error);
+  if (fd < 0)
+    return -1;
+  if (!check_regular (fd, path, &st, error)) {
+    close (fd);
+    return -1;
+  }
+  if ((guint64) st.st_size != size) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
+        "%s: the file is now %" G_GUINT64_FORMAT " bytes, but was %"
+        G_GUINT64_FORMAT " when its header was validated", path,
+        (guint64) st.st_size, size);
+    close (fd);
+    return -1;
+  }
+  return fd;
 }

@@ -95,6 +95,10 @@ guint64              uel_header_get_file_size   (const UelHeader * header,
                                                  guint file_index);
 guint64              uel_header_get_data_offset (const UelHeader * header,
                                                  guint file_index);
+gint                 uel_header_open_file       (const UelHeader * header,
+                                                 guint file_index,
+                                                 gint flags,
+                                                 GError ** error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (UelHeader, uel_header_unref)
 

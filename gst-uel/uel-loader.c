@@ -224,26 +224,9 @@ open_files (UelLoader * self, GError ** error)
     self->fds[i] = -1;
 
   for (guint i = 0; i < n; i++) {
-    const gchar *path = uel_header_get_file_path (self->header, i);
-    guint64 size = uel_header_get_file_size (self->header, i);
-    struct stat st;
-
-    self->fds[i] = open (path, O_RDONLY | O_CLOEXEC);
-    if (self->fds[i] < 0 || fstat (self->fds[i], &st) < 0) {
-      gint err = errno;
-      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err),
-          "%s: cannot open: %s", path, g_strerror (err));
+    self->fds[i] = uel_header_open_file (self->header, i, 0, error);
+    if (self->fds[i] < 0)
       return FALSE;
-    }
-    /* the header was validated on another descriptor: make sure this one
-     * sees the same file */
-    if ((guint64) st.st_size != size) {
-      g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
-          "%s: the file is now %" G_GUINT64_FORMAT " bytes, but was %"
-          G_GUINT64_FORMAT " when its header was validated", path,
-          (guint64) st.st_size, size);
-      return FALSE;
-    }
   }
   return TRUE;
 }

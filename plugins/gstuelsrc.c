@@ -330,31 +330,22 @@ open_files (GstUelSrc * self, GstUelSrcMethod method, GError ** error)
     const gchar *path = uel_header_get_file_path (self->header, i);
     guint64 size = uel_header_get_file_size (self->header, i);
     OpenFile *f = &self->files[i];
-    struct stat st;
 
-    f->fd = open (path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0 || fstat (f->fd, &st) < 0) {
-      gint err = errno;
-      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err),
-          "%s: cannot open: %s", path, g_strerror (err));
+    f->fd = uel_header_open_file (self->header, i, 0, error);
+    if (f->fd < 0)
       return FALSE;
-    }
-    /* the header was validated on another descriptor: make sure this one
-     * sees the same file */
-    if ((guint64) st.st_size != size) {
-      g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
-          "%s: the file is now %" G_GUINT64_FORMAT " bytes, but was %"
-          G_GUINT64_FORMAT " when its header was validated", path,
-          (guint64) st.st_size, size);
-      return FALSE;
-    }
     posix_fadvise (f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
     if (method == GST_UEL_SRC_METHOD_DIRECT) {
-      f->direct_fd = open (path, O_RDONLY | O_CLOEXEC | O_DIRECT);
-      if (f->direct_fd < 0)
-        GST_INFO_OBJECT (self, "%s: O_DIRECT refused (%s): reading with "
-            "pread instead", path, g_strerror (errno));
+      GError *direct_err = NULL;
+
+      f->direct_fd = uel_header_open_file (self->header, i, O_DIRECT,
+          &direct_err);
+      if (f->direct_fd < 0) {
+        GST_INFO_OBJECT (self, "O_DIRECT refused (%s): reading with pread "
+            "instead", direct_err->message);
+        g_clear_error (&direct_err);
+      }
     } else if (method == GST_UEL_SRC_METHOD_MMAP && size > 0) {
       gpointer addr = mmap (NULL, size, PROT_READ, MAP_SHARED, f->fd, 0);
 
