@@ -41,6 +41,9 @@ int
 main (int argc, char **argv)
 {
   const gchar *variants[][2] = {
+    {"defaults-32M-single",
+        "uelsrc location=\"@\" chunk-size=33554432 ! uelcudaupload name=up "
+          "single-allocation=true ! fakesink"},
     {"pin-whole-4threads",
         "uelsrc location=\"@\" io-threads=4 ! uelqueue "
           "max-size-bytes=1073741824 ! uelpin pool-size=1073741824 ! "
