@@ -1226,9 +1226,12 @@ uel_tensor_stream_stop (UelTensorStream * stream)
     gst_element_set_state (stream->pipeline, GST_STATE_NULL);
     /* appsink keeps the last sample it handed out until it starts again
      * (GStreamer 1.22 clears it in start(), not in stop()): a start of the
-     * sink alone lets the caller's last tensor go when the caller does */
-    gst_element_set_state (stream->sink, GST_STATE_PAUSED);
-    gst_element_set_state (stream->sink, GST_STATE_NULL);
+     * sink alone lets the caller's last tensor go when the caller does.
+     * No sink: the stream failed to build (a missing plugin). */
+    if (stream->sink) {
+      gst_element_set_state (stream->sink, GST_STATE_PAUSED);
+      gst_element_set_state (stream->sink, GST_STATE_NULL);
+    }
   }
 }
 

@@ -677,6 +677,33 @@ test_stream_error (void)
   g_clear_error (&err);
 }
 
+/* a GStreamer without the app plugin: a clear error, no crash (found on a
+ * GPU host whose bundle lacked it) */
+static void
+test_stream_without_appsink (void)
+{
+  if (g_test_subprocess ()) {
+    g_autofree gchar *path = write_model ("noapp.safetensors");
+    g_autoptr (UelLoader) loader = uel_loader_new (path, TRUE, NULL);
+    GstPluginFeature *f = gst_registry_lookup_feature (gst_registry_get (),
+        "appsink");
+    GError *err = NULL;
+    UelTensorStream *stream;
+
+    g_assert_nonnull (f);
+    gst_registry_remove_feature (gst_registry_get (), f);
+    gst_object_unref (f);
+    stream = uel_loader_async_stream (loader, NULL, 2, 1, FALSE, &err);
+    g_assert_null (stream);
+    g_assert_error (err, GST_CORE_ERROR, GST_CORE_ERROR_MISSING_PLUGIN);
+    g_assert_nonnull (strstr (err->message, "appsink"));
+    g_error_free (err);
+    return;
+  }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
 static void
 test_stream_stops_early (void)
 {
@@ -912,6 +939,8 @@ main (int argc, char **argv)
       test_stream_bounded_pinned);
   g_test_add_func ("/loader/stream/reports-read-errors", test_stream_error);
   g_test_add_func ("/loader/stream/stops-early", test_stream_stops_early);
+  g_test_add_func ("/loader/stream/missing-appsink-is-an-error",
+      test_stream_without_appsink);
   g_test_add_func ("/transfer/pinned-or-graceful-fallback", test_transfer);
   g_test_add_func ("/dict/tensor-round-trip", test_dict_round_trip);
   return g_test_run ();
