@@ -11,9 +11,15 @@
  * is one region, mapped, pre-faulted and registered with the CUDA driver the
  * first time it is needed, and carved into page-aligned blocks.  When the
  * pool is used up, an allocation waits until buffers come back: the pool's
- * capacity is also the pipeline's memory bound.  A request larger than the
- * whole pool can never be served and is refused at once (the caller falls
- * back to ordinary memory) rather than deadlocking.
+ * capacity is also the pipeline's memory bound.
+ *
+ * Nothing waits forever.  A request larger than half the pool is refused
+ * at once: a single buffer kept elsewhere (a sink's last sample) could keep
+ * it from ever fitting.  A request that memory does not come back for
+ * within uel_pinned_allocator_set_wait_timeout() (3 s by default: buffers
+ * held downstream, a fragmented pool) is refused too.  The caller then
+ * uses ordinary memory for that buffer; `uelsrc chunk-size` keeps every
+ * buffer small enough to be pinned.
  *
  * Without a CUDA device (or driver, or toolkit at build time), the same
  * pool is plain page-aligned, pre-faulted host memory, so every pipeline
@@ -68,6 +74,7 @@ struct _UelPinnedAllocator
   gchar *fallback_reason;
   GArray *free_list;            /* Extent, sorted by offset, coalesced */
   gboolean flushing;
+  gint64 wait_timeout_us;
   UelPinnedStats stats;
 };
 
@@ -174,6 +181,7 @@ pinned_alloc (GstAllocator * allocator, gsize size,
   UelPinnedAllocator *self = UEL_PINNED_ALLOCATOR (allocator);
   UelPinnedMemory *mem;
   guint64 need, len, off;
+  gint64 deadline;
   gboolean waited = FALSE;
   GError *err = NULL;
 
@@ -191,13 +199,16 @@ pinned_alloc (GstAllocator * allocator, gsize size,
     g_mutex_unlock (&self->lock);
     return NULL;
   }
-  if (len > self->capacity) {
+  /* more than half the pool: one buffer kept elsewhere (a sink's last
+   * sample) could keep it from ever fitting */
+  if (len > self->capacity / 2) {
     self->stats.n_too_large++;
     g_mutex_unlock (&self->lock);
-    GST_DEBUG_OBJECT (self, "%" G_GSIZE_FORMAT " bytes can never fit a pool "
-        "of %" G_GUINT64_FORMAT, size, self->capacity);
+    GST_DEBUG_OBJECT (self, "%" G_GSIZE_FORMAT " bytes: more than half the "
+        "pool of %" G_GUINT64_FORMAT, size, self->capacity);
     return NULL;
   }
+  deadline = g_get_monotonic_time () + self->wait_timeout_us;
   while ((off = take_extent (self, len)) == G_MAXUINT64) {
     if (self->flushing) {
       g_mutex_unlock (&self->lock);
@@ -207,7 +218,17 @@ pinned_alloc (GstAllocator * allocator, gsize size,
       self->stats.n_waits++;
       waited = TRUE;
     }
-    g_cond_wait (&self->cond, &self->lock);
+    /* a safety valve, not a clock: memory that never comes back (buffers
+     * kept downstream, a fragmented pool) must not hang the pipeline */
+    if (!g_cond_wait_until (&self->cond, &self->lock, deadline)
+        && (off = take_extent (self, len)) == G_MAXUINT64) {
+      self->stats.n_starved++;
+      g_mutex_unlock (&self->lock);
+      GST_WARNING_OBJECT (self, "no %" G_GUINT64_FORMAT " bytes came back "
+          "in the pool for %" G_GINT64_FORMAT " ms: giving up (buffers kept "
+          "downstream?)", len, self->wait_timeout_us / 1000);
+      return NULL;
+    }
   }
   self->stats.n_allocs++;
   self->stats.live_bytes += len;
@@ -329,6 +350,7 @@ uel_pinned_allocator_init (UelPinnedAllocator * self)
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
   self->free_list = g_array_new (FALSE, FALSE, sizeof (Extent));
+  self->wait_timeout_us = UEL_PINNED_DEFAULT_WAIT_TIMEOUT_MS * 1000;
 }
 
 /**
@@ -452,4 +474,23 @@ gboolean
 uel_memory_is_pinned (GstMemory * mem)
 {
   return mem && mem->allocator && UEL_IS_PINNED_ALLOCATOR (mem->allocator);
+}
+
+/**
+ * uel_pinned_allocator_set_wait_timeout:
+ * @allocator: a #UelPinnedAllocator
+ * @ms: how long an allocation may wait for memory to come back, in
+ *   milliseconds
+ *
+ * After that long, the allocation gives up and returns %NULL (counted in
+ * #UelPinnedStats.n_starved), so that buffers kept downstream can never
+ * hang a pipeline.  The default is %UEL_PINNED_DEFAULT_WAIT_TIMEOUT_MS.
+ */
+void
+uel_pinned_allocator_set_wait_timeout (UelPinnedAllocator * allocator,
+    guint ms)
+{
+  g_mutex_lock (&allocator->lock);
+  allocator->wait_timeout_us = (gint64) ms * 1000;
+  g_mutex_unlock (&allocator->lock);
 }

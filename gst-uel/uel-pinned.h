@@ -9,6 +9,14 @@ G_BEGIN_DECLS
 
 #define UEL_PINNED_MEMORY_TYPE "UelPinned"
 
+/**
+ * UEL_PINNED_DEFAULT_WAIT_TIMEOUT_MS:
+ *
+ * How long an allocation waits for pool memory to come back before it
+ * gives up, by default: 3 seconds.
+ */
+#define UEL_PINNED_DEFAULT_WAIT_TIMEOUT_MS 3000
+
 #define UEL_TYPE_PINNED_ALLOCATOR (uel_pinned_allocator_get_type ())
 G_DECLARE_FINAL_TYPE (UelPinnedAllocator, uel_pinned_allocator, UEL,
     PINNED_ALLOCATOR, GstAllocator)
@@ -20,7 +28,8 @@ G_DECLARE_FINAL_TYPE (UelPinnedAllocator, uel_pinned_allocator, UEL,
  * @peak_bytes: the most @live_bytes has ever been
  * @n_allocs: allocations served
  * @n_waits: allocations that had to wait for memory to come back
- * @n_too_large: requests larger than the pool, refused at once
+ * @n_too_large: requests larger than half the pool, refused at once
+ * @n_starved: requests refused after waiting the wait timeout
  * @device_pinned: whether the pool is page-locked by the CUDA driver
  *   (%FALSE: no device, plain page-aligned host memory)
  *
@@ -34,6 +43,7 @@ typedef struct
   guint64 n_allocs;
   guint64 n_waits;
   guint64 n_too_large;
+  guint64 n_starved;
   gboolean device_pinned;
 } UelPinnedStats;
 
@@ -47,6 +57,8 @@ void          uel_pinned_allocator_set_flushing (UelPinnedAllocator * allocator,
                                                  gboolean flushing);
 void          uel_pinned_allocator_get_stats    (UelPinnedAllocator * allocator,
                                                  UelPinnedStats * stats);
+void          uel_pinned_allocator_set_wait_timeout (UelPinnedAllocator * allocator,
+                                                 guint ms);
 gboolean      uel_memory_is_pinned              (GstMemory * mem);
 
 G_END_DECLS

@@ -15,9 +15,11 @@
  * (through `uelqueue`) then reads straight into pinned memory and uelpin
  * passes those buffers on without a copy.  Buffers that arrive elsewhere
  * are copied into the pool, all in this element's single streaming thread,
- * so pinning never contends among readers.  A buffer larger than the whole
- * pool passes unpinned (counted as a fallback): use `uelsrc chunk-size=N`
- * with N at most the pool size to pin tensors of any size.
+ * so pinning never contends among readers.  A buffer larger than half the
+ * pool passes unpinned (counted as a fallback), and so does one for which
+ * no memory comes back within 3 s (buffers kept downstream, such as a
+ * sink's last sample): nothing waits forever.  Use `uelsrc chunk-size=N`
+ * with N at most a quarter of the pool to pin tensors of any size.
  *
  * Without a CUDA device or driver, uelpin warns once and uses page-aligned
  * host memory, so every pipeline still runs.  #GstUelPin:stats says what
@@ -169,14 +171,14 @@ gst_uel_pin_prepare_output_buffer (GstBaseTransform * trans,
     gst_allocation_params_init (&params);
     mem = gst_allocator_alloc (self->allocator, size, &params);
     if (!mem) {
+      if (GST_PAD_IS_FLUSHING (GST_BASE_TRANSFORM_SINK_PAD (trans)))
+        return GST_FLOW_FLUSHING;
       uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (self->allocator),
           &st);
-      if (size <= st.capacity)
-        return GST_FLOW_FLUSHING;
-      GST_DEBUG_OBJECT (self, "tensor '%s' of %" G_GSIZE_FORMAT " bytes is "
-          "larger than the pool (%" G_GUINT64_FORMAT "): passed on unpinned; "
-          "use uelsrc chunk-size", meta ? uel_tensor_meta_get_name (meta) :
-          "?", size, st.capacity);
+      GST_DEBUG_OBJECT (self, "tensor '%s' of %" G_GSIZE_FORMAT " bytes "
+          "passed on unpinned: more than half the pool of %" G_GUINT64_FORMAT
+          ", or no memory came back in time; use uelsrc chunk-size",
+          meta ? uel_tensor_meta_get_name (meta) : "?", size, st.capacity);
     }
   }
 
@@ -358,7 +360,8 @@ make_stats (GstUelPin * self)
       "pool-size", G_TYPE_UINT64, st.capacity,
       "pool-live-bytes", G_TYPE_UINT64, st.live_bytes,
       "pool-peak-bytes", G_TYPE_UINT64, st.peak_bytes,
-      "pool-waits", G_TYPE_UINT64, st.n_waits, NULL);
+      "pool-waits", G_TYPE_UINT64, st.n_waits,
+      "pool-starved", G_TYPE_UINT64, st.n_starved, NULL);
   GST_OBJECT_UNLOCK (self);
   return s;
 }
@@ -437,7 +440,8 @@ gst_uel_pin_class_init (GstUelPinClass * klass)
       g_param_spec_boxed ("stats", "Statistics",
           "tensors, buffers, bytes; zero-copy (arrived pinned), copied, "
           "fallbacks (not device-pinned); copy-time (ns); device-pinned; "
-          "pool-size, pool-live-bytes, pool-peak-bytes, pool-waits",
+          "pool-size, pool-live-bytes, pool-peak-bytes, pool-waits, "
+          "pool-starved (gave up waiting)",
           GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);

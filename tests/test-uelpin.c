@@ -160,19 +160,21 @@ test_pool_blocks_and_resumes (void)
   gst_object_unref (alloc);
 }
 
-/* freed blocks coalesce: after any order of frees the whole pool is one
- * block again */
+/* freed blocks coalesce: after any order of frees the pool is one block
+ * again, and two half-pool requests fit (without coalescing they would wait
+ * and give up) */
 static void
 test_pool_coalesces (void)
 {
-  GstAllocator *alloc = uel_pinned_allocator_new (4 * MiB, -1);
+  GstAllocator *alloc = uel_pinned_allocator_new (8 * MiB, -1);
   const guint order[] = { 3, 0, 7, 5, 1, 6, 2, 4 };
   GstMemory *mems[8];
-  GstMemory *all;
+  GstMemory *half[2];
   GstMapInfo map;
 
+  uel_pinned_allocator_set_wait_timeout (UEL_PINNED_ALLOCATOR (alloc), 0);
   for (guint i = 0; i < 8; i++) {
-    mems[i] = gst_allocator_alloc (alloc, MiB / 2, NULL);
+    mems[i] = gst_allocator_alloc (alloc, MiB, NULL);
     g_assert_true (gst_memory_map (mems[i], &map, GST_MAP_WRITE));
     g_assert_cmpuint (GPOINTER_TO_SIZE (map.data) % 4096, ==, 0);
     memset (map.data, i, map.size);
@@ -180,9 +182,42 @@ test_pool_coalesces (void)
   }
   for (guint i = 0; i < 8; i++)
     gst_memory_unref (mems[order[i]]);
-  all = gst_allocator_alloc (alloc, 4 * MiB, NULL);
-  g_assert_nonnull (all);
-  gst_memory_unref (all);
+  half[0] = gst_allocator_alloc (alloc, 4 * MiB, NULL);
+  half[1] = gst_allocator_alloc (alloc, 4 * MiB, NULL);
+  g_assert_nonnull (half[0]);
+  g_assert_nonnull (half[1]);
+  gst_memory_unref (half[0]);
+  gst_memory_unref (half[1]);
+  gst_object_unref (alloc);
+}
+
+/* memory that never comes back (here: a fragmented pool) makes an
+ * allocation give up after the wait timeout instead of hanging */
+static void
+test_pool_gives_up (void)
+{
+  GstAllocator *alloc = uel_pinned_allocator_new (4 * MiB, -1);
+  GstMemory *mems[4];
+  UelPinnedStats st;
+
+  uel_pinned_allocator_set_wait_timeout (UEL_PINNED_ALLOCATOR (alloc), 50);
+  for (guint i = 0; i < 4; i++)
+    mems[i] = gst_allocator_alloc (alloc, MiB, NULL);
+  gst_memory_unref (mems[0]);
+  gst_memory_unref (mems[2]);
+  /* 2 MiB are free, in two pieces of 1 MiB */
+  g_assert_null (gst_allocator_alloc (alloc, 2 * MiB, NULL));
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (alloc), &st);
+  g_assert_cmpuint (st.n_starved, ==, 1);
+  g_assert_cmpuint (st.n_waits, ==, 1);
+  g_assert_cmpuint (st.n_too_large, ==, 0);
+  /* a request more than half the pool is refused without waiting */
+  g_assert_null (gst_allocator_alloc (alloc, 2 * MiB + 1, NULL));
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (alloc), &st);
+  g_assert_cmpuint (st.n_too_large, ==, 1);
+  g_assert_cmpuint (st.n_waits, ==, 1);
+  gst_memory_unref (mems[1]);
+  gst_memory_unref (mems[3]);
   gst_object_unref (alloc);
 }
 
@@ -519,6 +554,33 @@ test_memory_bound (void)
   gst_object_unref (p);
 }
 
+/* fakesink keeps its last buffer (enable-last-sample defaults to true): a
+ * tensor more than half the pool behind it must not wait forever for it
+ * (found by bench/: `uelsrc ! uelqueue ! uelpin ! fakesink` hung on a
+ * 250 MiB embedding with the 256 MiB default pool) */
+static void
+test_kept_last_buffer (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *path = uel_test_path ("kept.safetensors");
+  g_autofree gchar *launch = NULL;
+  GError *err;
+
+  uel_test_builder_set_align (b, 8);
+  /* the sink keeps each tensor until the next one arrives: the next one
+   * must fit beside it */
+  uel_test_builder_add (b, "a", "U8", "[2621440]", 2621440, NULL);
+  uel_test_builder_add (b, "b", "U8", "[2621440]", 2621440, NULL);
+  uel_test_builder_add (b, "c", "U8", "[1500000]", 1500000, NULL);
+  uel_test_builder_add (b, "d", "U8", "[2000000]", 2000000, NULL);
+  uel_test_builder_add (b, "e", "U8", "[1024]", 1024, NULL);
+  uel_test_builder_write (b, path, NULL);
+  launch = g_strdup_printf ("uelsrc location=\"%s\" ! uelqueue ! uelpin "
+      "pool-size=%" G_GUINT64_FORMAT " ! fakesink", path, 4 * MiB);
+  err = uel_test_run_pipeline (launch, NULL);
+  g_assert_no_error (err);
+}
+
 /* the reader waits in a full pool; going to NULL must wake it, not hang */
 static void
 test_null_while_pool_full (void)
@@ -606,7 +668,11 @@ main (int argc, char **argv)
   g_test_add_func ("/pinned/pool-blocks-when-full-and-resumes",
       test_pool_blocks_and_resumes);
   g_test_add_func ("/pinned/freed-blocks-coalesce", test_pool_coalesces);
+  g_test_add_func ("/pinned/gives-up-when-memory-never-comes-back",
+      test_pool_gives_up);
   g_test_add_func ("/uelpin/proposes-its-allocator", test_proposes_allocator);
+  g_test_add_func ("/uelpin/buffer-kept-by-the-sink-does-not-hang",
+      test_kept_last_buffer);
   g_test_add_func ("/uelpin/copies-foreign-buffers",
       test_copies_foreign_buffers);
   g_test_add_func ("/uelpin/reader-fills-the-pool-without-copies",
