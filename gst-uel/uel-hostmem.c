@@ -6,13 +6,18 @@
  * SECTION:uel-hostmem
  * @title: UelHostAllocator
  *
- * Page-aligned, pre-faulted host memory that is recycled.  Reading a tensor
- * into freshly mapped memory costs a page fault per 4 KiB (about 2 GB/s on
- * the virtual machines we measure on, against 17 GB/s into reused memory),
- * and memory handed back to the system is expensive to touch again, so
- * freed blocks are kept, by size class, up to a byte limit, and handed out
+ * Page-aligned host memory that is recycled.  Reading a tensor into
+ * freshly mapped memory costs a page fault per 4 KiB (about 2 GB/s on the
+ * virtual machines we measure on, against 17 GB/s into reused memory), and
+ * memory handed back to the system is expensive to touch again, so freed
+ * blocks are kept, by size class, up to a byte limit, and handed out
  * again.  Size classes are eighths of a power of two (at most 12.5% unused
  * per block), so tensors of similar sizes share blocks.
+ *
+ * Blocks under 2 MiB are pre-faulted when they are mapped.  Larger blocks
+ * are on transparent huge pages and are faulted in by their first write,
+ * one fault per 2 MiB: when several threads read parts of one tensor (as
+ * uelsrc's I/O threads do), they fault their parts in at the same time.
  */
 
 #include "config.h"
@@ -76,11 +81,20 @@ map_block (gsize bs)
 
   if (p == MAP_FAILED)
     return NULL;
-  /* huge pages: 512× fewer faults and TLB misses for large tensors */
-  if (bs >= HUGE_PAGE)
+  /* huge pages: 512× fewer faults and TLB misses for large tensors.  Not
+   * populated here: the read that fills the block faults one page per
+   * 2 MiB, no more than populating would, and a read split among I/O
+   * threads faults its parts in parallel instead of after this thread has
+   * faulted the whole block (bench/RESULTS.md: a fresh process on a 2-CPU
+   * VM, whose memory the hypervisor must provide anew, streams 3.6 → 5.9
+   * GB/s; O_DIRECT from a cold cache 2.50 → 2.62 GB/s) */
+  if (bs >= HUGE_PAGE) {
     madvise (p, bs, MADV_HUGEPAGE);
-  /* fault it all in now, in one call, rather than page by page inside the
-   * read; kernels before 5.14 refuse the advice and we touch the pages */
+    return p;
+  }
+  /* small blocks: fault it all in now, in one call, rather than page by
+   * page inside the read; kernels before 5.14 refuse the advice and we
+   * touch the pages */
   if (madvise (p, bs, MADV_POPULATE_WRITE) != 0) {
     for (gsize o = 0; o < bs; o += PAGE)
       p[o] = 0;
@@ -264,8 +278,8 @@ uel_host_allocator_init (UelHostAllocator * self)
  * uel_host_allocator_new:
  * @max_cached_bytes: how many bytes of freed blocks to keep for reuse
  *
- * Returns: (transfer full): a new allocator of recycled, page-aligned,
- *   pre-faulted host memory
+ * Returns: (transfer full): a new allocator of recycled, page-aligned
+ *   host memory
  */
 GstAllocator *
 uel_host_allocator_new (guint64 max_cached_bytes)

@@ -15,7 +15,7 @@
  *
  * When downstream proposes an allocator in the ALLOCATION query (`uelpin`
  * proposes its pinned allocator), tensors are read straight into it;
- * otherwise into recycled, pre-faulted host memory.  Sizes are 64-bit
+ * otherwise into recycled host memory.  Sizes are 64-bit
  * throughout: a single tensor over 4 GiB is one buffer (or several chunks
  * with #GstUelSrc:chunk-size).
  *
@@ -726,8 +726,12 @@ fill_window (GstUelSrc * self, gint num_buffers, guint64 chunk_size,
 
     if (chunk_size > 0 && len > chunk_size)
       len = chunk_size;
+    /* small reads are done inline by this thread: reading them ahead only
+     * holds memory (bench: 20,000 small tensors went 0.46 → 0.69× of the
+     * raw loop without it) */
     if (!g_queue_is_empty (&self->jobs)
-        && self->jobs_bytes + len > self->window)
+        && (self->jobs_bytes + len > self->window || !self->pool
+            || len < INLINE_MAX))
       break;
     if (len > G_MAXSIZE) {
       g_set_error (error, UEL_ERROR, UEL_ERROR_IO, "%s: tensor '%s' of %"

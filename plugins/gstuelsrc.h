@@ -10,7 +10,7 @@ G_BEGIN_DECLS
 
 /**
  * GstUelSrcMethod:
- * @GST_UEL_SRC_METHOD_PREAD: pread(2) into recycled, pre-faulted memory (or
+ * @GST_UEL_SRC_METHOD_PREAD: pread(2) into recycled host memory (or
  *   the allocator downstream proposes)
  * @GST_UEL_SRC_METHOD_MMAP: zero-copy buffers over a read-only mapping of
  *   the file, which stays mapped while any buffer lives
