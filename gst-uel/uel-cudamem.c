@@ -21,6 +21,7 @@
 #include "uel-cuda-private.h"
 #include "uel-cudamem.h"
 #include "uel-error.h"
+#include "uel-memory-private.h"
 #include "uel-meta.h"
 #include "uel-pinned.h"
 
@@ -163,20 +164,7 @@ cuda_unmap_full (GstMemory * memory, GstMapInfo * info)
 static GstMemory *
 cuda_share (GstMemory * memory, gssize offset, gssize size)
 {
-  UelCudaMemory *mem = (UelCudaMemory *) memory, *sub;
-  GstMemory *parent = memory->parent ? memory->parent : memory;
-
-  if (size == -1)
-    size = (gssize) memory->size - offset;
-  sub = g_new (UelCudaMemory, 1);
-  sub->dev = mem->dev;
-  sub->span = NULL;
-  sub->device = mem->device;
-  gst_memory_init (GST_MEMORY_CAST (sub),
-      GST_MINI_OBJECT_FLAGS (parent) | GST_MINI_OBJECT_FLAG_LOCK_READONLY,
-      memory->allocator, parent, memory->maxsize, memory->align,
-      memory->offset + offset, (gsize) size);
-  return GST_MEMORY_CAST (sub);
+  return uel_memory_share (memory, offset, size, sizeof (UelCudaMemory));
 }
 
 static void

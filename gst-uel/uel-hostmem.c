@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "uel-hostmem.h"
+#include "uel-memory-private.h"
 
 GST_DEBUG_CATEGORY_STATIC (uel_hostmem_debug);
 #define GST_CAT_DEFAULT uel_hostmem_debug
@@ -198,21 +199,26 @@ host_unmap (GstMemory * mem)
 {
 }
 
-static GstMemory *
-host_share (GstMemory * mem, gssize offset, gssize size)
+GstMemory *
+uel_memory_share (GstMemory * mem, gssize offset, gssize size,
+    gsize struct_size)
 {
-  UelHostMemory *sub;
   GstMemory *parent = mem->parent ? mem->parent : mem;
+  GstMemory *sub = g_memdup2 (mem, struct_size);
 
   if (size == -1)
     size = (gssize) mem->size - offset;
-  sub = g_new (UelHostMemory, 1);
-  sub->base = ((UelHostMemory *) mem)->base;
-  gst_memory_init (GST_MEMORY_CAST (sub),
+  gst_memory_init (sub,
       GST_MINI_OBJECT_FLAGS (parent) | GST_MINI_OBJECT_FLAG_LOCK_READONLY,
       mem->allocator, parent, mem->maxsize, mem->align,
       mem->offset + offset, (gsize) size);
-  return GST_MEMORY_CAST (sub);
+  return sub;
+}
+
+static GstMemory *
+host_share (GstMemory * mem, gssize offset, gssize size)
+{
+  return uel_memory_share (mem, offset, size, sizeof (UelHostMemory));
 }
 
 static gboolean

@@ -34,6 +34,7 @@
 
 #include "uel-cuda-private.h"
 #include "uel-error.h"
+#include "uel-memory-private.h"
 #include "uel-pinned.h"
 
 GST_DEBUG_CATEGORY_STATIC (uel_pinned_debug);
@@ -280,19 +281,7 @@ pinned_unmap (GstMemory * mem)
 static GstMemory *
 pinned_share (GstMemory * mem, gssize offset, gssize size)
 {
-  UelPinnedMemory *sub;
-  GstMemory *parent = mem->parent ? mem->parent : mem;
-
-  if (size == -1)
-    size = (gssize) mem->size - offset;
-  sub = g_new (UelPinnedMemory, 1);
-  sub->extent_offset = ((UelPinnedMemory *) mem)->extent_offset;
-  sub->extent_len = ((UelPinnedMemory *) mem)->extent_len;
-  gst_memory_init (GST_MEMORY_CAST (sub),
-      GST_MINI_OBJECT_FLAGS (parent) | GST_MINI_OBJECT_FLAG_LOCK_READONLY,
-      mem->allocator, parent, mem->maxsize, mem->align,
-      mem->offset + offset, (gsize) size);
-  return GST_MEMORY_CAST (sub);
+  return uel_memory_share (mem, offset, size, sizeof (UelPinnedMemory));
 }
 
 static gboolean

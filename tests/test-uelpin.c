@@ -191,6 +191,46 @@ test_pool_coalesces (void)
   gst_object_unref (alloc);
 }
 
+/* a shared sub-memory sees its parent's bytes and keeps the block in use
+ * until it goes too (host, pinned) */
+static void
+test_shared_memory (void)
+{
+  GstAllocator *allocs[2] = { uel_pinned_allocator_new (4 * MiB, -1),
+    uel_host_allocator_new (0)
+  };
+
+  for (guint a = 0; a < 2; a++) {
+    GstMemory *mem = gst_allocator_alloc (allocs[a], 10000, NULL);
+    GstMemory *sub;
+    GstMapInfo m1, m2;
+    UelPinnedStats st;
+
+    g_assert_true (gst_memory_map (mem, &m1, GST_MAP_WRITE));
+    for (guint i = 0; i < 10000; i++)
+      m1.data[i] = (guint8) i;
+    gst_memory_unmap (mem, &m1);
+    sub = gst_memory_share (mem, 100, 50);
+    g_assert_true (sub->allocator == allocs[a]);
+    gst_memory_unref (mem);
+    g_assert_true (gst_memory_map (sub, &m2, GST_MAP_READ));
+    g_assert_cmpuint (m2.size, ==, 50);
+    for (guint i = 0; i < 50; i++)
+      g_assert_cmpuint (m2.data[i], ==, (guint8) (100 + i));
+    gst_memory_unmap (sub, &m2);
+    if (a == 0) {
+      uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (allocs[a]), &st);
+      g_assert_cmpuint (st.live_bytes, ==, 12288);
+    }
+    gst_memory_unref (sub);
+    if (a == 0) {
+      uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (allocs[a]), &st);
+      g_assert_cmpuint (st.live_bytes, ==, 0);
+    }
+    gst_object_unref (allocs[a]);
+  }
+}
+
 /* memory that never comes back (here: a fragmented pool) makes an
  * allocation give up after the wait timeout instead of hanging */
 static void
@@ -668,6 +708,8 @@ main (int argc, char **argv)
   g_test_add_func ("/pinned/pool-blocks-when-full-and-resumes",
       test_pool_blocks_and_resumes);
   g_test_add_func ("/pinned/freed-blocks-coalesce", test_pool_coalesces);
+  g_test_add_func ("/pinned/shared-memory-keeps-its-block",
+      test_shared_memory);
   g_test_add_func ("/pinned/gives-up-when-memory-never-comes-back",
       test_pool_gives_up);
   g_test_add_func ("/uelpin/proposes-its-allocator", test_proposes_allocator);
