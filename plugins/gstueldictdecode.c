@@ -390,14 +390,9 @@ set_tensors (GstUelDictDecode * self, const gchar * spec)
   g_free (self->tensors);
   self->tensors = g_strdup (spec);
   g_ptr_array_set_size (self->patterns, 0);
-  if (!spec || !*spec)
-    return;
-  items = g_strsplit (spec, ",", -1);
-  for (guint i = 0; items[i]; i++) {
-    g_strstrip (items[i]);
-    if (*items[i])
-      g_ptr_array_add (self->patterns, g_pattern_spec_new (items[i]));
-  }
+  items = uel_tensor_spec_split (spec);
+  for (guint i = 0; items[i]; i++)
+    g_ptr_array_add (self->patterns, g_pattern_spec_new (items[i]));
 }
 
 static void

@@ -912,14 +912,9 @@ select_tensors (GstUelSrc * self, const gchar * spec, GError ** error)
     g_ptr_array_unref (patterns);
     return FALSE;
   }
-  if (spec && *spec) {
-    items = g_strsplit (spec, ",", -1);
-    for (guint i = 0; items[i]; i++) {
-      g_strstrip (items[i]);
-      if (*items[i])
-        g_ptr_array_add (patterns, g_pattern_spec_new (items[i]));
-    }
-  }
+  items = uel_tensor_spec_split (spec);
+  for (guint i = 0; items[i]; i++)
+    g_ptr_array_add (patterns, g_pattern_spec_new (items[i]));
   used = g_new0 (gboolean, patterns->len + 1);
 
   for (guint i = 0; i < n; i++) {
@@ -943,17 +938,14 @@ select_tensors (GstUelSrc * self, const gchar * spec, GError ** error)
     }
   }
 
-  for (guint p = 0, k = 0; items && items[k]; k++) {
-    if (!*items[k])
-      continue;
+  for (guint p = 0; p < patterns->len; p++) {
     if (!used[p]) {
       g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
           "%s: no tensor matches \"%s\" (property 'tensors')",
-          uel_header_get_location (self->header), items[k]);
+          uel_header_get_location (self->header), items[p]);
       ok = FALSE;
       break;
     }
-    p++;
   }
   g_ptr_array_unref (patterns);
   return ok;
