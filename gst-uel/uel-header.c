@@ -784,6 +784,12 @@ open_index (const gchar * path, GError ** error)
     return NULL;
   }
   map = json_object_get_object_member (top, "weight_map");
+  /* a header of no file at all would be a checkpoint of nothing: refused,
+   * so that every header has a file 0 (found by fuzz/fuzz-index.c) */
+  if (json_object_get_size (map) == 0) {
+    index_error (error, path, "the index's \"weight_map\" is empty");
+    return NULL;
+  }
   meta_node = json_object_get_member (top, "metadata");
   if (meta_node && JSON_NODE_HOLDS_OBJECT (meta_node))
     meta = json_node_get_object (meta_node);

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "uel-error.h"
@@ -451,12 +452,25 @@ read_value (UelJsonLexer * lx, gboolean dups, JsonNode ** out,
       num_start = lx->p;
       if (!uel_json_read_number (lx, &v, &is_u64, error))
         return FALSE;
-      if (out) {
+      if (!is_u64 || out) {
         g_autofree gchar *txt = g_strndup (num_start, lx->p - num_start);
+        gdouble d = 0;
         gint64 i;
 
         /* integers that fit gint64 stay exact; the rest become doubles,
-         * as json-glib itself stores them */
+         * as json-glib itself stores them.  A number beyond the range of a
+         * double is refused, as serde_json does: it would become infinity,
+         * which JSON cannot write back (found by fuzz/fuzz-dict.c) */
+        if (!is_u64) {
+          d = g_ascii_strtod (txt, NULL);
+          if (!isfinite (d)) {
+            lx->p = num_start;
+            return syntax_error (lx, error,
+                "number out of the range of a double");
+          }
+        }
+        if (!out)
+          return TRUE;
         if (is_u64 && v <= G_MAXINT64)
           *out = json_node_init_int (json_node_alloc (), (gint64) v);
         else if (!strpbrk (txt, ".eE")
@@ -465,7 +479,7 @@ read_value (UelJsonLexer * lx, gboolean dups, JsonNode ** out,
           *out = json_node_init_int (json_node_alloc (), i);
         else
           *out = json_node_init_double (json_node_alloc (),
-              g_ascii_strtod (txt, NULL));
+              is_u64 ? (gdouble) v : d);
       }
       return TRUE;
     }

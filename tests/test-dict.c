@@ -416,6 +416,12 @@ test_rejects_not_json (void)
   assert_parse_fails ("{}\0", 3, UEL_ERROR_DICT_NOT_JSON, NULL);
   assert_parse_fails ("{\"a\": \"\\u0000\"}", 15, UEL_ERROR_DICT_NOT_JSON,
       NULL);
+  /* beyond a double: it would decode to infinity, which cannot be written
+   * back as JSON (fuzz/regressions/dict/number-beyond-double-range) */
+  assert_parse_fails ("{\"a\": 2e308}", 12, UEL_ERROR_DICT_NOT_JSON,
+      "tensor 't': not JSON: number out of the range of a double at byte 6 "
+      "('2')");
+  assert_parse_fails ("{\"a\": -1e999}", 13, UEL_ERROR_DICT_NOT_JSON, NULL);
 }
 
 static void

@@ -1574,6 +1574,9 @@ static const ShardReject shard_rejects[] = {
       UEL_ERROR_INVALID_INDEX, "weight_map"},
   {"index-weight-map-not-an-object", "{\"weight_map\": [\"a\"]}",
       uel_error_quark, UEL_ERROR_INVALID_INDEX, "weight_map"},
+  /* fuzz/regressions/index/empty-weight-map: a header of no file */
+  {"index-weight-map-empty", "{\"weight_map\": {}}", uel_error_quark,
+      UEL_ERROR_INVALID_INDEX, "is empty"},
   {"index-weight-map-value-not-a-string", "{\"weight_map\": {\"a\": 1}}",
       uel_error_quark, UEL_ERROR_INVALID_INDEX, "'a'"},
   {"index-weight-map-value-null", "{\"weight_map\": {\"a\": null}}",
