@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include "test-utils.h"
 
@@ -346,6 +347,45 @@ test_bad_device_id (void)
   g_error_free (err);
 }
 
+/* a tensor larger than the device: cudaMalloc fails, the pipeline stops
+ * with an error naming device memory, nothing is left allocated.  The file
+ * is sparse: only its first chunks are ever read. */
+static void
+test_device_memory_exhausted (void)
+{
+  g_autofree gchar *path = uel_test_path ("huge.safetensors");
+  g_autofree gchar *header = NULL;
+  g_autofree gchar *launch = NULL;
+  guint64 before, after, total, n;
+  GError *err = NULL;
+  gsize hl;
+
+  if (!need_device ())
+    return;
+  g_assert_true (uel_cuda_device_memory (-1, &before, &total, &err));
+  n = total + 1024 * MiB;
+  header = g_strdup_printf ("{\"huge\":{\"dtype\":\"U8\",\"shape\":[%"
+      G_GUINT64_FORMAT "],\"data_offsets\":[0,%" G_GUINT64_FORMAT "]}}", n,
+      n);
+  hl = strlen (header);
+  uel_test_write_safetensors (path, header, NULL, 0);
+  g_assert_cmpint (truncate (path, (off_t) (8 + hl + n)), ==, 0);
+
+  for (guint single = 0; single < 2; single++) {
+    launch = g_strdup_printf ("uelsrc location=\"%s\" chunk-size=64M ! "
+        "uelcudaupload fallback=error single-allocation=%s ! fakesink", path,
+        single ? "true" : "false");
+    err = uel_test_run_pipeline (launch, NULL);
+    g_assert_nonnull (err);
+    g_test_message ("single-allocation=%u: %s", single, err->message);
+    g_assert_true (err->domain == GST_RESOURCE_ERROR);
+    g_clear_error (&err);
+    g_clear_pointer (&launch, g_free);
+  }
+  g_assert_true (uel_cuda_device_memory (-1, &after, &total, &err));
+  g_assert_cmpuint (after + 4 * MiB, >=, before);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -357,5 +397,7 @@ main (int argc, char **argv)
       test_convert_matches_cpu);
   g_test_add_func ("/gpu/repeated-runs-leak-no-device-memory", test_no_leak);
   g_test_add_func ("/gpu/bad-device-id-fails-clearly", test_bad_device_id);
+  g_test_add_func ("/gpu/device-memory-exhausted-fails-clearly",
+      test_device_memory_exhausted);
   return g_test_run ();
 }
