@@ -36,6 +36,12 @@
  * and every other header rule is STREAM DECODE.  The messages name the file,
  * the tensor and the rule.
  *
+ * The file is read through the descriptors opened at start: a file renamed
+ * over the path or extended meanwhile still yields the validated tensors.
+ * A file truncated while `method=mmap` maps it can kill the process with
+ * SIGBUS (the kernel's answer to touching pages past the end), which no
+ * element can catch: use `pread` or `direct` for files that may shrink.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 uelsrc location=model.safetensors ! fakesink
@@ -149,12 +155,12 @@ typedef struct _IoPart
 {
   GstUelSrc *self;
   Job *job;
-  gint fd;
+  gint fd;                      /* buffered */
+  gint direct_fd;               /* O_DIRECT, or -1: read from fd */
   guint8 *dst;
   gsize len;                    /* bytes asked for */
   gsize need;                   /* bytes that must arrive (O_DIRECT at EOF) */
   guint64 offset;
-  gboolean direct;
   const gchar *path;
 } IoPart;
 
@@ -191,6 +197,7 @@ struct _GstUelSrc
   guint chunk_index;
   gint n_issued;
   gint n_pushed;
+  gint eos_requested;           /* atomic: an EOS event was sent to us */
   guint64 bytes_pushed;
   GQueue jobs;                  /* the read-ahead window, in stream order */
   guint64 jobs_bytes;
@@ -372,12 +379,12 @@ read_part (IoPart * part, GError ** error)
 {
   gsize done = 0;
 
-  if (!part->direct)
+  if (part->direct_fd < 0)
     return uel_pread_full (part->fd, part->dst, part->len,
         part->offset, part->path, error);
 
   while (done < part->len) {
-    ssize_t r = pread (part->fd, part->dst + done, part->len - done,
+    ssize_t r = pread (part->direct_fd, part->dst + done, part->len - done,
         (off_t) (part->offset + done));
 
     if (r < 0) {
@@ -391,18 +398,16 @@ read_part (IoPart * part, GError ** error)
       return FALSE;
     }
     done += (gsize) r;
-    /* a short O_DIRECT read means end of file */
+    /* O_DIRECT goes on only from a block boundary */
     if (r == 0 || ((gsize) r % DIRECT_ALIGN) != 0)
       break;
   }
-  if (done < part->need) {
-    g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
-        "%s: the file ends at byte %" G_GUINT64_FORMAT " but %"
-        G_GSIZE_FORMAT " bytes were expected at offset %" G_GUINT64_FORMAT
-        ": it shrank after it was validated", part->path,
-        part->offset + done, part->need, part->offset);
-    return FALSE;
-  }
+  /* Short of the bytes that must exist: the end of the file (it shrank),
+   * or a read that returned less for its own reasons, which any read may
+   * do.  Buffered reads of the rest tell the two apart. */
+  if (done < part->need)
+    return uel_pread_full (part->fd, part->dst + done, part->need - done,
+        part->offset + done, part->path, error);
   return TRUE;
 }
 
@@ -426,17 +431,17 @@ io_thread_func (gpointer data, gpointer user_data)
 
 /* Reads @len bytes at @offset into @dst for @job: in the streaming thread
  * when it is small or there are no I/O threads, otherwise as parts that the
- * I/O threads read while the streaming thread goes on.  With @direct,
+ * I/O threads read while the streaming thread goes on.  With a @direct_fd,
  * @offset, @len and @dst are block-aligned and only the first @need bytes
  * must exist in the file. */
 static void
-submit_read (GstUelSrc * self, Job * job, gint fd, gboolean direct,
+submit_read (GstUelSrc * self, Job * job, gint fd, gint direct_fd,
     guint8 * dst, gsize len, gsize need, guint64 offset, const gchar * path)
 {
   guint n;
 
   if (!self->pool || len < INLINE_MAX) {
-    IoPart part = { self, job, fd, dst, len, need, offset, direct, path };
+    IoPart part = { self, job, fd, direct_fd, dst, len, need, offset, path };
     read_part (&part, &job->error);
     return;
   }
@@ -447,9 +452,9 @@ submit_read (GstUelSrc * self, Job * job, gint fd, gboolean direct,
     gsize end = MIN (start + PART_SIZE, len);
 
     job->parts[i] = (IoPart) {
-      self, job, fd, dst + start, end - start,
+      self, job, fd, direct_fd, dst + start, end - start,
       need > start ? MIN (need - start, end - start) : 0,
-      offset + start, direct, path
+      offset + start, path
     };
   }
   g_mutex_lock (&self->io_lock);
@@ -577,7 +582,7 @@ start_job (GstUelSrc * self, guint tensor_index, guint64 pos, gsize len,
       goto alloc_failed;
     if (GPOINTER_TO_SIZE (job->map.data) % DIRECT_ALIGN == 0) {
       job->delta = delta;
-      submit_read (self, job, f->direct_fd, TRUE, job->map.data, a_len,
+      submit_read (self, job, f->fd, f->direct_fd, job->map.data, a_len,
           delta + len, a_off, path);
       return job;
     }
@@ -590,7 +595,7 @@ start_job (GstUelSrc * self, guint tensor_index, guint64 pos, gsize len,
 
   if (!map_job_memory (self, job, len, job->elem))
     goto alloc_failed;
-  submit_read (self, job, f->fd, FALSE, job->map.data, len, len, offset,
+  submit_read (self, job, f->fd, -1, job->map.data, len, len, offset,
       path);
   return job;
 
@@ -611,6 +616,11 @@ finish_job (GstUelSrc * self, Job * job, GError ** error)
 
   wait_job (self, job);
   if (job->error) {
+    /* a read's message names the file and the offsets: say which tensor
+     * too (a mapped job's own message already does) */
+    if (job->mem)
+      g_prefix_error (&job->error, "tensor '%s': ",
+          uel_header_get_tensor (self->header, job->tensor_index)->name);
     g_propagate_error (error, g_steal_pointer (&job->error));
     job_free (self, job);
     return NULL;
@@ -782,6 +792,11 @@ gst_uel_src_loop (GstPad * pad)
       return;
     }
     self->started = TRUE;
+  }
+  if (g_atomic_int_get (&self->eos_requested)) {
+    GST_DEBUG_OBJECT (self, "EOS requested after %d buffers", self->n_pushed);
+    push_eos_and_pause (self);
+    return;
   }
 
   GST_OBJECT_LOCK (self);
@@ -1041,6 +1056,7 @@ gst_uel_src_activate_mode (GstPad * pad, GstObject * parent,
     self->chunk_index = 0;
     self->n_pushed = 0;
     self->bytes_pushed = 0;
+    g_atomic_int_set (&self->eos_requested, 0);
     return gst_pad_start_task (pad, (GstTaskFunction) gst_uel_src_loop, pad,
         NULL);
   }
@@ -1086,6 +1102,26 @@ gst_uel_src_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
     default:
       return gst_pad_query_default (pad, parent, query);
   }
+}
+
+/* An EOS sent to the element (gst_element_send_event() on it or on the
+ * pipeline) ends the stream after the buffer being pushed, as GstBaseSrc
+ * does: the tensors already read ahead are dropped. */
+static gboolean
+gst_uel_src_send_event (GstElement * element, GstEvent * event)
+{
+  GstUelSrc *self = GST_UEL_SRC (element);
+
+  if (GST_EVENT_TYPE (event) == GST_EVENT_EOS) {
+    GST_DEBUG_OBJECT (self, "EOS requested by the application");
+    g_atomic_int_set (&self->eos_requested, 1);
+    gst_event_unref (event);
+    return TRUE;
+  }
+  if (GST_ELEMENT_CLASS (parent_class)->send_event)
+    return GST_ELEMENT_CLASS (parent_class)->send_event (element, event);
+  gst_event_unref (event);
+  return FALSE;
 }
 
 static GstStateChangeReturn
@@ -1282,6 +1318,7 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
   gst_element_class_add_static_metadata (element_class, "example",
       "gst-launch-1.0 uelsrc location=model.safetensors ! fakesink");
   element_class->change_state = gst_uel_src_change_state;
+  element_class->send_event = gst_uel_src_send_event;
 
   gst_type_mark_as_plugin_api (GST_TYPE_UEL_SRC_METHOD, 0);
 }

@@ -4,11 +4,17 @@
 #include "config.h"
 
 #include <glib/gstdio.h>
+#include <grp.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test-utils.h"
 
 static gchar *tmpdir;
+
+/* where a test's subprocess (g_test_trap_subprocess) finds its parent's
+ * folder */
+#define PARENT_TMPDIR_ENV "UEL_TEST_PARENT_TMPDIR"
 
 static void
 remove_tmpdir (void)
@@ -35,12 +41,18 @@ uel_test_init (int *argc, char ***argv)
   gst_init (argc, argv);
   g_test_init (argc, argv, NULL);
   uel_init ();
+  /* now, before any thread: setenv() is not thread-safe */
+  if (!g_test_subprocess ())
+    g_setenv (PARENT_TMPDIR_ENV, uel_test_tmpdir (), TRUE);
 }
 
 const gchar *
 uel_test_tmpdir (void)
 {
-  if (!tmpdir) {
+  if (!tmpdir && g_test_subprocess () && g_getenv (PARENT_TMPDIR_ENV)) {
+    /* the parent's, which the parent removes */
+    tmpdir = g_strdup (g_getenv (PARENT_TMPDIR_ENV));
+  } else if (!tmpdir) {
     GError *err = NULL;
     tmpdir = g_dir_make_tmp ("gst-uel-test-XXXXXX", &err);
     g_assert_no_error (err);
@@ -66,10 +78,20 @@ uel_test_conformance_dir (void)
 void
 uel_test_write_bytes (const gchar * path, gconstpointer bytes, gsize len)
 {
+  const gchar *corpus = g_getenv ("UEL_TEST_CORPUS_DIR");
   GError *err = NULL;
 
   g_file_set_contents (path, bytes, (gssize) len, &err);
   g_assert_no_error (err);
+  /* fuzz/make-corpus collects the files the tests write, up to 64 KiB, as
+   * seeds for the fuzz targets */
+  if (corpus && len <= 64 * 1024) {
+    g_autofree gchar *base = g_path_get_basename (path);
+    g_autofree gchar *copy = g_build_filename (corpus, base, NULL);
+
+    g_file_set_contents (copy, bytes, (gssize) len, &err);
+    g_assert_no_error (err);
+  }
 }
 
 void
@@ -230,4 +252,44 @@ uel_test_run_pipeline (const gchar * launch, GPtrArray * buffers)
       GST_STATE_CHANGE_SUCCESS);
   gst_object_unref (pipeline);
   return err;
+}
+
+/* the user that file permissions apply to, whatever the machine calls it */
+#define NOBODY_ID 65534
+
+gboolean
+uel_test_run_unprivileged (const gchar * const *files)
+{
+  if (geteuid () != 0)
+    return FALSE;
+
+  /* only the files' own modes may stand in the way */
+  g_assert_cmpint (g_chmod (uel_test_tmpdir (), 0711), ==, 0);
+  for (guint i = 0; files && files[i]; i++)
+    g_assert_cmpint (lchown (files[i], NOBODY_ID, NOBODY_ID), ==, 0);
+  /* its standard output is not part of our TAP stream */
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+  return TRUE;
+}
+
+void
+uel_test_drop_privileges (void)
+{
+  static const gchar *plugins[] = { "uel", "coreelements" };
+
+  g_assert_true (g_test_subprocess ());
+  /* loaded now: their files need not be readable by 'nobody' */
+  for (guint i = 0; i < G_N_ELEMENTS (plugins); i++) {
+    GstPlugin *plugin = gst_plugin_load_by_name (plugins[i]);
+    g_assert_nonnull (plugin);
+    gst_object_unref (plugin);
+  }
+  if (geteuid () == 0) {
+    g_assert_cmpint (setgroups (0, NULL), ==, 0);
+    g_assert_cmpint (setgid (NOBODY_ID), ==, 0);
+    g_assert_cmpint (setuid (NOBODY_ID), ==, 0);
+  }
+  g_assert_cmpint (geteuid (), ==, NOBODY_ID);
+  g_assert_cmpint (getegid (), ==, NOBODY_ID);
 }

@@ -11,7 +11,8 @@ G_BEGIN_DECLS
 /* gst_init + g_test_init + uel_init, in that order */
 void uel_test_init (int *argc, char ***argv);
 
-/* A fresh temporary folder, removed with its files at exit. */
+/* A fresh temporary folder, removed with its files at exit; in a test's
+ * subprocess (g_test_trap_subprocess), the parent's folder. */
 const gchar *uel_test_tmpdir (void);
 /* A path inside uel_test_tmpdir(); free it. */
 gchar *uel_test_path (const gchar * name);
@@ -51,5 +52,18 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (UelTestBuilder, uel_test_builder_free)
  * named "sink" (a fakesink or appsink with signal-handoffs) is appended to
  * @buffers when it is non-NULL. */
 GError *uel_test_run_pipeline (const gchar * launch, GPtrArray * buffers);
+
+/* Checks that file permissions deny access need a user they apply to, and
+ * root reads everything.  As root, this makes uel_test_tmpdir() searchable,
+ * gives @files (NULL-terminated) to the user 'nobody' (their modes stay),
+ * runs the current test again in a subprocess (which must call
+ * uel_test_drop_privileges() first; its uel_test_path() names the same
+ * files) and asserts that it passed, then returns TRUE: the caller is
+ * done.  As any other user it returns FALSE: the caller runs the checks
+ * itself. */
+gboolean uel_test_run_unprivileged (const gchar * const *files);
+/* In that subprocess: becomes 'nobody' (uid and gid 65534, no
+ * supplementary groups), our plugin and the core elements loaded first. */
+void uel_test_drop_privileges (void);
 
 G_END_DECLS
