@@ -506,6 +506,7 @@ GstBuffer *
 uel_dict_to_tensor (JsonNode * dict, GError ** error)
 {
   GBytes *bytes;
+  GstBuffer *buf;
 
   g_return_val_if_fail (dict != NULL, NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -513,7 +514,10 @@ uel_dict_to_tensor (JsonNode * dict, GError ** error)
   bytes = uel_dict_to_bytes (dict, error);
   if (!bytes)
     return NULL;
-  return gst_buffer_new_wrapped_bytes (bytes);
+  /* the buffer holds its own reference */
+  buf = gst_buffer_new_wrapped_bytes (bytes);
+  g_bytes_unref (bytes);
+  return buf;
 }
 
 /**

@@ -347,13 +347,17 @@ gst_uel_queue_sink_event (GstPad * pad, GstObject * parent, GstEvent * event)
 
   switch (GST_EVENT_TYPE (event)) {
     case GST_EVENT_FLUSH_START:
-      /* downstream first: that releases a push the streaming thread may be
-       * blocked in */
-      gst_pad_push_event (self->srcpad, event);
+      /* refuse data before anything drains: an upstream thread waiting on
+       * the full queue must get FLUSHING, not the room that the flush
+       * makes downstream (it would push again after FLUSH_STOP, with no
+       * segment) */
       g_mutex_lock (&self->lock);
       self->srcresult = GST_FLOW_FLUSHING;
       wake_all_locked (self);
       g_mutex_unlock (&self->lock);
+      /* then downstream: that releases a push the streaming thread may be
+       * blocked in */
+      gst_pad_push_event (self->srcpad, event);
       /* returns once the streaming thread has left its loop */
       gst_pad_pause_task (self->srcpad);
       GST_DEBUG_OBJECT (self, "flushing");
