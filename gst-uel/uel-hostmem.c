@@ -97,6 +97,11 @@ map_block (gsize bs)
    * page inside the read; kernels before 5.14 refuse the advice and we
    * touch the pages */
   if (madvise (p, bs, MADV_POPULATE_WRITE) != 0) {
+    /* anything but EINVAL (ENOMEM) is memory that is not there */
+    if (errno != EINVAL) {
+      munmap (p, bs);
+      return NULL;
+    }
     for (gsize o = 0; o < bs; o += PAGE)
       p[o] = 0;
   }

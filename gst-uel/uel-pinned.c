@@ -103,6 +103,20 @@ prepare_locked (UelPinnedAllocator * self, GError ** error)
   }
   madvise (self->base, self->capacity, MADV_HUGEPAGE);
   if (madvise (self->base, self->capacity, MADV_POPULATE_WRITE) != 0) {
+    gint err = errno;
+
+    /* EINVAL: a kernel before 5.14, which does not know the advice: touch
+     * the pages instead.  Anything else (ENOMEM) means the memory is not
+     * there, which touching would only turn into a visit of the OOM
+     * killer. */
+    if (err != EINVAL) {
+      munmap (self->base, self->capacity);
+      self->base = NULL;
+      g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
+          "cannot fault in a pinned pool of %" G_GUINT64_FORMAT " bytes: %s",
+          self->capacity, g_strerror (err));
+      return FALSE;
+    }
     for (guint64 o = 0; o < self->capacity; o += BLOCK)
       self->base[o] = 0;
   }
