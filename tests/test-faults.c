@@ -1008,15 +1008,6 @@ test_truncated_while_streaming (void)
 /* ------------------------------------------------------------------ */
 /* allocation failures */
 
-static guint64
-stat_u64 (const GstStructure * s, const gchar * field)
-{
-  guint64 v = 0;
-
-  g_assert_true (gst_structure_get_uint64 (s, field, &v));
-  return v;
-}
-
 /* a pool that cannot be pinned (a CUDA device that does not exist, here
  * or on a GPU host): the documented fallback, page-aligned host memory,
  * said once in a warning and in the stats, and every tensor exact */
@@ -1041,10 +1032,10 @@ test_pin_unpinnable_pool (void)
   g_assert_true (gst_structure_get_boolean (run.pin_stats, "device-pinned",
           &pinned));
   g_assert_false (pinned);
-  g_assert_cmpuint (stat_u64 (run.pin_stats, "tensors"), ==, ranges->len);
-  g_assert_cmpuint (stat_u64 (run.pin_stats, "fallbacks"), ==, ranges->len);
+  g_assert_cmpuint (uel_test_stat (run.pin_stats, "tensors"), ==, ranges->len);
+  g_assert_cmpuint (uel_test_stat (run.pin_stats, "fallbacks"), ==, ranges->len);
   /* uelsrc still read straight into the (unpinned) pool */
-  g_assert_cmpuint (stat_u64 (run.pin_stats, "zero-copy"), ==, ranges->len);
+  g_assert_cmpuint (uel_test_stat (run.pin_stats, "zero-copy"), ==, ranges->len);
   for (guint i = 0; i < run.bufs->len; i++)
     g_assert_true (uel_memory_is_pinned (gst_buffer_peek_memory
             (g_ptr_array_index (run.bufs, i), 0)));

@@ -91,15 +91,6 @@ run_clear (Run * r)
   gst_structure_free (r->stats);
 }
 
-static guint64
-stat (const GstStructure * s, const gchar * f)
-{
-  guint64 v = G_MAXUINT64;
-
-  g_assert_true (gst_structure_get_uint64 (s, f, &v));
-  return v;
-}
-
 /* exact host bytes, meta untouched, in order */
 static void
 check_passthrough (GPtrArray * bufs, const gchar * path, guint n)
@@ -154,9 +145,9 @@ test_passthrough (void)
       g_assert_no_error (r.error);
       g_assert_cmpuint (r.warnings, ==, 1);
       check_passthrough (r.bufs, path, 4);
-      g_assert_cmpuint (stat (r.stats, "fallbacks"), ==, r.bufs->len);
-      g_assert_cmpuint (stat (r.stats, "fallback-bytes"), ==, 4072);
-      g_assert_cmpuint (stat (r.stats, "tensors"), ==, 0);
+      g_assert_cmpuint (uel_test_stat (r.stats, "fallbacks"), ==, r.bufs->len);
+      g_assert_cmpuint (uel_test_stat (r.stats, "fallback-bytes"), ==, 4072);
+      g_assert_cmpuint (uel_test_stat (r.stats, "tensors"), ==, 0);
       run_clear (&r);
     }
   }

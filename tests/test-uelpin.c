@@ -20,15 +20,6 @@ get_stats (GstElement * pin)
   return s;
 }
 
-static guint64
-stat (const GstStructure * s, const gchar * field)
-{
-  guint64 v = 0;
-
-  g_assert_true (gst_structure_get_uint64 (s, field, &v));
-  return v;
-}
-
 static gboolean
 have_device (void)
 {
@@ -318,10 +309,10 @@ test_copies_foreign_buffers (void)
   gst_buffer_unref (out);
 
   s = get_stats (h->element);
-  g_assert_cmpuint (stat (s, "tensors"), ==, 2);
-  g_assert_cmpuint (stat (s, "copied"), ==, 1);
-  g_assert_cmpuint (stat (s, "zero-copy"), ==, 1);
-  g_assert_cmpuint (stat (s, "bytes"), ==, 2000);
+  g_assert_cmpuint (uel_test_stat (s, "tensors"), ==, 2);
+  g_assert_cmpuint (uel_test_stat (s, "copied"), ==, 1);
+  g_assert_cmpuint (uel_test_stat (s, "zero-copy"), ==, 1);
+  g_assert_cmpuint (uel_test_stat (s, "bytes"), ==, 2000);
   gst_structure_free (s);
   gst_harness_teardown (h);
 }
@@ -385,9 +376,9 @@ test_reads_straight_into_pool (void)
       g_assert_true (uel_memory_is_pinned (gst_buffer_peek_memory
               (g_ptr_array_index (bufs, i), 0)));
     check_bytes (bufs, path);
-    g_assert_cmpuint (stat (s, "zero-copy"), ==, 12);
-    g_assert_cmpuint (stat (s, "copied"), ==, 0);
-    g_assert_cmpuint (stat (s, "bytes"), ==, 1200000);
+    g_assert_cmpuint (uel_test_stat (s, "zero-copy"), ==, 12);
+    g_assert_cmpuint (uel_test_stat (s, "copied"), ==, 0);
+    g_assert_cmpuint (uel_test_stat (s, "bytes"), ==, 1200000);
     gst_structure_free (s);
   }
 }
@@ -411,9 +402,9 @@ test_empty_tensor_not_a_fallback (void)
       "fakesink name=sink", path);
   bufs = run_with_pin (launch, &s);
   g_assert_cmpuint (bufs->len, ==, 3);
-  g_assert_cmpuint (stat (s, "tensors"), ==, 3);
-  g_assert_cmpuint (stat (s, "fallbacks"), ==, have_device () ? 0 : 1);
-  g_assert_cmpuint (stat (s, "zero-copy") + stat (s, "copied"), ==, 1);
+  g_assert_cmpuint (uel_test_stat (s, "tensors"), ==, 3);
+  g_assert_cmpuint (uel_test_stat (s, "fallbacks"), ==, have_device () ? 0 : 1);
+  g_assert_cmpuint (uel_test_stat (s, "zero-copy") + uel_test_stat (s, "copied"), ==, 1);
   gst_structure_free (s);
 }
 
@@ -448,11 +439,11 @@ test_chunks_through_small_pool (void)
     gst_object_unref (pin);
     gst_object_unref (p);
   }
-  g_assert_cmpuint (stat (s, "buffers"), ==, 3 * 21);
-  g_assert_cmpuint (stat (s, "tensors"), ==, 3);
-  g_assert_cmpuint (stat (s, "zero-copy"), ==, 3 * 21);
-  g_assert_cmpuint (stat (s, "bytes"), ==, 3 * (20 * MiB + 3));
-  g_assert_cmpuint (stat (s, "pool-peak-bytes"), <=, 4 * MiB);
+  g_assert_cmpuint (uel_test_stat (s, "buffers"), ==, 3 * 21);
+  g_assert_cmpuint (uel_test_stat (s, "tensors"), ==, 3);
+  g_assert_cmpuint (uel_test_stat (s, "zero-copy"), ==, 3 * 21);
+  g_assert_cmpuint (uel_test_stat (s, "bytes"), ==, 3 * (20 * MiB + 3));
+  g_assert_cmpuint (uel_test_stat (s, "pool-peak-bytes"), <=, 4 * MiB);
   gst_structure_free (s);
 }
 
@@ -472,8 +463,8 @@ test_tensor_larger_than_pool (void)
   check_bytes (bufs, path);
   g_assert_false (uel_memory_is_pinned (gst_buffer_peek_memory
           (g_ptr_array_index (bufs, 0), 0)));
-  g_assert_cmpuint (stat (s, "fallbacks"), ==, 2);
-  g_assert_cmpuint (stat (s, "copied"), ==, 0);
+  g_assert_cmpuint (uel_test_stat (s, "fallbacks"), ==, 2);
+  g_assert_cmpuint (uel_test_stat (s, "copied"), ==, 0);
   gst_structure_free (s);
 }
 
@@ -545,15 +536,15 @@ test_memory_bound (void)
         break;
       }
       s = get_stats (pin);
-      if (stat (s, "pool-waits") > waits)
+      if (uel_test_stat (s, "pool-waits") > waits)
         break;
       gst_structure_free (s);
       g_thread_yield ();
     }
     if (!eos) {
-      waits = stat (s, "pool-waits");
+      waits = uel_test_stat (s, "pool-waits");
       rounds++;
-      g_assert_cmpuint (stat (s, "pool-live-bytes"), <=, 8 * MiB);
+      g_assert_cmpuint (uel_test_stat (s, "pool-live-bytes"), <=, 8 * MiB);
       gst_structure_free (s);
       if (q) {
         guint64 level;
@@ -578,8 +569,8 @@ test_memory_bound (void)
    * pool was full and the reader waited at least 7 times */
   g_assert_cmpuint (rounds, >=, 7);
   s = get_stats (pin);
-  g_assert_cmpuint (stat (s, "bytes"), ==, 64 * MiB);
-  g_assert_cmpuint (stat (s, "pool-peak-bytes"), ==, 8 * MiB);
+  g_assert_cmpuint (uel_test_stat (s, "bytes"), ==, 64 * MiB);
+  g_assert_cmpuint (uel_test_stat (s, "pool-peak-bytes"), ==, 8 * MiB);
   gst_structure_free (s);
   if (q) {
     guint64 peak;
@@ -643,7 +634,7 @@ test_null_while_pool_full (void)
   do {
     g_thread_yield ();
     s = get_stats (pin);
-    if (stat (s, "pool-waits") > 0)
+    if (uel_test_stat (s, "pool-waits") > 0)
       break;
     gst_structure_free (s);
   } while (TRUE);

@@ -293,3 +293,13 @@ uel_test_drop_privileges (void)
   g_assert_cmpint (geteuid (), ==, NOBODY_ID);
   g_assert_cmpint (getegid (), ==, NOBODY_ID);
 }
+
+guint64
+uel_test_stat (const GstStructure * s, const gchar * field)
+{
+  guint64 v = G_MAXUINT64;
+
+  g_assert_nonnull (s);
+  g_assert_true (gst_structure_get_uint64 (s, field, &v));
+  return v;
+}

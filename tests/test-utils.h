@@ -66,4 +66,8 @@ gboolean uel_test_run_unprivileged (const gchar * const *files);
  * supplementary groups), our plugin and the core elements loaded first. */
 void uel_test_drop_privileges (void);
 
+/* The unsigned 64-bit field @field of an element's "stats" structure,
+ * asserting that it is there. */
+guint64 uel_test_stat (const GstStructure * s, const gchar * field);
+
 G_END_DECLS

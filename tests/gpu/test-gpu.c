@@ -117,16 +117,6 @@ result_clear (Result * r)
     gst_structure_free (r->pin_stats);
 }
 
-static guint64
-stat (const GstStructure * s, const gchar * f)
-{
-  guint64 v = G_MAXUINT64;
-
-  g_assert_nonnull (s);
-  g_assert_true (gst_structure_get_uint64 (s, f, &v));
-  return v;
-}
-
 /* each output is one whole device tensor whose bytes (read back through a
  * host map) are the file's; returns the number of tensors */
 static guint
@@ -193,24 +183,24 @@ test_exact_bytes (void)
 
         g_test_message ("%s", launch);
         n = check_device_tensors (r.bufs, path);
-        g_assert_cmpuint (stat (r.up_stats, "tensors"), ==, n);
-        g_assert_cmpuint (stat (r.up_stats, "fallbacks"), ==, 0);
+        g_assert_cmpuint (uel_test_stat (r.up_stats, "tensors"), ==, n);
+        g_assert_cmpuint (uel_test_stat (r.up_stats, "fallbacks"), ==, 0);
         if (s == 1)
-          g_assert_cmpuint (stat (r.up_stats, "allocations"), ==, 1);
+          g_assert_cmpuint (uel_test_stat (r.up_stats, "allocations"), ==, 1);
         else
-          g_assert_cmpuint (stat (r.up_stats, "allocations"), ==, n);
+          g_assert_cmpuint (uel_test_stat (r.up_stats, "allocations"), ==, n);
         /* pinned input copies without staging, pageable is counted */
         if (p < 2)
-          g_assert_cmpuint (stat (r.up_stats, "pageable"), ==, 0);
+          g_assert_cmpuint (uel_test_stat (r.up_stats, "pageable"), ==, 0);
         else
-          g_assert_cmpuint (stat (r.up_stats, "pageable"), >, 0);
+          g_assert_cmpuint (uel_test_stat (r.up_stats, "pageable"), >, 0);
         if (r.pin_stats) {
           gboolean pinned = FALSE;
           g_assert_true (gst_structure_get_boolean (r.pin_stats,
                   "device-pinned", &pinned));
           g_assert_true (pinned);
-          g_assert_cmpuint (stat (r.pin_stats, "fallbacks"), ==, 0);
-          g_assert_cmpuint (stat (r.pin_stats, "copied"), ==, 0);
+          g_assert_cmpuint (uel_test_stat (r.pin_stats, "fallbacks"), ==, 0);
+          g_assert_cmpuint (uel_test_stat (r.pin_stats, "copied"), ==, 0);
         }
         result_clear (&r);
       }
@@ -292,7 +282,7 @@ test_convert_matches_cpu (void)
         g_assert_cmpmem (map.data, map.size, expect, expect_len);
         gst_buffer_unmap (buf, &map);
       }
-      g_assert_cmpuint (stat (r.up_stats, "converted"), ==, converted);
+      g_assert_cmpuint (uel_test_stat (r.up_stats, "converted"), ==, converted);
       result_clear (&r);
     }
   }
