@@ -14,6 +14,7 @@
 #include <glib/gstdio.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1092,6 +1093,63 @@ test_pin_pool_larger_than_memory (void)
   run_clear (&run);
 }
 
+/* Host memory that runs out under uelsrc (an address-space limit set in a
+ * subprocess, so that only this case lives under it): a tensor whose
+ * memory cannot be had is a clear error naming the file, the tensor and
+ * the size, never an abort.  The file is sparse; the tensor is never
+ * read. */
+static void
+test_src_host_memory_exhausted (void)
+{
+  g_autofree gchar *path = uel_test_path ("one-gib.safetensors");
+  const gchar *header = "{\"big\":{\"dtype\":\"U8\",\"shape\":[1073741824],"
+      "\"data_offsets\":[0,1073741824]}}";
+
+#if defined(__SANITIZE_ADDRESS__)
+  /* ASan reserves terabytes of shadow address space */
+  g_test_skip ("an address-space limit cannot apply under AddressSanitizer");
+  return;
+#endif
+  if (!g_test_subprocess ()) {
+    uel_test_write_safetensors (path, header, NULL, 0);
+    g_assert_cmpint (truncate (path, (off_t) (8 + strlen (header) + GiB)),
+        ==, 0);
+    g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDERR);
+    g_test_trap_assert_passed ();
+    return;
+  }
+
+  {
+    g_autofree gchar *statm = NULL;
+    g_autofree gchar *launch = NULL;
+    struct rlimit lim;
+    guint64 pages;
+    Run run;
+
+    /* what the process has mapped now, plus 256 MiB for threads and
+     * small allocations: a 1 GiB block cannot fit */
+    g_assert_true (g_file_get_contents ("/proc/self/statm", &statm, NULL,
+            NULL));
+    pages = g_ascii_strtoull (statm, NULL, 10);
+    lim.rlim_cur = lim.rlim_max = (rlim_t) (pages * (guint64) getpagesize ()
+        + 256 * MiB);
+    g_assert_cmpint (setrlimit (RLIMIT_AS, &lim), ==, 0);
+
+    for (guint i = 0; i < 2; i++) {
+      launch = g_strdup_printf ("uelsrc location=\"%s\" method=%s ! "
+          "fakesink name=sink", path, i ? "direct" : "pread");
+      run_pipeline (launch, &run, NULL, NULL);
+      g_assert_error (run.error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ);
+      assert_contains (run.error->message, path);
+      assert_contains (run.error->message, "'big'");
+      assert_contains (run.error->message, "cannot allocate 1073741824");
+      g_assert_cmpuint (run.bufs->len, ==, 0);
+      run_clear (&run);
+      g_clear_pointer (&launch, g_free);
+    }
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1139,6 +1197,8 @@ main (int argc, char **argv)
       test_extended_while_streaming);
   g_test_add_func ("/faults/changes/truncated-file-is-an-error-with-"
       "threads-and-chunks", test_truncated_while_streaming);
+  g_test_add_func ("/faults/alloc/host-memory-exhausted-is-an-error",
+      test_src_host_memory_exhausted);
   g_test_add_func ("/faults/uelpin/unpinnable-pool-falls-back",
       test_pin_unpinnable_pool);
   g_test_add_func ("/faults/uelpin/pool-larger-than-memory-is-an-error",
