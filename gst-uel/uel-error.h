@@ -56,8 +56,8 @@ GQuark uel_error_quark (void);
  * @UEL_ERROR_FILE_SIZE_MISMATCH: rule 12: 8 + header length + the last end
  *   differs from the file size (trailing bytes or truncation).
  * @UEL_ERROR_INVALID_INDEX: a sharded checkpoint's `*.index.json` is not a
- *   JSON object with a `weight_map` object of tensor name → shard file name
- *   (and an optional `metadata` object).
+ *   JSON object with a non-empty `weight_map` object of tensor name → shard
+ *   file name (and an optional `metadata` object).
  * @UEL_ERROR_INVALID_SHARD_PATH: a shard file name is absolute, contains
  *   `..`, a directory separator, or is empty: shards must sit in the index's
  *   folder.
@@ -86,6 +86,9 @@ GQuark uel_error_quark (void);
  * @UEL_ERROR_CUDA: the CUDA runtime failed or there is no usable device
  *   (no driver, no device, a bad device id); the message carries CUDA's own
  *   error name, code and text.
+ * @UEL_ERROR_NO_MEMORY: memory could not be had: a tensor's host memory, a
+ *   pinned pool that cannot be mapped or faulted in, a tensor larger than
+ *   the address space.
  *
  * One code per distinct failure.  The rules are numbered as in the
  * safetensors reference implementation's order of checks.
@@ -125,6 +128,7 @@ typedef enum
   UEL_ERROR_DICT_TOO_LARGE,
   UEL_ERROR_DICT_CHUNKED,
   UEL_ERROR_CUDA,
+  UEL_ERROR_NO_MEMORY,
 } UelError;
 
 G_END_DECLS

@@ -97,8 +97,9 @@ map_block (gsize bs)
    * page inside the read; kernels before 5.14 refuse the advice and we
    * touch the pages */
   if (madvise (p, bs, MADV_POPULATE_WRITE) != 0) {
-    /* anything but EINVAL (ENOMEM) is memory that is not there */
-    if (errno != EINVAL) {
+    /* ENOMEM: the memory is not there; other failures (EINVAL before
+     * Linux 5.14, EPERM under seccomp): touch the pages */
+    if (errno == ENOMEM) {
       munmap (p, bs);
       return NULL;
     }

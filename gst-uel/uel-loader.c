@@ -245,7 +245,7 @@ read_tensor (UelLoader * self, guint index, GError ** error)
   GstMapInfo map;
 
   if (info->n_bytes > G_MAXSIZE) {
-    g_set_error (error, UEL_ERROR, UEL_ERROR_IO, "%s: tensor '%s' of %"
+    g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: tensor '%s' of %"
         G_GUINT64_FORMAT " bytes does not fit this machine's address space",
         path, info->name, info->n_bytes);
     gst_buffer_unref (buf);
@@ -254,8 +254,8 @@ read_tensor (UelLoader * self, guint index, GError ** error)
   if (info->n_bytes > 0) {
     mem = gst_allocator_alloc (self->allocator, (gsize) info->n_bytes, NULL);
     if (!mem || !gst_memory_map (mem, &map, GST_MAP_WRITE)) {
-      g_set_error (error, UEL_ERROR, UEL_ERROR_IO, "%s: tensor '%s': cannot "
-          "allocate %" G_GUINT64_FORMAT " bytes", path, info->name,
+      g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: tensor '%s': "
+          "cannot allocate %" G_GUINT64_FORMAT " bytes", path, info->name,
           info->n_bytes);
       if (mem)
         gst_memory_unref (mem);

@@ -96,7 +96,7 @@ prepare_locked (UelPinnedAllocator * self, GError ** error)
   if (self->base == MAP_FAILED) {
     gint err = errno;
     self->base = NULL;
-    g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
+    g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY,
         "cannot map a pinned pool of %" G_GUINT64_FORMAT " bytes: %s",
         self->capacity, g_strerror (err));
     return FALSE;
@@ -105,14 +105,14 @@ prepare_locked (UelPinnedAllocator * self, GError ** error)
   if (madvise (self->base, self->capacity, MADV_POPULATE_WRITE) != 0) {
     gint err = errno;
 
-    /* EINVAL: a kernel before 5.14, which does not know the advice: touch
-     * the pages instead.  Anything else (ENOMEM) means the memory is not
-     * there, which touching would only turn into a visit of the OOM
-     * killer. */
-    if (err != EINVAL) {
+    /* ENOMEM: the kernel could not find the memory; say so rather than
+     * touch the pages into the OOM killer's hands.  Anything else (EINVAL
+     * from a kernel before 5.14, EPERM from a seccomp filter): touch the
+     * pages instead. */
+    if (err == ENOMEM) {
       munmap (self->base, self->capacity);
       self->base = NULL;
-      g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
+      g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY,
           "cannot fault in a pinned pool of %" G_GUINT64_FORMAT " bytes: %s",
           self->capacity, g_strerror (err));
       return FALSE;

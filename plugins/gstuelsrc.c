@@ -270,6 +270,10 @@ post_error (GstUelSrc * self, const GError * err)
       GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("%s", err->message),
           ("uel error %d", err->code));
       break;
+    case UEL_ERROR_NO_MEMORY:
+      GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("%s", err->message),
+          ("uel error %d", err->code));
+      break;
     case UEL_ERROR_FILE_TOO_SMALL:
     case UEL_ERROR_HEADER_TOO_LARGE:
     case UEL_ERROR_HEADER_TRUNCATED:
@@ -600,7 +604,7 @@ start_job (GstUelSrc * self, guint tensor_index, guint64 pos, gsize len,
   return job;
 
 alloc_failed:
-  g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
+  g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY,
       "%s: tensor '%s': cannot allocate %" G_GSIZE_FORMAT " bytes", path,
       info->name, len);
   job_free (self, job);
@@ -744,7 +748,7 @@ fill_window (GstUelSrc * self, gint num_buffers, guint64 chunk_size,
             || len < INLINE_MAX))
       break;
     if (len > G_MAXSIZE) {
-      g_set_error (error, UEL_ERROR, UEL_ERROR_IO, "%s: tensor '%s' of %"
+      g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: tensor '%s' of %"
           G_GUINT64_FORMAT " bytes does not fit this machine's address "
           "space", uel_header_get_location (self->header), info->name,
           info->n_bytes);
@@ -795,6 +799,8 @@ gst_uel_src_loop (GstPad * pad)
   }
   if (g_atomic_int_get (&self->eos_requested)) {
     GST_DEBUG_OBJECT (self, "EOS requested after %d buffers", self->n_pushed);
+    /* the reads ahead are not wanted: their memory goes back now */
+    clear_jobs (self);
     push_eos_and_pause (self);
     return;
   }

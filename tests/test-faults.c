@@ -1034,9 +1034,11 @@ test_pin_unpinnable_pool (void)
           &pinned));
   g_assert_false (pinned);
   g_assert_cmpuint (uel_test_stat (run.pin_stats, "tensors"), ==, ranges->len);
-  g_assert_cmpuint (uel_test_stat (run.pin_stats, "fallbacks"), ==, ranges->len);
+  g_assert_cmpuint (uel_test_stat (run.pin_stats, "fallbacks"), ==,
+      ranges->len);
   /* uelsrc still read straight into the (unpinned) pool */
-  g_assert_cmpuint (uel_test_stat (run.pin_stats, "zero-copy"), ==, ranges->len);
+  g_assert_cmpuint (uel_test_stat (run.pin_stats, "zero-copy"), ==,
+      ranges->len);
   for (guint i = 0; i < run.bufs->len; i++)
     g_assert_true (uel_memory_is_pinned (gst_buffer_peek_memory
             (g_ptr_array_index (run.bufs, i), 0)));
@@ -1139,7 +1141,8 @@ test_src_host_memory_exhausted (void)
       launch = g_strdup_printf ("uelsrc location=\"%s\" method=%s ! "
           "fakesink name=sink", path, i ? "direct" : "pread");
       run_pipeline (launch, &run, NULL, NULL);
-      g_assert_error (run.error, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ);
+      g_assert_error (run.error, GST_RESOURCE_ERROR,
+          GST_RESOURCE_ERROR_NO_SPACE_LEFT);
       assert_contains (run.error->message, path);
       assert_contains (run.error->message, "'big'");
       assert_contains (run.error->message, "cannot allocate 1073741824");
@@ -1148,6 +1151,62 @@ test_src_host_memory_exhausted (void)
       g_clear_pointer (&launch, g_free);
     }
   }
+}
+
+/* The kernel cannot find the memory for a pinned pool when it is faulted
+ * in (MADV_POPULATE_WRITE fails with ENOMEM): a clear error before any
+ * tensor, not pages touched into the OOM killer's hands. */
+static void
+test_pin_pool_not_faulted_in (void)
+{
+  Sample *s = get_sample ();
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" ! "
+      "uelpin name=pin pool-size=%" G_GUINT64_FORMAT " ! fakesink name=sink",
+      s->path, 8 * MiB);
+  UelFaultCounters c;
+  Run run;
+
+  inject (UEL_FAULT_POPULATE_NOMEM, "", 8 * MiB, 0, -1, 0);
+  run_pipeline (launch, &run, NULL, NULL);
+  c = inject_none ();
+
+  g_assert_cmpint (run.start, ==, GST_STATE_CHANGE_FAILURE);
+  g_assert_error (run.error, GST_RESOURCE_ERROR,
+      GST_RESOURCE_ERROR_NO_SPACE_LEFT);
+  assert_contains (run.error->message, "cannot fault in a pinned pool of "
+      "8388608 bytes");
+  assert_contains (run.error->message, g_strerror (ENOMEM));
+  g_assert_cmpuint (run.bufs->len, ==, 0);
+  g_assert_cmpuint (c.faults, ==, 1);
+  run_clear (&run);
+}
+
+/* The same for the host memory of a small tensor (blocks under 2 MiB are
+ * faulted in when they are made): uelsrc stops with an error naming the
+ * tensor, after exactly the tensors before it. */
+static void
+test_src_host_block_not_faulted_in (void)
+{
+  Sample *s = get_sample ();
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" ! "
+      "fakesink name=sink", s->path);
+  const UelTensorInfo *first = uel_header_get_tensor (s->header, 0);
+  UelFaultCounters c;
+  Run run;
+
+  g_assert_cmpuint (first->n_bytes, <, 2 * MiB);
+  inject (UEL_FAULT_POPULATE_NOMEM, "", 0, 0, -1, 0);
+  run_pipeline (launch, &run, NULL, NULL);
+  c = inject_none ();
+
+  g_assert_error (run.error, GST_RESOURCE_ERROR,
+      GST_RESOURCE_ERROR_NO_SPACE_LEFT);
+  assert_contains (run.error->message, s->path);
+  assert_contains (run.error->message, first->name);
+  assert_contains (run.error->message, "cannot allocate");
+  g_assert_cmpuint (run.bufs->len, ==, 0);
+  g_assert_cmpuint (c.faults, >, 0);
+  run_clear (&run);
 }
 
 int
@@ -1199,6 +1258,10 @@ main (int argc, char **argv)
       "threads-and-chunks", test_truncated_while_streaming);
   g_test_add_func ("/faults/alloc/host-memory-exhausted-is-an-error",
       test_src_host_memory_exhausted);
+  g_test_add_func ("/faults/alloc/host-block-not-faulted-in-is-an-error",
+      test_src_host_block_not_faulted_in);
+  g_test_add_func ("/faults/alloc/pinned-pool-not-faulted-in-is-an-error",
+      test_pin_pool_not_faulted_in);
   g_test_add_func ("/faults/uelpin/unpinnable-pool-falls-back",
       test_pin_unpinnable_pool);
   g_test_add_func ("/faults/uelpin/pool-larger-than-memory-is-an-error",

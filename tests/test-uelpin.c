@@ -404,7 +404,8 @@ test_empty_tensor_not_a_fallback (void)
   g_assert_cmpuint (bufs->len, ==, 3);
   g_assert_cmpuint (uel_test_stat (s, "tensors"), ==, 3);
   g_assert_cmpuint (uel_test_stat (s, "fallbacks"), ==, have_device () ? 0 : 1);
-  g_assert_cmpuint (uel_test_stat (s, "zero-copy") + uel_test_stat (s, "copied"), ==, 1);
+  g_assert_cmpuint (uel_test_stat (s, "zero-copy") + uel_test_stat (s,
+          "copied"), ==, 1);
   gst_structure_free (s);
 }
 

@@ -1,8 +1,8 @@
 /* gst-uel: an LD_PRELOAD shim that injects read and open faults
  * SPDX-License-Identifier: MIT
  *
- * Interposes pread/pread64 (and their _FORTIFY_SOURCE variants) and the
- * open family, and acts only on the files the test names (see
+ * Interposes pread/pread64 (and their _FORTIFY_SOURCE variants), the open
+ * family and madvise, and acts only on the files the test names (see
  * uel-fault-shim.h).  Everything else goes to the next definition, the C
  * library's (or a sanitizer's interceptor, which then calls us).
  *
@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -348,4 +349,27 @@ __open64_2 (const char *path, int flags)
   if (refuse_direct (path, flags))
     return -1;
   return fn___open64_2 (path, flags);
+}
+
+/* ------------------------------------------------------------------ */
+/* memory that the kernel cannot fault in */
+
+typedef int (*MadviseFunc) (void *, size_t, int);
+
+int
+madvise (void *addr, size_t len, int advice)
+{
+  Snapshot s;
+
+  REAL (MadviseFunc, madvise);
+  if (advice == MADV_POPULATE_WRITE
+      && snapshot (&s, 1 << UEL_FAULT_POPULATE_NOMEM)) {
+    atomic_fetch_add (&n_calls, 1);
+    if (len >= s.offset) {
+      atomic_fetch_add (&n_faults, 1);
+      errno = ENOMEM;
+      return -1;
+    }
+  }
+  return fn_madvise (addr, len, advice);
 }

@@ -3,7 +3,8 @@
  *
  * The shim (libuel-fault-shim.so) is loaded with LD_PRELOAD and sits
  * between the program and the C library's pread/pread64 (and, for
- * UEL_FAULT_NODIRECT, the open family).  It acts only on descriptors whose
+ * UEL_FAULT_NODIRECT, the open family; for UEL_FAULT_POPULATE_NOMEM,
+ * madvise).  It acts only on descriptors whose
  * /proc/self/fd link (or, for opens, on paths) containing a configured
  * substring, so that GStreamer's own file access is left alone.  A test
  * finds the functions below with dlsym (RTLD_DEFAULT, ...): they are there
@@ -32,6 +33,10 @@ typedef enum
   /* an open with O_DIRECT fails with EINVAL, as on a file system that
    * refuses it; reads are untouched */
   UEL_FAULT_NODIRECT,
+  /* madvise (MADV_POPULATE_WRITE) of at least offset bytes fails with
+   * ENOMEM, as when the kernel cannot find the memory (match is not used
+   * but must be set) */
+  UEL_FAULT_POPULATE_NOMEM,
 } UelFaultMode;
 
 typedef struct
