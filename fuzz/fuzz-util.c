@@ -8,6 +8,15 @@
 
 #include "fuzz.h"
 
+/* A g_return_if_fail() that a hostile input reaches is a bug like any
+ * crash: criticals abort, in libFuzzer's runs and in the replays alike. */
+__attribute__ ((constructor))
+static void
+fatal_criticals (void)
+{
+  g_log_set_always_fatal (G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
+}
+
 void
 uel_fuzz_write_all (int fd, const uint8_t * data, size_t size)
 {

@@ -917,8 +917,12 @@ fail_fd:
  *
  * Opens and validates a file's header, or an index and every shard it
  * names.  An index is `{"metadata": {...}, "weight_map": {tensor: shard}}`;
- * its shards must be plain file names in the index's folder, each must be a
- * valid `.safetensors` file, and each mapped tensor must exist in its shard.
+ * the `weight_map` must map at least one tensor (an index of no shard is a
+ * checkpoint of nothing, not an empty model: a broken download, most
+ * likely), its shards must be plain file names in the index's folder, each
+ * must be a valid `.safetensors` file, and each mapped tensor must exist in
+ * its shard.  (A single `.safetensors` file of no tensor is valid: the
+ * reference writes one for an empty dict.)
  *
  * Returns: (transfer full) (nullable): the header, or %NULL with @error set:
  *   #G_FILE_ERROR for a file that cannot be opened (%G_FILE_ERROR_NOENT,
