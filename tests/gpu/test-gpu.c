@@ -362,7 +362,7 @@ test_device_memory_exhausted (void)
   g_assert_cmpint (truncate (path, (off_t) (8 + hl + n)), ==, 0);
 
   for (guint single = 0; single < 2; single++) {
-    launch = g_strdup_printf ("uelsrc location=\"%s\" chunk-size=64M ! "
+    launch = g_strdup_printf ("uelsrc location=\"%s\" chunk-size=67108864 ! "
         "uelcudaupload fallback=error single-allocation=%s ! fakesink", path,
         single ? "true" : "false");
     err = uel_test_run_pipeline (launch, NULL);
