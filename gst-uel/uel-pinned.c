@@ -17,9 +17,12 @@
  * at once: a single buffer kept elsewhere (a sink's last sample) could keep
  * it from ever fitting.  A request that memory does not come back for
  * within uel_pinned_allocator_set_wait_timeout() (3 s by default: buffers
- * held downstream, a fragmented pool) is refused too.  The caller then
- * uses ordinary memory for that buffer; `uelsrc chunk-size` keeps every
- * buffer small enough to be pinned.
+ * held downstream, a fragmented pool) is refused too, and so, at once, is
+ * every request that does not fit until some memory comes back: an
+ * application that keeps every buffer (a loader holding the whole model)
+ * waits once, not once per tensor.  The caller then uses ordinary memory
+ * for that buffer; `uelsrc chunk-size` keeps every buffer small enough to
+ * be pinned.
  *
  * Without a CUDA device (or driver, or toolkit at build time), the same
  * pool is plain page-aligned, pre-faulted host memory, so every pipeline
@@ -75,6 +78,7 @@ struct _UelPinnedAllocator
   gchar *fallback_reason;
   GArray *free_list;            /* Extent, sorted by offset, coalesced */
   gboolean flushing;
+  gboolean starved;             /* a wait ran out; cleared by any free */
   gint64 wait_timeout_us;
   UelPinnedStats stats;
 };
@@ -229,6 +233,13 @@ pinned_alloc (GstAllocator * allocator, gsize size,
       g_mutex_unlock (&self->lock);
       return NULL;
     }
+    /* nothing came back since the last wait ran out: waiting again would
+     * only cost the timeout once more */
+    if (self->starved) {
+      self->stats.n_starved++;
+      g_mutex_unlock (&self->lock);
+      return NULL;
+    }
     if (!waited) {
       self->stats.n_waits++;
       waited = TRUE;
@@ -238,6 +249,7 @@ pinned_alloc (GstAllocator * allocator, gsize size,
     if (!g_cond_wait_until (&self->cond, &self->lock, deadline)
         && (off = take_extent (self, len)) == G_MAXUINT64) {
       self->stats.n_starved++;
+      self->starved = TRUE;
       g_mutex_unlock (&self->lock);
       GST_WARNING_OBJECT (self, "no %" G_GUINT64_FORMAT " bytes came back "
           "in the pool for %" G_GINT64_FORMAT " ms: giving up (buffers kept "
@@ -273,6 +285,7 @@ pinned_free (GstAllocator * allocator, GstMemory * memory)
     g_mutex_lock (&self->lock);
     give_extent (self, mem->extent_offset, mem->extent_len);
     self->stats.live_bytes -= mem->extent_len;
+    self->starved = FALSE;
     g_cond_broadcast (&self->cond);
     g_mutex_unlock (&self->lock);
   }

@@ -29,7 +29,9 @@ G_DECLARE_FINAL_TYPE (UelPinnedAllocator, uel_pinned_allocator, UEL,
  * @n_allocs: allocations served
  * @n_waits: allocations that had to wait for memory to come back
  * @n_too_large: requests larger than half the pool, refused at once
- * @n_starved: requests refused after waiting the wait timeout
+ * @n_starved: requests refused because memory did not come back: after
+ *   waiting the wait timeout, or at once when nothing has come back since
+ *   the last such wait
  * @device_pinned: whether the pool is page-locked by the CUDA driver
  *   (%FALSE: no device, plain page-aligned host memory)
  *

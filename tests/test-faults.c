@@ -1006,6 +1006,68 @@ test_truncated_while_streaming (void)
   }
 }
 
+/* Buffers that come from no uelsrc (no tensor meta, any size, 0 bytes
+ * included) forced into the chain by caps: every element passes them on
+ * unchanged or says why, none crashes, the pipeline ends. */
+static void
+record_input (GstElement * src, GstBuffer * buf, GstPad * pad,
+    GPtrArray * inputs)
+{
+  g_ptr_array_add (inputs, gst_buffer_copy_deep (buf));
+}
+
+static void
+test_foreign_buffers (void)
+{
+  g_autoptr (GPtrArray) inputs = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) gst_buffer_unref);
+  g_autoptr (GPtrArray) outputs = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) gst_buffer_unref);
+  GError *err = NULL;
+  GstElement *pipeline = gst_parse_launch ("fakesrc name=src num-buffers=60 "
+      "sizetype=random sizemin=0 sizemax=300000 filltype=random "
+      "signal-handoffs=true ! " UEL_TENSOR_CAPS " ! uelqueue "
+      "max-size-bytes=100000 ! uelpin pool-size=1048576 ! uelcudaupload ! "
+      "ueldictdecode ! fakesink name=sink signal-handoffs=true", &err);
+  GstElement *src, *sink;
+  GstMessage *msg;
+
+  g_assert_no_error (err);
+  src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
+  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  g_signal_connect (src, "handoff", G_CALLBACK (record_input), inputs);
+  g_signal_connect (sink, "handoff", G_CALLBACK (collect), outputs);
+  g_assert_cmpint (gst_element_set_state (pipeline, GST_STATE_PLAYING), !=,
+      GST_STATE_CHANGE_FAILURE);
+  msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (pipeline),
+      HANG_TIMEOUT, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  g_assert_nonnull (msg);
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_ERROR) {
+    gst_message_parse_error (msg, &err, NULL);
+    g_assert_no_error (err);
+  }
+  gst_message_unref (msg);
+  g_assert_cmpint (gst_element_set_state (pipeline, GST_STATE_NULL), ==,
+      GST_STATE_CHANGE_SUCCESS);
+
+  g_assert_cmpuint (inputs->len, ==, 60);
+  g_assert_cmpuint (outputs->len, ==, inputs->len);
+  for (guint i = 0; i < inputs->len; i++) {
+    GstBuffer *in = g_ptr_array_index (inputs, i);
+    GstBuffer *out = g_ptr_array_index (outputs, i);
+    GstMapInfo a, b;
+
+    g_assert_true (gst_buffer_map (in, &a, GST_MAP_READ));
+    g_assert_true (gst_buffer_map (out, &b, GST_MAP_READ));
+    g_assert_cmpmem (a.data, a.size, b.data, b.size);
+    gst_buffer_unmap (out, &b);
+    gst_buffer_unmap (in, &a);
+  }
+  gst_object_unref (src);
+  gst_object_unref (sink);
+  gst_object_unref (pipeline);
+}
+
 /* ------------------------------------------------------------------ */
 /* allocation failures */
 
@@ -1258,6 +1320,8 @@ main (int argc, char **argv)
       "threads-and-chunks", test_truncated_while_streaming);
   g_test_add_func ("/faults/alloc/host-memory-exhausted-is-an-error",
       test_src_host_memory_exhausted);
+  g_test_add_func ("/faults/hostile/foreign-buffers-pass-every-element",
+      test_foreign_buffers);
   g_test_add_func ("/faults/alloc/host-block-not-faulted-in-is-an-error",
       test_src_host_block_not_faulted_in);
   g_test_add_func ("/faults/alloc/pinned-pool-not-faulted-in-is-an-error",

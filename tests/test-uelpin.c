@@ -247,6 +247,22 @@ test_pool_gives_up (void)
   uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (alloc), &st);
   g_assert_cmpuint (st.n_too_large, ==, 1);
   g_assert_cmpuint (st.n_waits, ==, 1);
+  /* nothing came back since the wait ran out: refused without a second
+   * wait (a loader keeping every tensor would otherwise wait once per
+   * tensor) */
+  g_assert_null (gst_allocator_alloc (alloc, 2 * MiB, NULL));
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (alloc), &st);
+  g_assert_cmpuint (st.n_starved, ==, 2);
+  g_assert_cmpuint (st.n_waits, ==, 1);
+  /* memory came back: the next request that does not fit waits again */
+  gst_memory_unref (mems[1]);
+  mems[1] = gst_allocator_alloc (alloc, 2 * MiB, NULL);
+  g_assert_nonnull (mems[1]);
+  /* 1 MiB free */
+  g_assert_null (gst_allocator_alloc (alloc, 2 * MiB, NULL));
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (alloc), &st);
+  g_assert_cmpuint (st.n_starved, ==, 3);
+  g_assert_cmpuint (st.n_waits, ==, 2);
   gst_memory_unref (mems[1]);
   gst_memory_unref (mems[3]);
   gst_object_unref (alloc);
