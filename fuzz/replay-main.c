@@ -2,9 +2,10 @@
  * SPDX-License-Identifier: MIT
  *
  * `replay-X FILE-OR-FOLDER...` feeds every file (a folder's files in name
- * order) to the target once and prints one TAP line per input, so that the
- * seed corpus and every input that once failed run under `meson test` with
- * any compiler.  A failing input aborts inside the target: the test fails.
+ * order) to the target once and prints one TAP line per argument, so that
+ * the seed corpus and every input that once failed run under `meson test`
+ * with any compiler.  A failing input aborts inside the target: the test
+ * fails, and the last path on stderr names the input.
  */
 #include "config.h"
 
@@ -54,32 +55,39 @@ collect (const gchar * path, GPtrArray * files)
 int
 main (int argc, char **argv)
 {
-  g_autoptr (GPtrArray) files = g_ptr_array_new_with_free_func (g_free);
-
   gst_init (&argc, &argv);
   uel_init ();
   LLVMFuzzerInitialize (&argc, &argv);
-  for (int i = 1; i < argc; i++)
-    collect (argv[i], files);
-  if (files->len == 0) {
+  if (argc < 2) {
     g_printerr ("usage: %s FILE-OR-FOLDER...\n", argv[0]);
     return 2;
   }
 
-  printf ("1..%u\n", files->len);
-  for (guint i = 0; i < files->len; i++) {
-    const gchar *path = files->pdata[i];
-    g_autofree gchar *data = NULL;
-    g_autoptr (GError) error = NULL;
-    gsize len;
+  /* one test case per argument (a folder holds hundreds of inputs); the
+   * input being run is named on stderr first, so that a failure inside
+   * the target says which */
+  printf ("1..%d\n", argc - 1);
+  for (int a = 1; a < argc; a++) {
+    g_autoptr (GPtrArray) files = g_ptr_array_new_with_free_func (g_free);
+    guint failed = 0;
 
-    if (!g_file_get_contents (path, &data, &len, &error)) {
-      printf ("not ok %u - %s: %s\n", i + 1, path, error->message);
-      continue;
+    collect (argv[a], files);
+    for (guint i = 0; i < files->len; i++) {
+      const gchar *path = files->pdata[i];
+      g_autofree gchar *data = NULL;
+      g_autoptr (GError) error = NULL;
+      gsize len;
+
+      if (!g_file_get_contents (path, &data, &len, &error)) {
+        g_printerr ("%s\n", error->message);
+        failed++;
+        continue;
+      }
+      g_printerr ("%s\n", path);
+      LLVMFuzzerTestOneInput ((const uint8_t *) data, len);
     }
-    fflush (stdout);
-    LLVMFuzzerTestOneInput ((const uint8_t *) data, len);
-    printf ("ok %u - %s\n", i + 1, path);
+    printf ("%s %d - %s: %u inputs\n", failed ? "not ok" : "ok", a, argv[a],
+        files->len);
   }
   return 0;
 }
