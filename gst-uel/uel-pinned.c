@@ -24,6 +24,14 @@
  * for that buffer; `uelsrc chunk-size` keeps every buffer small enough to
  * be pinned.
  *
+ * Pipelines can share one pool: uel_pinned_allocator_new_shared() makes
+ * another allocator over the same pool, and a #GstContext of type
+ * %UEL_PINNED_POOL_CONTEXT_TYPE (uel_pinned_pool_context_new()) hands a
+ * pool to the `uelpin` and `uelcudaupload` elements of any pipeline it is
+ * set on.  An application that loads models one after another then pins
+ * once, as PyTorch's caching host allocator does, instead of once per
+ * pipeline.
+ *
  * Without a CUDA device (or driver, or toolkit at build time), the same
  * pool is plain page-aligned, pre-faulted host memory, so every pipeline
  * still runs; uel_pinned_allocator_is_device_pinned() tells which.
@@ -63,31 +71,40 @@ typedef struct
   guint64 extent_len;
 } UelPinnedMemory;
 
-struct _UelPinnedAllocator
+/* The pinned region, shared by every allocator made from it with
+ * uel_pinned_allocator_new_shared(); freed with the last one. */
+typedef struct
 {
-  GstAllocator parent;
-
+  gatomicrefcount ref_count;
   guint64 capacity;
   gint device;
 
   GMutex lock;
-  GCond cond;
+  GCond cond;                   /* signalled when memory comes back */
   guint8 *base;                 /* the region, NULL until prepared */
   gboolean prepared;
   gboolean registered;
   gchar *fallback_reason;
   GArray *free_list;            /* Extent, sorted by offset, coalesced */
-  gboolean flushing;
   gboolean starved;             /* a wait ran out; cleared by any free */
+} Pool;
+
+struct _UelPinnedAllocator
+{
+  GstAllocator parent;
+
+  Pool *pool;
+  /* under pool->lock */
+  gboolean flushing;
   gint64 wait_timeout_us;
-  UelPinnedStats stats;
+  UelPinnedStats stats;         /* this allocator's own use */
 };
 
 G_DEFINE_TYPE (UelPinnedAllocator, uel_pinned_allocator, GST_TYPE_ALLOCATOR);
 
 /* Maps and pins the region.  Called with the lock held. */
 static gboolean
-prepare_locked (UelPinnedAllocator * self, GError ** error)
+prepare_locked (Pool * self, GError ** error)
 {
   GError *cuda_err = NULL;
   Extent all = { 0, self->capacity };
@@ -128,11 +145,11 @@ prepare_locked (UelPinnedAllocator * self, GError ** error)
   if (uel_cuda_set_device (self->device, &cuda_err)
       && uel_cuda_host_register (self->base, self->capacity, &cuda_err)) {
     self->registered = TRUE;
-    GST_INFO_OBJECT (self, "pinned %" G_GUINT64_FORMAT " bytes",
+    GST_INFO ("pinned %" G_GUINT64_FORMAT " bytes",
         self->capacity);
   } else {
     self->fallback_reason = g_strdup (cuda_err->message);
-    GST_WARNING_OBJECT (self, "%s: the pool is plain page-aligned host "
+    GST_WARNING ("%s: the pool is plain page-aligned host "
         "memory", cuda_err->message);
     g_clear_error (&cuda_err);
   }
@@ -143,7 +160,7 @@ prepare_locked (UelPinnedAllocator * self, GError ** error)
 
 /* first fit; returns the extent's offset or G_MAXUINT64 */
 static guint64
-take_extent (UelPinnedAllocator * self, guint64 len)
+take_extent (Pool * self, guint64 len)
 {
   for (guint i = 0; i < self->free_list->len; i++) {
     Extent *e = &g_array_index (self->free_list, Extent, i);
@@ -161,7 +178,7 @@ take_extent (UelPinnedAllocator * self, guint64 len)
 }
 
 static void
-give_extent (UelPinnedAllocator * self, guint64 off, guint64 len)
+give_extent (Pool * self, guint64 off, guint64 len)
 {
   GArray *fl = self->free_list;
   guint lo = 0, hi = fl->len;
@@ -198,6 +215,7 @@ pinned_alloc (GstAllocator * allocator, gsize size,
     GstAllocationParams * params)
 {
   UelPinnedAllocator *self = UEL_PINNED_ALLOCATOR (allocator);
+  Pool *pool = self->pool;
   UelPinnedMemory *mem;
   guint64 need, len, off;
   gint64 deadline;
@@ -211,33 +229,33 @@ pinned_alloc (GstAllocator * allocator, gsize size,
     return NULL;
   len = MAX ((need + BLOCK - 1) / BLOCK * BLOCK, BLOCK);
 
-  g_mutex_lock (&self->lock);
-  if (!prepare_locked (self, &err)) {
+  g_mutex_lock (&pool->lock);
+  if (!prepare_locked (pool, &err)) {
     GST_ERROR_OBJECT (self, "%s", err->message);
     g_clear_error (&err);
-    g_mutex_unlock (&self->lock);
+    g_mutex_unlock (&pool->lock);
     return NULL;
   }
   /* more than half the pool: one buffer kept elsewhere (a sink's last
    * sample) could keep it from ever fitting */
-  if (len > self->capacity / 2) {
+  if (len > pool->capacity / 2) {
     self->stats.n_too_large++;
-    g_mutex_unlock (&self->lock);
+    g_mutex_unlock (&pool->lock);
     GST_DEBUG_OBJECT (self, "%" G_GSIZE_FORMAT " bytes: more than half the "
-        "pool of %" G_GUINT64_FORMAT, size, self->capacity);
+        "pool of %" G_GUINT64_FORMAT, size, pool->capacity);
     return NULL;
   }
   deadline = g_get_monotonic_time () + self->wait_timeout_us;
-  while ((off = take_extent (self, len)) == G_MAXUINT64) {
+  while ((off = take_extent (pool, len)) == G_MAXUINT64) {
     if (self->flushing) {
-      g_mutex_unlock (&self->lock);
+      g_mutex_unlock (&pool->lock);
       return NULL;
     }
     /* nothing came back since the last wait ran out: waiting again would
      * only cost the timeout once more */
-    if (self->starved) {
+    if (pool->starved) {
       self->stats.n_starved++;
-      g_mutex_unlock (&self->lock);
+      g_mutex_unlock (&pool->lock);
       return NULL;
     }
     if (!waited) {
@@ -246,11 +264,11 @@ pinned_alloc (GstAllocator * allocator, gsize size,
     }
     /* a safety valve, not a clock: memory that never comes back (buffers
      * kept downstream, a fragmented pool) must not hang the pipeline */
-    if (!g_cond_wait_until (&self->cond, &self->lock, deadline)
-        && (off = take_extent (self, len)) == G_MAXUINT64) {
+    if (!g_cond_wait_until (&pool->cond, &pool->lock, deadline)
+        && (off = take_extent (pool, len)) == G_MAXUINT64) {
       self->stats.n_starved++;
-      self->starved = TRUE;
-      g_mutex_unlock (&self->lock);
+      pool->starved = TRUE;
+      g_mutex_unlock (&pool->lock);
       GST_WARNING_OBJECT (self, "no %" G_GUINT64_FORMAT " bytes came back "
           "in the pool for %" G_GINT64_FORMAT " ms: giving up (buffers kept "
           "downstream?)", len, self->wait_timeout_us / 1000);
@@ -261,7 +279,7 @@ pinned_alloc (GstAllocator * allocator, gsize size,
   self->stats.live_bytes += len;
   self->stats.peak_bytes = MAX (self->stats.peak_bytes,
       self->stats.live_bytes);
-  g_mutex_unlock (&self->lock);
+  g_mutex_unlock (&pool->lock);
 
   mem = g_new (UelPinnedMemory, 1);
   mem->extent_offset = off;
@@ -269,9 +287,9 @@ pinned_alloc (GstAllocator * allocator, gsize size,
   gst_memory_init (GST_MEMORY_CAST (mem), params->flags, allocator, NULL,
       (gsize) len, params->align, params->prefix, size);
   if (params->prefix && (params->flags & GST_MEMORY_FLAG_ZERO_PREFIXED))
-    memset (self->base + off, 0, params->prefix);
+    memset (pool->base + off, 0, params->prefix);
   if (params->padding && (params->flags & GST_MEMORY_FLAG_ZERO_PADDED))
-    memset (self->base + off + params->prefix + size, 0, params->padding);
+    memset (pool->base + off + params->prefix + size, 0, params->padding);
   return GST_MEMORY_CAST (mem);
 }
 
@@ -279,15 +297,16 @@ static void
 pinned_free (GstAllocator * allocator, GstMemory * memory)
 {
   UelPinnedAllocator *self = UEL_PINNED_ALLOCATOR (allocator);
+  Pool *pool = self->pool;
   UelPinnedMemory *mem = (UelPinnedMemory *) memory;
 
   if (!memory->parent) {
-    g_mutex_lock (&self->lock);
-    give_extent (self, mem->extent_offset, mem->extent_len);
+    g_mutex_lock (&pool->lock);
+    give_extent (pool, mem->extent_offset, mem->extent_len);
     self->stats.live_bytes -= mem->extent_len;
-    self->starved = FALSE;
-    g_cond_broadcast (&self->cond);
-    g_mutex_unlock (&self->lock);
+    pool->starved = FALSE;
+    g_cond_broadcast (&pool->cond);
+    g_mutex_unlock (&pool->lock);
   }
   g_free (mem);
 }
@@ -297,7 +316,7 @@ pinned_map (GstMemory * mem, gsize maxsize, GstMapFlags flags)
 {
   UelPinnedAllocator *self = UEL_PINNED_ALLOCATOR (mem->allocator);
 
-  return self->base + ((UelPinnedMemory *) mem)->extent_offset;
+  return self->pool->base + ((UelPinnedMemory *) mem)->extent_offset;
 }
 
 static void
@@ -324,20 +343,43 @@ pinned_is_span (GstMemory * mem1, GstMemory * mem2, gsize * offset)
   return TRUE;
 }
 
+static Pool *
+pool_new (guint64 capacity, gint device)
+{
+  Pool *pool = g_new0 (Pool, 1);
+
+  g_atomic_ref_count_init (&pool->ref_count);
+  pool->capacity = capacity;
+  pool->device = device;
+  g_mutex_init (&pool->lock);
+  g_cond_init (&pool->cond);
+  pool->free_list = g_array_new (FALSE, FALSE, sizeof (Extent));
+  return pool;
+}
+
+static void
+pool_unref (Pool * pool)
+{
+  if (!g_atomic_ref_count_dec (&pool->ref_count))
+    return;
+  if (pool->base) {
+    if (pool->registered)
+      uel_cuda_host_unregister (pool->base);
+    munmap (pool->base, pool->capacity);
+  }
+  g_array_unref (pool->free_list);
+  g_free (pool->fallback_reason);
+  g_mutex_clear (&pool->lock);
+  g_cond_clear (&pool->cond);
+  g_free (pool);
+}
+
 static void
 uel_pinned_allocator_finalize (GObject * object)
 {
   UelPinnedAllocator *self = UEL_PINNED_ALLOCATOR (object);
 
-  if (self->base) {
-    if (self->registered)
-      uel_cuda_host_unregister (self->base);
-    munmap (self->base, self->capacity);
-  }
-  g_array_unref (self->free_list);
-  g_free (self->fallback_reason);
-  g_mutex_clear (&self->lock);
-  g_cond_clear (&self->cond);
+  g_clear_pointer (&self->pool, pool_unref);
   G_OBJECT_CLASS (uel_pinned_allocator_parent_class)->finalize (object);
 }
 
@@ -363,9 +405,6 @@ uel_pinned_allocator_init (UelPinnedAllocator * self)
   alloc->mem_unmap = pinned_unmap;
   alloc->mem_share = pinned_share;
   alloc->mem_is_span = pinned_is_span;
-  g_mutex_init (&self->lock);
-  g_cond_init (&self->cond);
-  self->free_list = g_array_new (FALSE, FALSE, sizeof (Extent));
   self->wait_timeout_us = UEL_PINNED_DEFAULT_WAIT_TIMEOUT_MS * 1000;
 }
 
@@ -388,10 +427,103 @@ uel_pinned_allocator_new (guint64 capacity, gint cuda_device)
   if (capacity == 0 || capacity > G_MAXUINT64 - HUGE_PAGE)
     return NULL;
   self = g_object_new (UEL_TYPE_PINNED_ALLOCATOR, NULL);
-  self->capacity = (capacity + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-  self->device = cuda_device;
-  self->stats.capacity = self->capacity;
+  self->pool = pool_new ((capacity + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE,
+      cuda_device);
+  self->stats.capacity = self->pool->capacity;
   return gst_object_ref_sink (GST_ALLOCATOR (self));
+}
+
+/**
+ * uel_pinned_allocator_new_shared:
+ * @allocator: a #UelPinnedAllocator
+ *
+ * Creates an allocator that hands out memory from the same pool as
+ * @allocator: the pool is mapped and pinned once, whichever allocates
+ * first, and stays until the last allocator made from it (and the last
+ * buffer of its memory) is gone.  Each allocator has its own flushing
+ * state, wait timeout and counters, so pipelines that share a pool stop
+ * and flush independently; their buffers together never exceed the pool.
+ *
+ * Returns: (transfer full): the new allocator
+ */
+GstAllocator *
+uel_pinned_allocator_new_shared (UelPinnedAllocator * allocator)
+{
+  UelPinnedAllocator *self;
+
+  g_return_val_if_fail (UEL_IS_PINNED_ALLOCATOR (allocator), NULL);
+
+  self = g_object_new (UEL_TYPE_PINNED_ALLOCATOR, NULL);
+  g_atomic_ref_count_inc (&allocator->pool->ref_count);
+  self->pool = allocator->pool;
+  self->stats.capacity = self->pool->capacity;
+  return gst_object_ref_sink (GST_ALLOCATOR (self));
+}
+
+/**
+ * uel_pinned_allocator_shares_pool:
+ * @a: a #UelPinnedAllocator
+ * @b: another
+ *
+ * Returns: whether @a and @b hand out memory from the same pool
+ */
+gboolean
+uel_pinned_allocator_shares_pool (UelPinnedAllocator * a,
+    UelPinnedAllocator * b)
+{
+  g_return_val_if_fail (UEL_IS_PINNED_ALLOCATOR (a), FALSE);
+  g_return_val_if_fail (UEL_IS_PINNED_ALLOCATOR (b), FALSE);
+
+  return a->pool == b->pool;
+}
+
+/**
+ * uel_pinned_pool_context_new:
+ * @allocator: the #UelPinnedAllocator whose pool is to be shared
+ *
+ * Wraps @allocator's pool in a #GstContext of type
+ * %UEL_PINNED_POOL_CONTEXT_TYPE.  Set it on pipelines with
+ * gst_element_set_context() (or answer their `need-context` messages with
+ * it): their `uelpin` and `uelcudaupload` elements then draw from this one
+ * pool, pinned once for all of them, instead of each pinning its own.
+ *
+ * Returns: (transfer full): a persistent context
+ */
+GstContext *
+uel_pinned_pool_context_new (UelPinnedAllocator * allocator)
+{
+  GstContext *context;
+
+  g_return_val_if_fail (UEL_IS_PINNED_ALLOCATOR (allocator), NULL);
+
+  context = gst_context_new (UEL_PINNED_POOL_CONTEXT_TYPE, TRUE);
+  gst_structure_set (gst_context_writable_structure (context),
+      "allocator", UEL_TYPE_PINNED_ALLOCATOR, allocator, NULL);
+  return context;
+}
+
+/**
+ * uel_pinned_pool_context_get_allocator:
+ * @context: a #GstContext
+ *
+ * Returns: (transfer full) (nullable): the allocator of a context made by
+ *   uel_pinned_pool_context_new(), or %NULL for any other context
+ */
+GstAllocator *
+uel_pinned_pool_context_get_allocator (GstContext * context)
+{
+  const GstStructure *s;
+  UelPinnedAllocator *allocator = NULL;
+
+  g_return_val_if_fail (GST_IS_CONTEXT (context), NULL);
+
+  if (!gst_context_has_context_type (context, UEL_PINNED_POOL_CONTEXT_TYPE))
+    return NULL;
+  s = gst_context_get_structure (context);
+  if (!gst_structure_get (s, "allocator", UEL_TYPE_PINNED_ALLOCATOR,
+          &allocator, NULL))
+    return NULL;
+  return GST_ALLOCATOR (allocator);
 }
 
 /**
@@ -410,9 +542,9 @@ uel_pinned_allocator_prepare (UelPinnedAllocator * allocator, GError ** error)
 {
   gboolean ok;
 
-  g_mutex_lock (&allocator->lock);
-  ok = prepare_locked (allocator, error);
-  g_mutex_unlock (&allocator->lock);
+  g_mutex_lock (&allocator->pool->lock);
+  ok = prepare_locked (allocator->pool, error);
+  g_mutex_unlock (&allocator->pool->lock);
   return ok;
 }
 
@@ -427,9 +559,9 @@ uel_pinned_allocator_is_device_pinned (UelPinnedAllocator * allocator)
 {
   gboolean r;
 
-  g_mutex_lock (&allocator->lock);
-  r = allocator->registered;
-  g_mutex_unlock (&allocator->lock);
+  g_mutex_lock (&allocator->pool->lock);
+  r = allocator->pool->registered;
+  g_mutex_unlock (&allocator->pool->lock);
   return r;
 }
 
@@ -443,7 +575,7 @@ uel_pinned_allocator_is_device_pinned (UelPinnedAllocator * allocator)
 const gchar *
 uel_pinned_allocator_get_fallback_reason (UelPinnedAllocator * allocator)
 {
-  return allocator->fallback_reason;
+  return allocator->pool->fallback_reason;
 }
 
 /**
@@ -459,10 +591,10 @@ void
 uel_pinned_allocator_set_flushing (UelPinnedAllocator * allocator,
     gboolean flushing)
 {
-  g_mutex_lock (&allocator->lock);
+  g_mutex_lock (&allocator->pool->lock);
   allocator->flushing = flushing;
-  g_cond_broadcast (&allocator->cond);
-  g_mutex_unlock (&allocator->lock);
+  g_cond_broadcast (&allocator->pool->cond);
+  g_mutex_unlock (&allocator->pool->lock);
 }
 
 /**
@@ -474,10 +606,10 @@ void
 uel_pinned_allocator_get_stats (UelPinnedAllocator * allocator,
     UelPinnedStats * stats)
 {
-  g_mutex_lock (&allocator->lock);
+  g_mutex_lock (&allocator->pool->lock);
   *stats = allocator->stats;
-  stats->device_pinned = allocator->registered;
-  g_mutex_unlock (&allocator->lock);
+  stats->device_pinned = allocator->pool->registered;
+  g_mutex_unlock (&allocator->pool->lock);
 }
 
 /**
@@ -506,7 +638,7 @@ void
 uel_pinned_allocator_set_wait_timeout (UelPinnedAllocator * allocator,
     guint ms)
 {
-  g_mutex_lock (&allocator->lock);
+  g_mutex_lock (&allocator->pool->lock);
   allocator->wait_timeout_us = (gint64) ms * 1000;
-  g_mutex_unlock (&allocator->lock);
+  g_mutex_unlock (&allocator->pool->lock);
 }

@@ -17,6 +17,14 @@ G_BEGIN_DECLS
  */
 #define UEL_PINNED_DEFAULT_WAIT_TIMEOUT_MS 3000
 
+/**
+ * UEL_PINNED_POOL_CONTEXT_TYPE:
+ *
+ * The #GstContext type by which applications give pipelines a pinned pool
+ * to share: see uel_pinned_pool_context_new().
+ */
+#define UEL_PINNED_POOL_CONTEXT_TYPE "uel.pinned-pool"
+
 #define UEL_TYPE_PINNED_ALLOCATOR (uel_pinned_allocator_get_type ())
 G_DECLARE_FINAL_TYPE (UelPinnedAllocator, uel_pinned_allocator, UEL,
     PINNED_ALLOCATOR, GstAllocator)
@@ -24,7 +32,8 @@ G_DECLARE_FINAL_TYPE (UelPinnedAllocator, uel_pinned_allocator, UEL,
 /**
  * UelPinnedStats:
  * @capacity: the pool's size in bytes
- * @live_bytes: bytes handed out and not yet returned
+ * @live_bytes: bytes handed out and not yet returned (by this allocator:
+ *   the other allocators of a shared pool count their own)
  * @peak_bytes: the most @live_bytes has ever been
  * @n_allocs: allocations served
  * @n_waits: allocations that had to wait for memory to come back
@@ -35,7 +44,8 @@ G_DECLARE_FINAL_TYPE (UelPinnedAllocator, uel_pinned_allocator, UEL,
  * @device_pinned: whether the pool is page-locked by the CUDA driver
  *   (%FALSE: no device, plain page-aligned host memory)
  *
- * Counters of a #UelPinnedAllocator.
+ * Counters of a #UelPinnedAllocator: all but @capacity and
+ * @device_pinned count this allocator's own requests.
  */
 typedef struct
 {
@@ -51,6 +61,9 @@ typedef struct
 
 GstAllocator *uel_pinned_allocator_new          (guint64 capacity,
                                                  gint cuda_device);
+GstAllocator *uel_pinned_allocator_new_shared   (UelPinnedAllocator * allocator);
+gboolean      uel_pinned_allocator_shares_pool  (UelPinnedAllocator * a,
+                                                 UelPinnedAllocator * b);
 gboolean      uel_pinned_allocator_prepare      (UelPinnedAllocator * allocator,
                                                  GError ** error);
 gboolean      uel_pinned_allocator_is_device_pinned (UelPinnedAllocator * allocator);
@@ -62,5 +75,8 @@ void          uel_pinned_allocator_get_stats    (UelPinnedAllocator * allocator,
 void          uel_pinned_allocator_set_wait_timeout (UelPinnedAllocator * allocator,
                                                  guint ms);
 gboolean      uel_memory_is_pinned              (GstMemory * mem);
+
+GstContext   *uel_pinned_pool_context_new       (UelPinnedAllocator * allocator);
+GstAllocator *uel_pinned_pool_context_get_allocator (GstContext * context);
 
 G_END_DECLS

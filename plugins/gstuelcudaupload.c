@@ -14,7 +14,9 @@
  *
  * Pinned input (from `uelpin`, or read straight into the pinned pool this
  * element proposes upstream when there is no `uelpin`) copies at full bus
- * speed; pageable input works, slower.
+ * speed; pageable input works, slower.  The pool proposed upstream is the
+ * application's when a `uel.pinned-pool` context gives one (see uelpin),
+ * so that pipelines run one after another pin only once.
  *
  * With #GstUelCudaUpload:convert-to, floating-point tensors (F32, F16,
  * BF16, F64) are converted on the GPU with round-to-nearest-even; the meta
@@ -356,7 +358,10 @@ gst_uel_cuda_upload_start (GstUelCudaUpload * self)
     g_clear_error (&err);
     return TRUE;
   }
-  self->pinned = uel_pinned_allocator_new (pool_size, device);
+  /* a pool shared by the application, or our own (pinned when first used) */
+  self->pinned = gst_uel_shared_pinned_allocator (GST_ELEMENT (self));
+  if (!self->pinned)
+    self->pinned = uel_pinned_allocator_new (pool_size, device);
   return TRUE;
 }
 
@@ -541,7 +546,8 @@ gst_uel_cuda_upload_class_init (GstUelCudaUploadClass * klass)
   g_object_class_install_property (gobject_class, PROP_POOL_SIZE,
       g_param_spec_uint64 ("pool-size", "Pool size",
           "Bytes of the pinned pool proposed upstream when no uelpin "
-          "provides one", 1, G_MAXUINT64, DEFAULT_POOL_SIZE, rw_ready));
+          "provides one (unused when a uel.pinned-pool context gives the "
+          "pool)", 1, G_MAXUINT64, DEFAULT_POOL_SIZE, rw_ready));
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_boxed ("stats", "Statistics",
           "tensors, bytes, copy-time (ns on the GPU), gbps (bytes per ns of "

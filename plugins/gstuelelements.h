@@ -13,4 +13,6 @@ GST_ELEMENT_REGISTER_DECLARE (ueldictdecode);
 GST_ELEMENT_REGISTER_DECLARE (uelpin);
 GST_ELEMENT_REGISTER_DECLARE (uelcudaupload);
 
+GstAllocator *gst_uel_shared_pinned_allocator (GstElement * element);
+
 G_END_DECLS

@@ -21,6 +21,14 @@
  * sink's last sample): nothing waits forever.  Use `uelsrc chunk-size=N`
  * with N at most a quarter of the pool to pin tensors of any size.
  *
+ * An application that runs one pipeline after another (loading models in
+ * turn) can pin once for all of them: it creates a pool with
+ * uel_pinned_allocator_new() and sets uel_pinned_pool_context_new() of it
+ * on each pipeline with gst_element_set_context() (or answers the
+ * `need-context` message for `uel.pinned-pool` that uelpin posts when it
+ * starts).  uelpin then draws from that pool, whatever its own
+ * #GstUelPin:pool-size, and `pool-shared` in its stats says so.
+ *
  * Without a CUDA device or driver, uelpin warns once and uses page-aligned
  * host memory, so every pipeline still runs.  #GstUelPin:stats says what
  * happened: tensors and bytes, how many arrived already pinned (zero
@@ -68,6 +76,7 @@ struct _GstUelPin
   gint cuda_device_id;
 
   GstAllocator *allocator;      /* UelPinnedAllocator, from start to stop */
+  gboolean pool_shared;         /* drawn from an application's pool */
   gboolean device_pinned;
 
   /* statistics, under the object lock */
@@ -253,6 +262,7 @@ gst_uel_pin_start (GstBaseTransform * trans)
   gint device;
   GError *err = NULL;
   GstAllocator *alloc;
+  gboolean shared;
 
   GST_OBJECT_LOCK (self);
   pool_size = self->pool_size;
@@ -261,7 +271,11 @@ gst_uel_pin_start (GstBaseTransform * trans)
   self->n_zero_copy = self->n_copied = self->n_fallback = self->copy_ns = 0;
   GST_OBJECT_UNLOCK (self);
 
-  alloc = uel_pinned_allocator_new (pool_size, device);
+  /* a pool shared by the application, or our own */
+  alloc = gst_uel_shared_pinned_allocator (GST_ELEMENT (self));
+  shared = alloc != NULL;
+  if (!alloc)
+    alloc = uel_pinned_allocator_new (pool_size, device);
   if (!uel_pinned_allocator_prepare (UEL_PINNED_ALLOCATOR (alloc), &err)) {
     GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("%s", err->message),
         (NULL));
@@ -279,6 +293,7 @@ gst_uel_pin_start (GstBaseTransform * trans)
                 (alloc))));
   GST_OBJECT_LOCK (self);
   self->allocator = alloc;
+  self->pool_shared = shared;
   GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
@@ -358,6 +373,7 @@ make_stats (GstUelPin * self)
       "copy-time", G_TYPE_UINT64, self->copy_ns,
       "device-pinned", G_TYPE_BOOLEAN, st.device_pinned,
       "pool-size", G_TYPE_UINT64, st.capacity,
+      "pool-shared", G_TYPE_BOOLEAN, self->pool_shared,
       "pool-live-bytes", G_TYPE_UINT64, st.live_bytes,
       "pool-peak-bytes", G_TYPE_UINT64, st.peak_bytes,
       "pool-waits", G_TYPE_UINT64, st.n_waits,
@@ -427,7 +443,7 @@ gst_uel_pin_class_init (GstUelPinClass * klass)
       g_param_spec_uint64 ("pool-size", "Pool size",
           "Bytes of pinned memory, pinned once and reused (rounded up to "
           "2 MiB); also the most tensor bytes alive downstream of the "
-          "reader", 1, G_MAXUINT64, DEFAULT_POOL_SIZE,
+          "reader.  Unused when a uel.pinned-pool context gives the pool", 1, G_MAXUINT64, DEFAULT_POOL_SIZE,
           G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
           GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_CUDA_DEVICE_ID,
@@ -440,7 +456,7 @@ gst_uel_pin_class_init (GstUelPinClass * klass)
       g_param_spec_boxed ("stats", "Statistics",
           "tensors, buffers, bytes; zero-copy (arrived pinned), copied, "
           "fallbacks (not device-pinned); copy-time (ns); device-pinned; "
-          "pool-size, pool-live-bytes, pool-peak-bytes, pool-waits, "
+          "pool-size, pool-shared, pool-live-bytes, pool-peak-bytes, pool-waits, "
           "pool-starved (gave up waiting)",
           GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 

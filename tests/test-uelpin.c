@@ -21,6 +21,15 @@ get_stats (GstElement * pin)
 }
 
 static gboolean
+stat_bool (const GstStructure * s, const gchar * field)
+{
+  gboolean v;
+
+  g_assert_true (gst_structure_get_boolean (s, field, &v));
+  return v;
+}
+
+static gboolean
 have_device (void)
 {
   GstAllocator *a = uel_pinned_allocator_new (MiB, -1);
@@ -268,6 +277,64 @@ test_pool_gives_up (void)
   gst_object_unref (alloc);
 }
 
+
+/* two allocators over one pool: one region, one capacity; each its own
+ * flushing and counters */
+static void
+test_shared_pool (void)
+{
+  GstAllocator *a = uel_pinned_allocator_new (4 * MiB, -1);
+  GstAllocator *b = uel_pinned_allocator_new_shared (UEL_PINNED_ALLOCATOR (a));
+  GstAllocator *other = uel_pinned_allocator_new (4 * MiB, -1);
+  GstMemory *ma, *mb, *m;
+  GstMapInfo ia, ib;
+  UelPinnedStats st;
+
+  g_assert_true (uel_pinned_allocator_shares_pool (UEL_PINNED_ALLOCATOR (a),
+          UEL_PINNED_ALLOCATOR (b)));
+  g_assert_false (uel_pinned_allocator_shares_pool (UEL_PINNED_ALLOCATOR
+          (a), UEL_PINNED_ALLOCATOR (other)));
+  uel_pinned_allocator_set_wait_timeout (UEL_PINNED_ALLOCATOR (a), 50);
+  uel_pinned_allocator_set_wait_timeout (UEL_PINNED_ALLOCATOR (b), 50);
+
+  /* half the pool each fills it: both come from one 4 MiB region */
+  ma = gst_allocator_alloc (a, 2 * MiB, NULL);
+  mb = gst_allocator_alloc (b, 2 * MiB, NULL);
+  g_assert_nonnull (ma);
+  g_assert_nonnull (mb);
+  g_assert_true (gst_memory_map (ma, &ia, GST_MAP_WRITE));
+  g_assert_true (gst_memory_map (mb, &ib, GST_MAP_WRITE));
+  g_assert_true (ib.data == ia.data + 2 * MiB || ia.data == ib.data + 2 * MiB);
+  gst_memory_unmap (ma, &ia);
+  gst_memory_unmap (mb, &ib);
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (b), &st);
+  g_assert_cmpuint (st.capacity, ==, 4 * MiB);
+  g_assert_cmpuint (st.live_bytes, ==, 2 * MiB);
+  g_assert_cmpuint (st.n_allocs, ==, 1);
+
+  /* flushing a gives up a's requests at once, not b's: b waits (its
+   * timeout) and is counted starved */
+  uel_pinned_allocator_set_flushing (UEL_PINNED_ALLOCATOR (a), TRUE);
+  g_assert_null (gst_allocator_alloc (a, MiB, NULL));
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (a), &st);
+  g_assert_cmpuint (st.n_waits, ==, 0);
+  g_assert_cmpuint (st.n_starved, ==, 0);
+  g_assert_null (gst_allocator_alloc (b, MiB, NULL));
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (b), &st);
+  g_assert_cmpuint (st.n_waits, ==, 1);
+  g_assert_cmpuint (st.n_starved, ==, 1);
+
+  /* a's memory returned serves b; the pool outlives a */
+  gst_memory_unref (ma);
+  gst_object_unref (a);
+  m = gst_allocator_alloc (b, 2 * MiB, NULL);
+  g_assert_nonnull (m);
+  gst_memory_unref (m);
+  gst_memory_unref (mb);
+  gst_object_unref (b);
+  gst_object_unref (other);
+}
+
 /* ------------------------------------------------------------------ */
 /* the element */
 
@@ -397,6 +464,134 @@ test_reads_straight_into_pool (void)
     g_assert_cmpuint (uel_test_stat (s, "bytes"), ==, 1200000);
     gst_structure_free (s);
   }
+}
+
+typedef struct
+{
+  GstContext *answer;           /* given to need-context, or NULL */
+  guint asked;
+} NeedContext;
+
+static GstBusSyncReply
+need_context (GstBus * bus, GstMessage * msg, gpointer data)
+{
+  NeedContext *nc = data;
+  const gchar *type;
+
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_NEED_CONTEXT
+      && gst_message_parse_context_type (msg, &type)
+      && g_str_equal (type, UEL_PINNED_POOL_CONTEXT_TYPE)) {
+    nc->asked++;
+    if (nc->answer)
+      gst_element_set_context (GST_ELEMENT (GST_MESSAGE_SRC (msg)),
+          nc->answer);
+  }
+  return GST_BUS_PASS;
+}
+
+/* runs @launch with @set on the pipeline before it starts, or with
+ * @nc answering need-context */
+static GPtrArray *
+run_with_context (const gchar * launch, GstContext * set, NeedContext * nc,
+    GstStructure ** stats)
+{
+  GPtrArray *bufs = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) gst_buffer_unref);
+  GError *err = NULL;
+  GstElement *pipeline = gst_parse_launch (launch, &err);
+  GstElement *sink, *pin;
+  GstMessage *msg;
+
+  g_assert_no_error (err);
+  if (set)
+    gst_element_set_context (pipeline, set);
+  gst_bus_set_sync_handler (GST_ELEMENT_BUS (pipeline), need_context, nc,
+      NULL);
+  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  pin = gst_bin_get_by_name (GST_BIN (pipeline), "pin");
+  g_object_set (sink, "signal-handoffs", TRUE, NULL);
+  g_signal_connect (sink, "handoff", G_CALLBACK (collect), bufs);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (pipeline),
+      GST_CLOCK_TIME_NONE, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  *stats = get_stats (pin);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (sink);
+  gst_object_unref (pin);
+  gst_object_unref (pipeline);
+  return bufs;
+}
+
+/* pipelines run one after another draw from the application's pool, given
+ * as a context set on the pipeline or in answer to need-context; without
+ * one, each pins its own */
+static void
+test_shared_pool_across_pipelines (void)
+{
+  g_autofree gchar *path = write_model ("shared.safetensors", 12, 100000);
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" ! "
+      "uelqueue ! uelpin name=pin ! fakesink name=sink", path);
+  GstAllocator *pool = uel_pinned_allocator_new (8 * MiB, -1);
+  GstContext *ctx = uel_pinned_pool_context_new (UEL_PINNED_ALLOCATOR (pool));
+  GstAllocator *got = uel_pinned_pool_context_get_allocator (ctx);
+  GstMemory *m[2];
+
+  g_assert_true (got == pool);
+  gst_object_unref (got);
+
+  for (guint run = 0; run < 4; run++) {
+    gboolean answer = run >= 2;
+    NeedContext nc = { answer ? ctx : NULL, 0 };
+    GstStructure *s;
+    g_autoptr (GPtrArray) bufs = run_with_context (launch,
+        answer ? NULL : ctx, &nc, &s);
+
+    g_assert_cmpuint (bufs->len, ==, 12);
+    for (guint i = 0; i < bufs->len; i++) {
+      GstMemory *mem = gst_buffer_peek_memory (g_ptr_array_index (bufs, i),
+          0);
+
+      g_assert_true (uel_memory_is_pinned (mem));
+      g_assert_true (uel_pinned_allocator_shares_pool (UEL_PINNED_ALLOCATOR
+              (mem->allocator), UEL_PINNED_ALLOCATOR (pool)));
+    }
+    check_bytes (bufs, path);
+    /* a context set before the start is used without asking */
+    g_assert_cmpuint (nc.asked, ==, answer ? 1 : 0);
+    g_assert_true (stat_bool (s, "pool-shared"));
+    g_assert_cmpuint (uel_test_stat (s, "pool-size"), ==, 8 * MiB);
+    g_assert_cmpuint (uel_test_stat (s, "zero-copy"), ==, 12);
+    gst_structure_free (s);
+  }
+
+  /* no context: uelpin asks once, then pins its own pool-size */
+  {
+    NeedContext nc = { NULL, 0 };
+    GstStructure *s;
+    g_autoptr (GPtrArray) bufs = run_with_context (launch, NULL, &nc, &s);
+
+    g_assert_cmpuint (bufs->len, ==, 12);
+    g_assert_false (uel_pinned_allocator_shares_pool (UEL_PINNED_ALLOCATOR
+            (gst_buffer_peek_memory (g_ptr_array_index (bufs, 0),
+                    0)->allocator), UEL_PINNED_ALLOCATOR (pool)));
+    check_bytes (bufs, path);
+    g_assert_cmpuint (nc.asked, ==, 1);
+    g_assert_false (stat_bool (s, "pool-shared"));
+    g_assert_cmpuint (uel_test_stat (s, "pool-size"), ==, 256 * MiB);
+    gst_structure_free (s);
+  }
+
+  /* every buffer came back: the whole pool is free again */
+  gst_context_unref (ctx);
+  m[0] = gst_allocator_alloc (pool, 4 * MiB, NULL);
+  m[1] = gst_allocator_alloc (pool, 4 * MiB, NULL);
+  g_assert_nonnull (m[0]);
+  g_assert_nonnull (m[1]);
+  gst_memory_unref (m[0]);
+  gst_memory_unref (m[1]);
+  gst_object_unref (pool);
 }
 
 /* an empty tensor is not a fallback: on a GPU host nothing falls back, on
@@ -718,6 +913,7 @@ main (int argc, char **argv)
   g_test_add_func ("/pinned/freed-blocks-coalesce", test_pool_coalesces);
   g_test_add_func ("/pinned/shared-memory-keeps-its-block",
       test_shared_memory);
+  g_test_add_func ("/pinned/allocators-share-one-pool", test_shared_pool);
   g_test_add_func ("/pinned/gives-up-when-memory-never-comes-back",
       test_pool_gives_up);
   g_test_add_func ("/uelpin/proposes-its-allocator", test_proposes_allocator);
@@ -727,6 +923,8 @@ main (int argc, char **argv)
       test_copies_foreign_buffers);
   g_test_add_func ("/uelpin/reader-fills-the-pool-without-copies",
       test_reads_straight_into_pool);
+  g_test_add_func ("/uelpin/pipelines-share-the-application-pool",
+      test_shared_pool_across_pipelines);
   g_test_add_func ("/uelpin/empty-tensor-is-not-a-fallback",
       test_empty_tensor_not_a_fallback);
   g_test_add_func ("/uelpin/chunks-carry-tensors-larger-than-the-pool",
