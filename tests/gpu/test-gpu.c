@@ -340,6 +340,104 @@ test_bad_device_id (void)
 /* a tensor larger than the device: cudaMalloc fails, the pipeline stops
  * with an error naming device memory, nothing is left allocated.  The file
  * is sparse: only its first chunks are ever read. */
+typedef struct
+{
+  GstAllocator *pool;
+  guint n_buffers;
+  guint n_shared;
+} SharedCount;
+
+static GstPadProbeReturn
+count_shared (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  SharedCount *c = data;
+  GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER (info);
+  GstMemory *mem;
+
+  /* an empty tensor has no memory */
+  if (gst_buffer_n_memory (buf) == 0)
+    return GST_PAD_PROBE_OK;
+  mem = gst_buffer_peek_memory (buf, 0);
+  c->n_buffers++;
+  if (uel_memory_is_pinned (mem)
+      && uel_pinned_allocator_shares_pool (UEL_PINNED_ALLOCATOR
+          (mem->allocator), UEL_PINNED_ALLOCATOR (c->pool)))
+    c->n_shared++;
+  return GST_PAD_PROBE_OK;
+}
+
+/* without uelpin, uelsrc reads into the pool uelcudaupload proposes: the
+ * application's, given as a context, in every pipeline */
+static void
+test_upload_shares_pool (void)
+{
+  g_autofree gchar *path = NULL;
+  g_autofree gchar *launch = NULL;
+  GstAllocator *pool;
+  GstContext *ctx;
+
+  if (!need_device ())
+    return;
+  path = write_model ();
+  launch = g_strdup_printf ("uelsrc location=\"%s\" chunk-size=1000000 ! "
+      "uelcudaupload name=up ! fakesink name=sink", path);
+  pool = uel_pinned_allocator_new (64 * MiB, -1);
+  ctx = uel_pinned_pool_context_new (UEL_PINNED_ALLOCATOR (pool));
+  for (guint i = 0; i < 2; i++) {
+    GError *err = NULL;
+    GstElement *p = gst_parse_launch (launch, &err);
+    GstElement *up = gst_bin_get_by_name (GST_BIN (p), "up");
+    GstPad *pad = gst_element_get_static_pad (up, "sink");
+    SharedCount c = { pool, 0, 0 };
+    GstMessage *msg;
+
+    g_assert_no_error (err);
+    gst_element_set_context (p, ctx);
+    gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, count_shared, &c,
+        NULL);
+    gst_element_set_state (p, GST_STATE_PLAYING);
+    msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (p),
+        GST_CLOCK_TIME_NONE, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
+    gst_message_unref (msg);
+    gst_element_set_state (p, GST_STATE_NULL);
+    g_assert_cmpuint (c.n_buffers, >, 0);
+    /* small tensors are read by the streaming thread into the same pool */
+    g_assert_cmpuint (c.n_shared, ==, c.n_buffers);
+    g_assert_true (uel_pinned_allocator_is_device_pinned
+        (UEL_PINNED_ALLOCATOR (pool)));
+    gst_object_unref (pad);
+    gst_object_unref (up);
+    gst_object_unref (p);
+  }
+  /* the bytes themselves, through the shared pool */
+  {
+    GError *err = NULL;
+    GstElement *p = gst_parse_launch (launch, &err);
+    GPtrArray *bufs = g_ptr_array_new_with_free_func ((GDestroyNotify)
+        gst_buffer_unref);
+    GstElement *sink = gst_bin_get_by_name (GST_BIN (p), "sink");
+    GstMessage *msg;
+
+    g_assert_no_error (err);
+    gst_element_set_context (p, ctx);
+    g_object_set (sink, "signal-handoffs", TRUE, NULL);
+    g_signal_connect (sink, "handoff", G_CALLBACK (collect), bufs);
+    gst_element_set_state (p, GST_STATE_PLAYING);
+    msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (p),
+        GST_CLOCK_TIME_NONE, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
+    gst_message_unref (msg);
+    gst_element_set_state (p, GST_STATE_NULL);
+    check_device_tensors (bufs, path);
+    g_ptr_array_unref (bufs);
+    gst_object_unref (sink);
+    gst_object_unref (p);
+  }
+  gst_context_unref (ctx);
+  gst_object_unref (pool);
+}
+
 static void
 test_device_memory_exhausted (void)
 {
@@ -387,6 +485,8 @@ main (int argc, char **argv)
       test_convert_matches_cpu);
   g_test_add_func ("/gpu/repeated-runs-leak-no-device-memory", test_no_leak);
   g_test_add_func ("/gpu/bad-device-id-fails-clearly", test_bad_device_id);
+  g_test_add_func ("/gpu/upload-draws-from-the-application-pool",
+      test_upload_shares_pool);
   g_test_add_func ("/gpu/device-memory-exhausted-fails-clearly",
       test_device_memory_exhausted);
   return g_test_run ();
