@@ -197,22 +197,11 @@ append_element_stats (GString * out, GstBin * bin)
   gst_iterator_free (it);
 }
 
-int
-main (int argc, char **argv)
+/* runs @launch to EOS once; prints its result line if @print */
+static gboolean
+run_once (const gchar * launch, gint64 touch, const gchar * label,
+    gint timeout_s, GstContext * pool_context, gboolean print)
 {
-  gint64 touch = 0;
-  gchar *label = NULL;
-  gint timeout_s = 600;
-  GOptionEntry entries[] = {
-    {"touch", 't', 0, G_OPTION_ARG_INT64, &touch,
-        "Read the first BYTES of every buffer at the sink (-1: all)", "BYTES"},
-    {"label", 'l', 0, G_OPTION_ARG_STRING, &label,
-        "A name printed first on the result line", "NAME"},
-    {"timeout", 0, 0, G_OPTION_ARG_INT, &timeout_s,
-        "Give up after this many seconds (default 600)", "S"},
-    {NULL}
-  };
-  g_autoptr (GOptionContext) ctx = g_option_context_new ("'LAUNCH LINE'");
   GError *err = NULL;
   GstElement *pipeline;
   GstPad *pad;
@@ -226,25 +215,12 @@ main (int argc, char **argv)
   GString *out;
   gdouble secs;
 
-  g_option_context_set_summary (ctx, "Run one launch line to EOS and print "
-      "bytes, seconds, GB/s, tensors/s and peak RSS as key=value pairs.");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  g_option_context_add_group (ctx, gst_init_get_option_group ());
-  if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
-    g_printerr ("bench-pipeline: %s\n", err->message);
-    return 2;
-  }
-  if (argc != 2) {
-    g_printerr ("bench-pipeline: give one launch line (see --help)\n");
-    return 2;
-  }
-  uel_init ();
   c.touch = touch;
 
-  pipeline = gst_parse_launch (argv[1], &err);
+  pipeline = gst_parse_launch (launch, &err);
   if (!pipeline) {
     g_printerr ("bench-pipeline: %s\n", err->message);
-    return 1;
+    return FALSE;
   }
   if (err) {
     g_printerr ("bench-pipeline: warning: %s\n", err->message);
@@ -252,16 +228,18 @@ main (int argc, char **argv)
   }
   if (!GST_IS_BIN (pipeline)) {
     g_printerr ("bench-pipeline: give a pipeline with a sink\n");
-    return 1;
+    return FALSE;
   }
   pad = find_sink_pad (GST_BIN (pipeline));
   if (!pad) {
     g_printerr ("bench-pipeline: no sink in the pipeline\n");
-    return 1;
+    return FALSE;
   }
   gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, count_probe, &c, NULL);
   gst_object_unref (pad);
 
+  if (pool_context)
+    gst_element_set_context (pipeline, pool_context);
   bus = gst_element_get_bus (pipeline);
   gst_bus_set_sync_handler (bus, bus_sync, &c, NULL);
   gst_element_set_state (pipeline, GST_STATE_READY);
@@ -336,12 +314,68 @@ main (int argc, char **argv)
       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, touch, c.checksum);
   /* counters are read at EOS, before a state change resets them */
   append_element_stats (out, GST_BIN (pipeline));
-  g_print ("%s\n", out->str);
+  if (print)
+    g_print ("%s\n", out->str);
   g_string_free (out, TRUE);
 
   gst_element_set_state (pipeline, GST_STATE_NULL);
   gst_object_unref (bus);
   gst_object_unref (pipeline);
+  return ok;
+}
+
+int
+main (int argc, char **argv)
+{
+  gint64 touch = 0;
+  gchar *label = NULL;
+  gint timeout_s = 600;
+  gint runs = 1;
+  gint64 shared_pool = 0;
+  GOptionEntry entries[] = {
+    {"touch", 't', 0, G_OPTION_ARG_INT64, &touch,
+        "Read the first BYTES of every buffer at the sink (-1: all)", "BYTES"},
+    {"label", 'l', 0, G_OPTION_ARG_STRING, &label,
+        "A name printed first on the result line", "NAME"},
+    {"timeout", 0, 0, G_OPTION_ARG_INT, &timeout_s,
+        "Give up after this many seconds (default 600)", "S"},
+    {"runs", 0, 0, G_OPTION_ARG_INT, &runs,
+        "Run the line this many times in this process, one after another; "
+          "print the last run's line (default 1)", "N"},
+    {"shared-pool", 0, 0, G_OPTION_ARG_INT64, &shared_pool,
+        "Give every run one pinned pool of BYTES, pinned once, as a "
+          "uel.pinned-pool context", "BYTES"},
+    {NULL}
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("'LAUNCH LINE'");
+  GError *err = NULL;
+  GstAllocator *pool = NULL;
+  GstContext *pool_context = NULL;
+  gboolean ok = TRUE;
+
+  g_option_context_set_summary (ctx, "Run one launch line to EOS and print "
+      "bytes, seconds, GB/s, tensors/s and peak RSS as key=value pairs.");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_add_group (ctx, gst_init_get_option_group ());
+  if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
+    g_printerr ("bench-pipeline: %s\n", err->message);
+    return 2;
+  }
+  if (argc != 2) {
+    g_printerr ("bench-pipeline: give one launch line (see --help)\n");
+    return 2;
+  }
+  uel_init ();
+  if (shared_pool > 0) {
+    pool = uel_pinned_allocator_new ((guint64) shared_pool, -1);
+    pool_context = uel_pinned_pool_context_new (UEL_PINNED_ALLOCATOR (pool));
+  }
+  for (gint r = 0; ok && r < MAX (runs, 1); r++)
+    ok = run_once (argv[1], touch, label, timeout_s, pool_context,
+        r == MAX (runs, 1) - 1);
+  if (pool_context)
+    gst_context_unref (pool_context);
+  gst_clear_object (&pool);
   g_free (label);
   return ok ? 0 : 1;
 }
