@@ -2,7 +2,7 @@
  *
  *   reload model-a.safetensors model-b.safetensors ...
  *
- * Pinning a pool costs 0.2–0.5 s per GiB; a process that loads one model
+ * Pinning a pool costs 0.2–1 s per GiB; a process that loads one model
  * after another (a server swapping models, a benchmark) need not pay it
  * each time.  It makes one pinned pool, wraps it in a "uel.pinned-pool"
  * context and sets that on every pipeline: their uelpin (and uelcudaupload)

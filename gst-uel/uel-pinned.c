@@ -86,7 +86,7 @@ typedef struct
   gboolean registered;
   gchar *fallback_reason;
   GArray *free_list;            /* Extent, sorted by offset, coalesced */
-  gboolean starved;             /* a wait ran out; cleared by any free */
+  guint64 n_frees;              /* memory given back so far */
 } Pool;
 
 struct _UelPinnedAllocator
@@ -97,6 +97,10 @@ struct _UelPinnedAllocator
   /* under pool->lock */
   gboolean flushing;
   gint64 wait_timeout_us;
+  /* a wait ran out when pool->n_frees was starved_at: until memory comes
+   * back, do not wait again */
+  gboolean starved;
+  guint64 starved_at;
   UelPinnedStats stats;         /* this allocator's own use */
 };
 
@@ -222,6 +226,8 @@ pinned_alloc (GstAllocator * allocator, gsize size,
   gboolean waited = FALSE;
   GError *err = NULL;
 
+  g_return_val_if_fail (pool != NULL, NULL);
+
   if (params->align >= BLOCK
       || !g_uint64_checked_add (&need, size, params->prefix)
       || !g_uint64_checked_add (&need, need, params->padding)
@@ -253,7 +259,7 @@ pinned_alloc (GstAllocator * allocator, gsize size,
     }
     /* nothing came back since the last wait ran out: waiting again would
      * only cost the timeout once more */
-    if (pool->starved) {
+    if (self->starved && self->starved_at == pool->n_frees) {
       self->stats.n_starved++;
       g_mutex_unlock (&pool->lock);
       return NULL;
@@ -267,7 +273,8 @@ pinned_alloc (GstAllocator * allocator, gsize size,
     if (!g_cond_wait_until (&pool->cond, &pool->lock, deadline)
         && (off = take_extent (pool, len)) == G_MAXUINT64) {
       self->stats.n_starved++;
-      pool->starved = TRUE;
+      self->starved = TRUE;
+      self->starved_at = pool->n_frees;
       g_mutex_unlock (&pool->lock);
       GST_WARNING_OBJECT (self, "no %" G_GUINT64_FORMAT " bytes came back "
           "in the pool for %" G_GINT64_FORMAT " ms: giving up (buffers kept "
@@ -304,7 +311,7 @@ pinned_free (GstAllocator * allocator, GstMemory * memory)
     g_mutex_lock (&pool->lock);
     give_extent (pool, mem->extent_offset, mem->extent_len);
     self->stats.live_bytes -= mem->extent_len;
-    pool->starved = FALSE;
+    pool->n_frees++;
     g_cond_broadcast (&pool->cond);
     g_mutex_unlock (&pool->lock);
   }
@@ -441,8 +448,9 @@ uel_pinned_allocator_new (guint64 capacity, gint cuda_device)
  * @allocator: the pool is mapped and pinned once, whichever allocates
  * first, and stays until the last allocator made from it (and the last
  * buffer of its memory) is gone.  Each allocator has its own flushing
- * state, wait timeout and counters, so pipelines that share a pool stop
- * and flush independently; their buffers together never exceed the pool.
+ * state, wait timeout, give-up state and counters, so pipelines that share
+ * a pool stop, flush and wait independently; their buffers together never
+ * exceed the pool.
  *
  * Returns: (transfer full): the new allocator
  */
@@ -452,6 +460,7 @@ uel_pinned_allocator_new_shared (UelPinnedAllocator * allocator)
   UelPinnedAllocator *self;
 
   g_return_val_if_fail (UEL_IS_PINNED_ALLOCATOR (allocator), NULL);
+  g_return_val_if_fail (allocator->pool != NULL, NULL);
 
   self = g_object_new (UEL_TYPE_PINNED_ALLOCATOR, NULL);
   g_atomic_ref_count_inc (&allocator->pool->ref_count);
@@ -483,9 +492,12 @@ uel_pinned_allocator_shares_pool (UelPinnedAllocator * a,
  *
  * Wraps @allocator's pool in a #GstContext of type
  * %UEL_PINNED_POOL_CONTEXT_TYPE.  Set it on pipelines with
- * gst_element_set_context() (or answer their `need-context` messages with
- * it): their `uelpin` and `uelcudaupload` elements then draw from this one
- * pool, pinned once for all of them, instead of each pinning its own.
+ * gst_element_set_context() before they leave READY (or give it in answer
+ * to their `need-context` message, from a bus sync handler: the element
+ * asks while it starts and looks once more right after): their `uelpin`
+ * and `uelcudaupload` elements then draw from this one pool, pinned once
+ * for all of them, instead of each pinning its own.  An element takes the
+ * pool when it starts; a context set later applies from its next start.
  *
  * Returns: (transfer full): a persistent context
  */
@@ -542,6 +554,9 @@ uel_pinned_allocator_prepare (UelPinnedAllocator * allocator, GError ** error)
 {
   gboolean ok;
 
+  g_return_val_if_fail (UEL_IS_PINNED_ALLOCATOR (allocator), FALSE);
+  g_return_val_if_fail (allocator->pool != NULL, FALSE);
+
   g_mutex_lock (&allocator->pool->lock);
   ok = prepare_locked (allocator->pool, error);
   g_mutex_unlock (&allocator->pool->lock);
@@ -559,6 +574,9 @@ uel_pinned_allocator_is_device_pinned (UelPinnedAllocator * allocator)
 {
   gboolean r;
 
+  g_return_val_if_fail (UEL_IS_PINNED_ALLOCATOR (allocator), FALSE);
+  g_return_val_if_fail (allocator->pool != NULL, FALSE);
+
   g_mutex_lock (&allocator->pool->lock);
   r = allocator->pool->registered;
   g_mutex_unlock (&allocator->pool->lock);
@@ -575,6 +593,9 @@ uel_pinned_allocator_is_device_pinned (UelPinnedAllocator * allocator)
 const gchar *
 uel_pinned_allocator_get_fallback_reason (UelPinnedAllocator * allocator)
 {
+  g_return_val_if_fail (UEL_IS_PINNED_ALLOCATOR (allocator), NULL);
+  g_return_val_if_fail (allocator->pool != NULL, NULL);
+
   return allocator->pool->fallback_reason;
 }
 
@@ -591,6 +612,9 @@ void
 uel_pinned_allocator_set_flushing (UelPinnedAllocator * allocator,
     gboolean flushing)
 {
+  g_return_if_fail (UEL_IS_PINNED_ALLOCATOR (allocator));
+  g_return_if_fail (allocator->pool != NULL);
+
   g_mutex_lock (&allocator->pool->lock);
   allocator->flushing = flushing;
   g_cond_broadcast (&allocator->pool->cond);
@@ -606,6 +630,9 @@ void
 uel_pinned_allocator_get_stats (UelPinnedAllocator * allocator,
     UelPinnedStats * stats)
 {
+  g_return_if_fail (UEL_IS_PINNED_ALLOCATOR (allocator));
+  g_return_if_fail (allocator->pool != NULL);
+
   g_mutex_lock (&allocator->pool->lock);
   *stats = allocator->stats;
   stats->device_pinned = allocator->pool->registered;
@@ -638,6 +665,9 @@ void
 uel_pinned_allocator_set_wait_timeout (UelPinnedAllocator * allocator,
     guint ms)
 {
+  g_return_if_fail (UEL_IS_PINNED_ALLOCATOR (allocator));
+  g_return_if_fail (allocator->pool != NULL);
+
   g_mutex_lock (&allocator->pool->lock);
   allocator->wait_timeout_us = (gint64) ms * 1000;
   g_mutex_unlock (&allocator->pool->lock);

@@ -11,7 +11,8 @@
 
 /* The pool an application shares between pipelines: a context set on
  * @element (or on a bin holding it, which passes it down), or given in
- * answer to the need-context message posted here.  The elements around
+ * answer to the need-context message posted here (by a bus sync handler:
+ * the context is looked for once more right after).  The elements around
  * are deliberately not asked: a pool found next door would override the
  * element's own pool-size.  Returns a new allocator over the shared pool,
  * or NULL when there is none. */
@@ -40,6 +41,5 @@ gst_uel_shared_pinned_allocator (GstElement * element)
   }
   alloc = uel_pinned_allocator_new_shared (UEL_PINNED_ALLOCATOR (shared));
   gst_object_unref (shared);
-  GST_INFO_OBJECT (element, "drawing from a shared pinned pool");
   return alloc;
 }

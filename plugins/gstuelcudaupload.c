@@ -16,7 +16,8 @@
  * element proposes upstream when there is no `uelpin`) copies at full bus
  * speed; pageable input works, slower.  The pool proposed upstream is the
  * application's when a `uel.pinned-pool` context gives one (see uelpin),
- * so that pipelines run one after another pin only once.
+ * so that pipelines run one after another pin only once; without a device
+ * there is no pool to propose, and the element does not ask for one.
  *
  * With #GstUelCudaUpload:convert-to, floating-point tensors (F32, F16,
  * BF16, F64) are converted on the GPU with round-to-nearest-even; the meta
@@ -360,7 +361,9 @@ gst_uel_cuda_upload_start (GstUelCudaUpload * self)
   }
   /* a pool shared by the application, or our own (pinned when first used) */
   self->pinned = gst_uel_shared_pinned_allocator (GST_ELEMENT (self));
-  if (!self->pinned)
+  if (self->pinned)
+    GST_INFO_OBJECT (self, "proposing the application's pinned pool");
+  else
     self->pinned = uel_pinned_allocator_new (pool_size, device);
   return TRUE;
 }

@@ -24,10 +24,13 @@
  * An application that runs one pipeline after another (loading models in
  * turn) can pin once for all of them: it creates a pool with
  * uel_pinned_allocator_new() and sets uel_pinned_pool_context_new() of it
- * on each pipeline with gst_element_set_context() (or answers the
- * `need-context` message for `uel.pinned-pool` that uelpin posts when it
- * starts).  uelpin then draws from that pool, whatever its own
- * #GstUelPin:pool-size, and `pool-shared` in its stats says so.
+ * on each pipeline with gst_element_set_context() before the pipeline
+ * leaves READY (or answers, from a bus sync handler, the `need-context`
+ * message for `uel.pinned-pool` that uelpin posts when it starts).  uelpin
+ * then draws from that pool, whatever its own #GstUelPin:pool-size and
+ * #GstUelPin:cuda-device-id, and `pool-shared` in its stats says so; the
+ * `pool-live-bytes`, `pool-peak-bytes`, `pool-waits` and `pool-starved`
+ * counters are this element's own share of it.
  *
  * Without a CUDA device or driver, uelpin warns once and uses page-aligned
  * host memory, so every pipeline still runs.  #GstUelPin:stats says what
@@ -274,7 +277,9 @@ gst_uel_pin_start (GstBaseTransform * trans)
   /* a pool shared by the application, or our own */
   alloc = gst_uel_shared_pinned_allocator (GST_ELEMENT (self));
   shared = alloc != NULL;
-  if (!alloc)
+  if (shared)
+    GST_INFO_OBJECT (self, "drawing from the application's pinned pool");
+  else
     alloc = uel_pinned_allocator_new (pool_size, device);
   if (!uel_pinned_allocator_prepare (UEL_PINNED_ALLOCATOR (alloc), &err)) {
     GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("%s", err->message),
@@ -308,6 +313,7 @@ gst_uel_pin_stop (GstBaseTransform * trans)
   /* buffers still alive downstream keep the pool alive */
   GST_OBJECT_LOCK (self);
   alloc = g_steal_pointer (&self->allocator);
+  self->pool_shared = FALSE;
   GST_OBJECT_UNLOCK (self);
   gst_clear_object (&alloc);
   return TRUE;
@@ -456,8 +462,9 @@ gst_uel_pin_class_init (GstUelPinClass * klass)
       g_param_spec_boxed ("stats", "Statistics",
           "tensors, buffers, bytes; zero-copy (arrived pinned), copied, "
           "fallbacks (not device-pinned); copy-time (ns); device-pinned; "
-          "pool-size, pool-shared, pool-live-bytes, pool-peak-bytes, pool-waits, "
-          "pool-starved (gave up waiting)",
+          "pool-size, pool-shared (the application's pool), "
+          "pool-live-bytes, pool-peak-bytes, pool-waits, pool-starved (gave "
+          "up waiting): these four count this element's own buffers",
           GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);

@@ -87,6 +87,7 @@ typedef struct
   GstAllocator *alloc;
   gsize size;
   GstMemory *mem;
+  gint done;
 } AllocJob;
 
 static gpointer
@@ -95,6 +96,7 @@ alloc_thread (gpointer data)
   AllocJob *job = data;
 
   job->mem = gst_allocator_alloc (job->alloc, job->size, NULL);
+  g_atomic_int_set (&job->done, 1);
   return NULL;
 }
 
@@ -333,6 +335,55 @@ test_shared_pool (void)
   gst_memory_unref (mb);
   gst_object_unref (b);
   gst_object_unref (other);
+}
+
+/* one pipeline giving up on a shared pool, or stopping, does not cut short
+ * another's wait: b waits its own timeout, through a's starvation and a's
+ * flush, and gets the memory a gives back */
+static void
+test_shared_pool_waits_are_independent (void)
+{
+  GstAllocator *a = uel_pinned_allocator_new (4 * MiB, -1);
+  GstAllocator *b = uel_pinned_allocator_new_shared (UEL_PINNED_ALLOCATOR (a));
+  GstMemory *ma, *mb;
+  AllocJob job = { b, MiB, NULL, 0 };
+  UelPinnedStats st;
+  GThread *t;
+
+  uel_pinned_allocator_set_wait_timeout (UEL_PINNED_ALLOCATOR (a), 20);
+  /* long enough never to run out on a loaded machine: the test ends it */
+  uel_pinned_allocator_set_wait_timeout (UEL_PINNED_ALLOCATOR (b), 600000);
+  ma = gst_allocator_alloc (a, 2 * MiB, NULL);
+  mb = gst_allocator_alloc (a, 2 * MiB, NULL);
+  g_assert_nonnull (ma);
+  g_assert_nonnull (mb);
+  /* a gives up first */
+  g_assert_null (gst_allocator_alloc (a, MiB, NULL));
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (a), &st);
+  g_assert_cmpuint (st.n_starved, ==, 1);
+
+  /* b still waits, once */
+  t = g_thread_new ("alloc", alloc_thread, &job);
+  do {
+    g_thread_yield ();
+    uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (b), &st);
+  } while (st.n_waits < 1 && !g_atomic_int_get (&job.done));
+  g_assert_cmpuint (st.n_waits, ==, 1);
+
+  /* a stops: its flush wakes every waiter of the pool; b waits on */
+  uel_pinned_allocator_set_flushing (UEL_PINNED_ALLOCATOR (a), TRUE);
+  g_assert_null (gst_allocator_alloc (a, MiB, NULL));
+  gst_memory_unref (ma);
+  g_thread_join (t);
+  g_assert_nonnull (job.mem);
+  uel_pinned_allocator_get_stats (UEL_PINNED_ALLOCATOR (b), &st);
+  g_assert_cmpuint (st.n_starved, ==, 0);
+  g_assert_cmpuint (st.n_waits, ==, 1);
+
+  gst_memory_unref (job.mem);
+  gst_memory_unref (mb);
+  gst_object_unref (a);
+  gst_object_unref (b);
 }
 
 /* ------------------------------------------------------------------ */
@@ -914,6 +965,8 @@ main (int argc, char **argv)
   g_test_add_func ("/pinned/shared-memory-keeps-its-block",
       test_shared_memory);
   g_test_add_func ("/pinned/allocators-share-one-pool", test_shared_pool);
+  g_test_add_func ("/pinned/shared-pool-waits-are-independent",
+      test_shared_pool_waits_are_independent);
   g_test_add_func ("/pinned/gives-up-when-memory-never-comes-back",
       test_pool_gives_up);
   g_test_add_func ("/uelpin/proposes-its-allocator", test_proposes_allocator);

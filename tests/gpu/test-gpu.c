@@ -337,9 +337,6 @@ test_bad_device_id (void)
   g_error_free (err);
 }
 
-/* a tensor larger than the device: cudaMalloc fails, the pipeline stops
- * with an error naming device memory, nothing is left allocated.  The file
- * is sparse: only its first chunks are ever read. */
 typedef struct
 {
   GstAllocator *pool;
@@ -438,6 +435,9 @@ test_upload_shares_pool (void)
   gst_object_unref (pool);
 }
 
+/* a tensor larger than the device: cudaMalloc fails, the pipeline stops
+ * with an error naming device memory, nothing is left allocated.  The file
+ * is sparse: only its first chunks are ever read. */
 static void
 test_device_memory_exhausted (void)
 {
