@@ -457,8 +457,34 @@ collect (GstElement * sink, GstBuffer * buf, GstPad * pad, GPtrArray * bufs)
   g_ptr_array_add (bufs, gst_buffer_ref (buf));
 }
 
+typedef struct
+{
+  GstContext *answer;           /* given to need-context, or NULL */
+  guint asked;
+} NeedContext;
+
+static GstBusSyncReply
+need_context (GstBus * bus, GstMessage * msg, gpointer data)
+{
+  NeedContext *nc = data;
+  const gchar *type;
+
+  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_NEED_CONTEXT
+      && gst_message_parse_context_type (msg, &type)
+      && g_str_equal (type, UEL_PINNED_POOL_CONTEXT_TYPE)) {
+    nc->asked++;
+    if (nc->answer)
+      gst_element_set_context (GST_ELEMENT (GST_MESSAGE_SRC (msg)),
+          nc->answer);
+  }
+  return GST_BUS_PASS;
+}
+
+/* runs @launch with @set on the pipeline before it starts, or with
+ * @nc (if not NULL) answering need-context */
 static GPtrArray *
-run_with_pin (const gchar * launch, GstStructure ** stats)
+run_with_context (const gchar * launch, GstContext * set, NeedContext * nc,
+    GstStructure ** stats)
 {
   GPtrArray *bufs = g_ptr_array_new_with_free_func (
       (GDestroyNotify) gst_buffer_unref);
@@ -468,6 +494,11 @@ run_with_pin (const gchar * launch, GstStructure ** stats)
   GstMessage *msg;
 
   g_assert_no_error (err);
+  if (set)
+    gst_element_set_context (pipeline, set);
+  if (nc)
+    gst_bus_set_sync_handler (GST_ELEMENT_BUS (pipeline), need_context, nc,
+        NULL);
   sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
   pin = gst_bin_get_by_name (GST_BIN (pipeline), "pin");
   g_object_set (sink, "signal-handoffs", TRUE, NULL);
@@ -484,6 +515,13 @@ run_with_pin (const gchar * launch, GstStructure ** stats)
   gst_object_unref (pipeline);
   return bufs;
 }
+
+static GPtrArray *
+run_with_pin (const gchar * launch, GstStructure ** stats)
+{
+  return run_with_context (launch, NULL, NULL, stats);
+}
+
 
 /* uelsrc reads straight into the pool that uelpin proposes, through the
  * queue: no copy at all */
@@ -515,64 +553,6 @@ test_reads_straight_into_pool (void)
     g_assert_cmpuint (uel_test_stat (s, "bytes"), ==, 1200000);
     gst_structure_free (s);
   }
-}
-
-typedef struct
-{
-  GstContext *answer;           /* given to need-context, or NULL */
-  guint asked;
-} NeedContext;
-
-static GstBusSyncReply
-need_context (GstBus * bus, GstMessage * msg, gpointer data)
-{
-  NeedContext *nc = data;
-  const gchar *type;
-
-  if (GST_MESSAGE_TYPE (msg) == GST_MESSAGE_NEED_CONTEXT
-      && gst_message_parse_context_type (msg, &type)
-      && g_str_equal (type, UEL_PINNED_POOL_CONTEXT_TYPE)) {
-    nc->asked++;
-    if (nc->answer)
-      gst_element_set_context (GST_ELEMENT (GST_MESSAGE_SRC (msg)),
-          nc->answer);
-  }
-  return GST_BUS_PASS;
-}
-
-/* runs @launch with @set on the pipeline before it starts, or with
- * @nc answering need-context */
-static GPtrArray *
-run_with_context (const gchar * launch, GstContext * set, NeedContext * nc,
-    GstStructure ** stats)
-{
-  GPtrArray *bufs = g_ptr_array_new_with_free_func (
-      (GDestroyNotify) gst_buffer_unref);
-  GError *err = NULL;
-  GstElement *pipeline = gst_parse_launch (launch, &err);
-  GstElement *sink, *pin;
-  GstMessage *msg;
-
-  g_assert_no_error (err);
-  if (set)
-    gst_element_set_context (pipeline, set);
-  gst_bus_set_sync_handler (GST_ELEMENT_BUS (pipeline), need_context, nc,
-      NULL);
-  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
-  pin = gst_bin_get_by_name (GST_BIN (pipeline), "pin");
-  g_object_set (sink, "signal-handoffs", TRUE, NULL);
-  g_signal_connect (sink, "handoff", G_CALLBACK (collect), bufs);
-  gst_element_set_state (pipeline, GST_STATE_PLAYING);
-  msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (pipeline),
-      GST_CLOCK_TIME_NONE, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
-  g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
-  gst_message_unref (msg);
-  *stats = get_stats (pin);
-  gst_element_set_state (pipeline, GST_STATE_NULL);
-  gst_object_unref (sink);
-  gst_object_unref (pin);
-  gst_object_unref (pipeline);
-  return bufs;
 }
 
 /* pipelines run one after another draw from the application's pool, given

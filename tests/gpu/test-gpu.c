@@ -69,8 +69,9 @@ collect (GstElement * sink, GstBuffer * buf, GstPad * pad, GPtrArray * bufs)
   g_ptr_array_add (bufs, gst_buffer_ref (buf));
 }
 
+/* runs @launch, with @context (if not NULL) set on the pipeline */
 static Result
-run (const gchar * launch)
+run_with (const gchar * launch, GstContext * context)
 {
   Result r = { g_ptr_array_new_with_free_func ((GDestroyNotify)
         gst_buffer_unref), NULL, NULL };
@@ -80,6 +81,8 @@ run (const gchar * launch)
   GstMessage *msg;
 
   g_assert_no_error (err);
+  if (context)
+    gst_element_set_context (p, context);
   sink = gst_bin_get_by_name (GST_BIN (p), "sink");
   up = gst_bin_get_by_name (GST_BIN (p), "up");
   pin = gst_bin_get_by_name (GST_BIN (p), "pin");
@@ -105,6 +108,12 @@ run (const gchar * launch)
   gst_clear_object (&pin);
   gst_object_unref (p);
   return r;
+}
+
+static Result
+run (const gchar * launch)
+{
+  return run_with (launch, NULL);
 }
 
 static void
@@ -409,27 +418,10 @@ test_upload_shares_pool (void)
   }
   /* the bytes themselves, through the shared pool */
   {
-    GError *err = NULL;
-    GstElement *p = gst_parse_launch (launch, &err);
-    GPtrArray *bufs = g_ptr_array_new_with_free_func ((GDestroyNotify)
-        gst_buffer_unref);
-    GstElement *sink = gst_bin_get_by_name (GST_BIN (p), "sink");
-    GstMessage *msg;
+    Result r = run_with (launch, ctx);
 
-    g_assert_no_error (err);
-    gst_element_set_context (p, ctx);
-    g_object_set (sink, "signal-handoffs", TRUE, NULL);
-    g_signal_connect (sink, "handoff", G_CALLBACK (collect), bufs);
-    gst_element_set_state (p, GST_STATE_PLAYING);
-    msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (p),
-        GST_CLOCK_TIME_NONE, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
-    g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
-    gst_message_unref (msg);
-    gst_element_set_state (p, GST_STATE_NULL);
-    check_device_tensors (bufs, path);
-    g_ptr_array_unref (bufs);
-    gst_object_unref (sink);
-    gst_object_unref (p);
+    check_device_tensors (r.bufs, path);
+    result_clear (&r);
   }
   gst_context_unref (ctx);
   gst_object_unref (pool);
