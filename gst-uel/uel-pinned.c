@@ -149,12 +149,11 @@ prepare_locked (Pool * self, GError ** error)
   if (uel_cuda_set_device (self->device, &cuda_err)
       && uel_cuda_host_register (self->base, self->capacity, &cuda_err)) {
     self->registered = TRUE;
-    GST_INFO ("pinned %" G_GUINT64_FORMAT " bytes",
-        self->capacity);
+    GST_INFO ("pinned %" G_GUINT64_FORMAT " bytes", self->capacity);
   } else {
     self->fallback_reason = g_strdup (cuda_err->message);
-    GST_WARNING ("%s: the pool is plain page-aligned host "
-        "memory", cuda_err->message);
+    GST_WARNING ("%s: the pool is plain page-aligned host memory",
+        cuda_err->message);
     g_clear_error (&cuda_err);
   }
   g_array_append_val (self->free_list, all);
