@@ -16,7 +16,7 @@ void uel_test_init (int *argc, char ***argv);
 const gchar *uel_test_tmpdir (void);
 /* A path inside uel_test_tmpdir(); free it. */
 gchar *uel_test_path (const gchar * name);
-/* The folder of the reference conformance vectors (../shared/conformance) */
+/* The folder of the reference conformance vectors (tests/conformance) */
 const gchar *uel_test_conformance_dir (void);
 
 /* Writes @len bytes to @path, aborting the test on failure. */
