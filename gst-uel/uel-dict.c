@@ -73,44 +73,6 @@ append_double (GString * out, gdouble v)
   }
 }
 
-static void
-append_string (GString * out, const gchar * s)
-{
-  g_string_append_c (out, '"');
-  for (const guchar * p = (const guchar *) s; *p; p++) {
-    switch (*p) {
-      case '"':
-        g_string_append (out, "\\\"");
-        break;
-      case '\\':
-        g_string_append (out, "\\\\");
-        break;
-      case '\b':
-        g_string_append (out, "\\b");
-        break;
-      case '\f':
-        g_string_append (out, "\\f");
-        break;
-      case '\n':
-        g_string_append (out, "\\n");
-        break;
-      case '\r':
-        g_string_append (out, "\\r");
-        break;
-      case '\t':
-        g_string_append (out, "\\t");
-        break;
-      default:
-        if (*p < 0x20)
-          g_string_append_printf (out, "\\u%04x", *p);
-        else
-          g_string_append_c (out, (gchar) * p);
-        break;
-    }
-  }
-  g_string_append_c (out, '"');
-}
-
 static gboolean
 too_large (GString * out, GError ** error)
 {
@@ -158,7 +120,7 @@ write_node (GString * out, JsonNode * node, guint depth, GError ** error)
         }
         if (l != members)
           g_string_append_c (out, ',');
-        append_string (out, key);
+        uel_json_append_string (out, key);
         g_string_append_c (out, ':');
         ok = write_node (out, json_object_get_member (obj, key), depth + 1,
             error) && !too_large (out, error);
@@ -222,7 +184,7 @@ write_node (GString * out, JsonNode * node, guint depth, GError ** error)
             "dictionary: a string value is not valid UTF-8");
         return FALSE;
       }
-      append_string (out, s ? s : "");
+      uel_json_append_string (out, s ? s : "");
       return TRUE;
     }
     default:

@@ -65,7 +65,8 @@ GQuark uel_error_quark (void);
  *   not in the shard the index names.
  * @UEL_ERROR_IO: the file could not be read (the message carries errno's
  *   text); opening errors are reported in the #G_FILE_ERROR domain instead.
- * @UEL_ERROR_FILE_CHANGED: the file changed (shrank) while it was being read.
+ * @UEL_ERROR_FILE_CHANGED: the file changed after its header was validated:
+ *   it shrank under a read, or its inode, size or modification time differ.
  * @UEL_ERROR_INVALID_ARGUMENT: a caller's argument is out of range.
  * @UEL_ERROR_DICT_NOT_U8: a dictionary tensor's dtype is not `U8`.
  * @UEL_ERROR_DICT_NOT_1D: a dictionary tensor does not have exactly one

@@ -5,9 +5,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <gst/gst.h>
 
 #include "uel-error.h"
 #include "uel-header.h"
@@ -19,6 +22,12 @@ typedef struct
   gchar *path;
   guint64 size;
   guint64 data_offset;
+  /* what the file was when it was validated: a later open, or a read,
+   * compares these to tell that it changed (uel_header_check_file()) */
+  guint64 dev;
+  guint64 ino;
+  gint64 mtime_sec;
+  gint64 mtime_nsec;
 } UelFile;
 
 struct _UelHeader
@@ -36,7 +45,59 @@ struct _UelHeader
   guint64 total_bytes;
 };
 
-G_DEFINE_BOXED_TYPE (UelHeader, uel_header, uel_header_ref, uel_header_unref);
+/* A header prints as the location it was read from, and parses back by
+ * reading that location's header again: a printed `uel-header` message
+ * (gst-launch-1.0 -m) is then a structure gst_structure_from_string()
+ * accepts, as every printed structure should be. */
+static gchar *
+header_serialize (const GValue * value)
+{
+  const UelHeader *header = g_value_get_boxed (value);
+  GValue location = G_VALUE_INIT;
+  gchar *text;
+
+  if (!header)
+    return g_strdup ("NULL");
+  g_value_init (&location, G_TYPE_STRING);
+  g_value_set_string (&location, header->location);
+  text = gst_value_serialize (&location);
+  g_value_unset (&location);
+  return text;
+}
+
+static gboolean
+header_deserialize (GValue * dest, const gchar * s)
+{
+  GValue location = G_VALUE_INIT;
+  UelHeader *header = NULL;
+
+  if (g_strcmp0 (s, "NULL") == 0) {
+    g_value_set_boxed (dest, NULL);
+    return TRUE;
+  }
+  g_value_init (&location, G_TYPE_STRING);
+  if (gst_value_deserialize (&location, s))
+    header = uel_header_open (g_value_get_string (&location), NULL);
+  g_value_unset (&location);
+  if (!header)
+    return FALSE;
+  g_value_take_boxed (dest, header);
+  return TRUE;
+}
+
+static void
+register_value_table (GType type)
+{
+  static GstValueTable table;
+
+  table.type = type;
+  table.serialize = header_serialize;
+  table.deserialize = header_deserialize;
+  gst_value_register (&table);
+}
+
+G_DEFINE_BOXED_TYPE_WITH_CODE (UelHeader, uel_header, uel_header_ref,
+    uel_header_unref, register_value_table (g_define_type_id));
 
 /* a tensor while the table is being read, before validation */
 typedef struct
@@ -579,6 +640,16 @@ json_error:
 /* ------------------------------------------------------------------ */
 /* single files */
 
+static void
+file_set_identity (UelFile * file, const struct stat *st)
+{
+  file->size = (guint64) st->st_size;
+  file->dev = (guint64) st->st_dev;
+  file->ino = (guint64) st->st_ino;
+  file->mtime_sec = (gint64) st->st_mtim.tv_sec;
+  file->mtime_nsec = (gint64) st->st_mtim.tv_nsec;
+}
+
 static gboolean
 check_regular (gint fd, const gchar * path, struct stat *st, GError ** error)
 {
@@ -633,8 +704,8 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
   /* rule 1 */
   if (size < 8) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_TOO_SMALL,
-        "%s: rule 1: the file is %" G_GUINT64_FORMAT " bytes, shorter than "
-        "the 8-byte header length", path, size);
+        "%s: not a safetensors file: rule 1: the file is %" G_GUINT64_FORMAT
+        " bytes, shorter than the 8-byte header length", path, size);
     return NULL;
   }
   if (!uel_pread_full (fd, len_le, 8, 0, path, error))
@@ -642,20 +713,25 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
   memcpy (&n, len_le, 8);
   n = GUINT64_FROM_LE (n);
 
-  /* rule 2, before the file size */
+  /* rule 2, before the file size.  A file of another kind fails here (its
+   * first bytes, read as a length, are huge): say so first, and show the
+   * bytes, rather than only a number nobody wrote. */
   if (n > UEL_MAX_HEADER_SIZE) {
+    g_autofree gchar *head = quote ((const gchar *) len_le, 8);
+
     g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
-        "%s: rule 2: the header length %" G_GUINT64_FORMAT " is larger than "
-        "the limit of %" G_GUINT64_FORMAT " bytes", path, n,
-        UEL_MAX_HEADER_SIZE);
+        "%s: not a safetensors file: rule 2: its first 8 bytes, %s, give a "
+        "header length of %" G_GUINT64_FORMAT ", larger than the limit of %"
+        G_GUINT64_FORMAT " bytes", path, head, n, UEL_MAX_HEADER_SIZE);
     return NULL;
   }
   /* rule 3 */
   if (8 + n > size) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TRUNCATED,
-        "%s: rule 3: the header length %" G_GUINT64_FORMAT " runs past the "
-        "end of the file (8 + %" G_GUINT64_FORMAT " > %" G_GUINT64_FORMAT
-        " bytes)", path, n, n, size);
+        "%s: truncated, or not a safetensors file: rule 3: the header "
+        "length %" G_GUINT64_FORMAT " runs past the end of the file (8 + %"
+        G_GUINT64_FORMAT " > %" G_GUINT64_FORMAT " bytes)", path, n, n,
+        size);
     return NULL;
   }
 
@@ -666,7 +742,7 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
 
   h = header_new (path);
   file.path = g_strdup (path);
-  file.size = size;
+  file_set_identity (&file, &st);
   file.data_offset = 8 + n;
   g_array_append_val (h->files, file);
   if (!parse_table (h, json, n, error))
@@ -838,7 +914,7 @@ open_index (const gchar * path, GError ** error)
     const gchar *shard = g_ptr_array_index (shard_names, s);
     g_autofree gchar *shard_path = g_build_filename (dir, shard, NULL);
     UelHeader *sh;
-    UelFile file = { 0, };
+    UelFile file;
 
     g_hash_table_insert (shard_of, (gpointer) shard, GUINT_TO_POINTER (s + 1));
     sh = open_single (shard_path, error);
@@ -847,9 +923,8 @@ open_index (const gchar * path, GError ** error)
       return NULL;
     }
     g_ptr_array_add (h->shards, sh);
+    file = g_array_index (sh->files, UelFile, 0);
     file.path = g_strdup (shard_path);
-    file.size = uel_header_get_file_size (sh, 0);
-    file.data_offset = uel_header_get_data_offset (sh, 0);
     g_array_append_val (h->files, file);
   }
 
@@ -1026,6 +1101,45 @@ uel_header_get_metadata (const UelHeader * header)
   return header->metadata;
 }
 
+static gint
+strcmp_keys (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
+}
+
+/**
+ * uel_header_get_metadata_json:
+ * @header: a #UelHeader
+ *
+ * The metadata map as one compact JSON object, its keys sorted so that the
+ * text is the same for the same map: what the `uel-header` event and
+ * message carry in their `metadata` field.  Linear in the size of the map
+ * (plus the sort), whatever its keys: any string is a valid key here,
+ * where a #GstStructure field name is not.
+ *
+ * Returns: (transfer full): the JSON text, `{}` for no metadata
+ */
+gchar *
+uel_header_get_metadata_json (const UelHeader * header)
+{
+  guint n;
+  g_autofree const gchar **keys = (const gchar **)
+      g_hash_table_get_keys_as_array (header->metadata, &n);
+  GString *out = g_string_new ("{");
+
+  qsort (keys, n, sizeof (gchar *), strcmp_keys);
+  for (guint i = 0; i < n; i++) {
+    if (i)
+      g_string_append_c (out, ',');
+    uel_json_append_string (out, keys[i]);
+    g_string_append_c (out, ':');
+    uel_json_append_string (out, g_hash_table_lookup (header->metadata,
+            keys[i]));
+  }
+  g_string_append_c (out, '}');
+  return g_string_free (out, FALSE);
+}
+
 /**
  * uel_header_get_total_bytes:
  * @header: a #UelHeader
@@ -1092,6 +1206,30 @@ uel_header_get_data_offset (const UelHeader * header, guint file_index)
   return g_array_index (header->files, UelFile, file_index).data_offset;
 }
 
+/* Whether @st still describes the file that was validated. */
+static gboolean
+check_identity (const UelHeader * header, guint file_index,
+    const struct stat *st, GError ** error)
+{
+  const UelFile *f = &g_array_index (header->files, UelFile, file_index);
+  const gchar *what = NULL;
+
+  if ((guint64) st->st_dev != f->dev || (guint64) st->st_ino != f->ino)
+    what = "another file (a new inode) is now at this path";
+  else if ((guint64) st->st_size != f->size)
+    what = "its size changed";
+  else if ((gint64) st->st_mtim.tv_sec != f->mtime_sec
+      || (gint64) st->st_mtim.tv_nsec != f->mtime_nsec)
+    what = "it was written to (its modification time changed)";
+  if (!what)
+    return TRUE;
+  g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
+      "%s: the file changed after its header was validated: %s (now %"
+      G_GUINT64_FORMAT " bytes, was %" G_GUINT64_FORMAT ")", f->path, what,
+      (guint64) st->st_size, f->size);
+  return FALSE;
+}
+
 /**
  * uel_header_open_file:
  * @header: a #UelHeader
@@ -1100,9 +1238,10 @@ uel_header_get_data_offset (const UelHeader * header, guint file_index)
  * @error: return location for a #GError
  *
  * Opens one of the header's files for reading its tensors, and checks that
- * it is still the file that was validated: a regular file of the same size
- * (%UEL_ERROR_FILE_CHANGED otherwise).  The header was read on another
- * descriptor; this is the one to read the data with.
+ * it is still the file that was validated: a regular file with the same
+ * device, inode, size and modification time (%UEL_ERROR_FILE_CHANGED
+ * otherwise).  The header was read on another descriptor; this is the one
+ * to read the data with.
  *
  * Returns: a file descriptor to close(), or -1 with @error set
  */
@@ -1111,29 +1250,51 @@ uel_header_open_file (const UelHeader * header, guint file_index, gint flags,
     GError ** error)
 {
   const gchar *path;
-  guint64 size;
   struct stat st;
   gint fd;
 
   g_return_val_if_fail (file_index < header->files->len, -1);
   path = uel_header_get_file_path (header, file_index);
-  size = uel_header_get_file_size (header, file_index);
   fd = open_readonly (path, flags, error);
   if (fd < 0)
     return -1;
-  if (!check_regular (fd, path, &st, error)) {
-    close (fd);
-    return -1;
-  }
-  if ((guint64) st.st_size != size) {
-    g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
-        "%s: the file is now %" G_GUINT64_FORMAT " bytes, but was %"
-        G_GUINT64_FORMAT " when its header was validated", path,
-        (guint64) st.st_size, size);
+  if (!check_regular (fd, path, &st, error)
+      || !check_identity (header, file_index, &st, error)) {
     close (fd);
     return -1;
   }
   return fd;
+}
+
+/**
+ * uel_header_check_file:
+ * @header: a #UelHeader
+ * @file_index: below uel_header_get_n_files()
+ * @fd: a descriptor of that file, from uel_header_open_file()
+ * @error: return location for a #GError
+ *
+ * Checks that the file behind @fd is still what it was when its header
+ * was validated: same size and modification time.  A reader calls it
+ * after reading a tensor and before handing it on, so that bytes read
+ * while the file was rewritten in place, extended or truncated are an
+ * error (%UEL_ERROR_FILE_CHANGED) instead of a silent mix of old and new.
+ * A writer that keeps the size and sets the modification time back, or
+ * writes within the file system's timestamp granularity of the
+ * validation, is not seen.
+ *
+ * Returns: %TRUE when the file is unchanged
+ */
+gboolean
+uel_header_check_file (const UelHeader * header, guint file_index, gint fd,
+    GError ** error)
+{
+  struct stat st;
+
+  g_return_val_if_fail (file_index < header->files->len, FALSE);
+  if (fstat (fd, &st) < 0)
+    return io_error (error, uel_header_get_file_path (header, file_index),
+        "cannot stat", errno);
+  return check_identity (header, file_index, &st, error);
 }
 
 /**

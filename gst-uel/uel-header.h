@@ -86,6 +86,7 @@ const UelTensorInfo *uel_header_lookup          (const UelHeader * header,
                                                  const gchar * name,
                                                  guint * index);
 GHashTable          *uel_header_get_metadata    (const UelHeader * header);
+gchar               *uel_header_get_metadata_json (const UelHeader * header);
 guint64              uel_header_get_total_bytes (const UelHeader * header);
 
 guint                uel_header_get_n_files     (const UelHeader * header);
@@ -99,6 +100,10 @@ gchar              **uel_tensor_spec_split      (const gchar * spec);
 gint                 uel_header_open_file       (const UelHeader * header,
                                                  guint file_index,
                                                  gint flags,
+                                                 GError ** error);
+gboolean             uel_header_check_file      (const UelHeader * header,
+                                                 guint file_index,
+                                                 gint fd,
                                                  GError ** error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (UelHeader, uel_header_unref)

@@ -20,6 +20,44 @@ uel_json_lexer_init (UelJsonLexer * lx, const gchar * data, gsize len,
   lx->error_code = error_code;
 }
 
+void
+uel_json_append_string (GString * out, const gchar * s)
+{
+  g_string_append_c (out, '"');
+  for (const guchar * p = (const guchar *) s; *p; p++) {
+    switch (*p) {
+      case '"':
+        g_string_append (out, "\\\"");
+        break;
+      case '\\':
+        g_string_append (out, "\\\\");
+        break;
+      case '\b':
+        g_string_append (out, "\\b");
+        break;
+      case '\f':
+        g_string_append (out, "\\f");
+        break;
+      case '\n':
+        g_string_append (out, "\\n");
+        break;
+      case '\r':
+        g_string_append (out, "\\r");
+        break;
+      case '\t':
+        g_string_append (out, "\\t");
+        break;
+      default:
+        if (*p < 0x20)
+          g_string_append_printf (out, "\\u%04x", *p);
+        else
+          g_string_append_c (out, (gchar) * p);
+        break;
+    }
+  }
+  g_string_append_c (out, '"');
+}
+
 static gboolean
 syntax_error (UelJsonLexer * lx, GError ** error, const gchar * what)
 {

@@ -205,6 +205,14 @@ uel_tensor_meta_get_file (const UelTensorMeta * meta)
  * @n_tensors: tensors in the stream (after selection)
  * @total_bytes: their bytes
  *
+ * The fields: `location` (string), `n-tensors` (guint), `total-bytes`
+ * (guint64), `n-files` (guint), `header` (#UelHeader: every tensor, and
+ * the metadata as a table) and `metadata`: the `__metadata__` map as one
+ * JSON object (uel_header_get_metadata_json()).  The map travels as JSON
+ * text rather than as a nested #GstStructure because its keys are any
+ * string (an empty key or one with spaces is no field name) and a file may
+ * hold millions of them (a structure finds each field by a linear search).
+ *
  * Returns: (transfer full): a #GstStructure named
  *   %UEL_HEADER_STRUCTURE_NAME
  */
@@ -212,23 +220,17 @@ GstStructure *
 uel_header_structure_new (UelHeader * header, guint n_tensors,
     guint64 total_bytes)
 {
-  GstStructure *meta = gst_structure_new_empty ("metadata");
-  GstStructure *s;
-  GHashTableIter it;
-  gpointer k, v;
-
-  g_hash_table_iter_init (&it, uel_header_get_metadata (header));
-  while (g_hash_table_iter_next (&it, &k, &v))
-    gst_structure_set (meta, k, G_TYPE_STRING, v, NULL);
-
-  s = gst_structure_new (UEL_HEADER_STRUCTURE_NAME,
+  GstStructure *s = gst_structure_new (UEL_HEADER_STRUCTURE_NAME,
       "location", G_TYPE_STRING, uel_header_get_location (header),
       "n-tensors", G_TYPE_UINT, n_tensors,
       "total-bytes", G_TYPE_UINT64, total_bytes,
       "n-files", G_TYPE_UINT, uel_header_get_n_files (header),
-      "header", UEL_TYPE_HEADER, header,
-      "metadata", GST_TYPE_STRUCTURE, meta, NULL);
-  gst_structure_free (meta);
+      "header", UEL_TYPE_HEADER, header, NULL);
+  GValue v = G_VALUE_INIT;
+
+  g_value_init (&v, G_TYPE_STRING);
+  g_value_take_string (&v, uel_header_get_metadata_json (header));
+  gst_structure_take_value (s, "metadata", &v);
   return s;
 }
 

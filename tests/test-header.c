@@ -1409,14 +1409,132 @@ test_reject_fifo (void)
   assert_rejected (path, G_FILE_ERROR, G_FILE_ERROR_FAILED, NULL);
 }
 
-/* ------------------------------------------------------------------ */
-/* sharded checkpoints */
-
 static void
 write_text (const gchar * path, const gchar * text)
 {
   uel_test_write_bytes (path, text, strlen (text));
 }
+
+/* A file of another kind is named as such, not reported only as a header
+ * length nobody wrote (an outside test found "header length
+ * 3475222254926655346" for a text file); so is a shard that is a symlink
+ * to one. */
+static void
+test_reject_not_safetensors (void)
+{
+  g_autofree gchar *text = file_for ("a-text-file", ".safetensors");
+  g_autofree gchar *dir = file_for ("not-safetensors-shard", "");
+  g_autofree gchar *index = NULL, *link = NULL;
+  g_autoptr (GError) err = NULL;
+  g_autoptr (UelHeader) h = NULL;
+  static const gchar words[] = "Hello, this is a text file.\n";
+
+  uel_test_write_bytes (text, words, strlen (words));
+  assert_rejected (text, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
+      "not a safetensors file");
+  assert_rejected (text, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
+      "'Hello, t'");
+
+  g_assert_cmpint (g_mkdir (dir, 0700), ==, 0);
+  index = g_build_filename (dir, "model.safetensors.index.json", NULL);
+  link = g_build_filename (dir, "model-00001-of-00001.safetensors", NULL);
+  g_assert_cmpint (symlink (text, link), ==, 0);
+  write_text (index, "{\"weight_map\":{\"w\":"
+      "\"model-00001-of-00001.safetensors\"}}");
+  h = uel_header_open (index, &err);
+  g_assert_null (h);
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE);
+  assert_contains (err->message, "model-00001-of-00001.safetensors");
+  assert_contains (err->message, "not a safetensors file");
+}
+
+/* A file replaced, rewritten in place or touched after its header was
+ * validated is no longer the file the table describes: opening it for
+ * the data, or checking a descriptor of it, says so. */
+static void
+test_open_file_sees_changes (void)
+{
+  static const gchar header[] = "{" T ("a", "U8", "[4]", "[0,4]") "}";
+  g_autofree gchar *path = file_for ("changed-after-validation",
+      ".safetensors");
+  g_autofree gchar *other = file_for ("changed-after-validation-new",
+      ".safetensors");
+  g_autoptr (UelHeader) h = NULL;
+  struct timespec times[2] = { {0, UTIME_OMIT}, {12345, 678} };
+  GError *err = NULL;
+  gint fd, fd2;
+
+  write_with_data (path, header, strlen (header), 4);
+  h = open_ok (path);
+  fd = uel_header_open_file (h, 0, 0, &err);
+  g_assert_no_error (err);
+  g_assert_true (uel_header_check_file (h, 0, fd, &err));
+  g_assert_no_error (err);
+
+  /* the same size, written in place: the modification time tells */
+  g_assert_cmpint (utimensat (AT_FDCWD, path, times, 0), ==, 0);
+  g_assert_false (uel_header_check_file (h, 0, fd, &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_FILE_CHANGED);
+  assert_contains (err->message, path);
+  assert_contains (err->message, "modification time");
+  g_clear_error (&err);
+  g_assert_cmpint (uel_header_open_file (h, 0, 0, &err), ==, -1);
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_FILE_CHANGED);
+  g_clear_error (&err);
+
+  /* another file renamed over the path: a new inode, even with the same
+   * size and time; the descriptor open before still reads the old one */
+  write_with_data (other, header, strlen (header), 4);
+  g_assert_cmpint (utimensat (AT_FDCWD, other, times, 0), ==, 0);
+  g_assert_cmpint (g_rename (other, path), ==, 0);
+  g_assert_cmpint (uel_header_open_file (h, 0, 0, &err), ==, -1);
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_FILE_CHANGED);
+  assert_contains (err->message, "inode");
+  g_clear_error (&err);
+
+  /* truncated */
+  g_clear_pointer (&h, uel_header_unref);
+  h = open_ok (path);
+  fd2 = uel_header_open_file (h, 0, 0, &err);
+  g_assert_no_error (err);
+  g_assert_cmpint (truncate (path, 10), ==, 0);
+  g_assert_false (uel_header_check_file (h, 0, fd2, &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_FILE_CHANGED);
+  assert_contains (err->message, "size");
+  g_clear_error (&err);
+  close (fd);
+  close (fd2);
+}
+
+/* The metadata as JSON text: any key (empty, with spaces, with control
+ * characters) is fine there, and the text is the same whatever the hash
+ * table's order. */
+static void
+test_metadata_json (void)
+{
+  static const gchar header[] = "{\"__metadata__\":{\"sp ace\":\"y\","
+      "\"\":\"empty\",\"esc\":\"\\u001b[2J\\n\",\"q\\\"\":\"\\\\\"},"
+      T ("a", "U8", "[2]", "[0,2]") "}";
+  g_autofree gchar *path = file_for ("metadata-json", ".safetensors");
+  g_autofree gchar *none_path = file_for ("metadata-json-none",
+      ".safetensors");
+  g_autoptr (UelHeader) h = NULL, none = NULL;
+  g_autofree gchar *json = NULL, *empty = NULL;
+
+  write_with_data (path, header, strlen (header), 2);
+  h = open_ok (path);
+  json = uel_header_get_metadata_json (h);
+  g_assert_cmpstr (json, ==, "{\"\":\"empty\",\"esc\":\"\\u001b[2J\\n\","
+      "\"q\\\"\":\"\\\\\",\"sp ace\":\"y\"}");
+  write_with_data (none_path, "{" T ("a", "U8", "[2]", "[0,2]") "}",
+      strlen ("{" T ("a", "U8", "[2]", "[0,2]") "}"), 2);
+  none = open_ok (none_path);
+  empty = uel_header_get_metadata_json (none);
+  g_assert_cmpstr (empty, ==, "{}");
+}
+
+/* ------------------------------------------------------------------ */
+/* sharded checkpoints */
 
 static void
 test_sharded_three_shards (void)
@@ -1787,6 +1905,12 @@ main (int argc, char **argv)
   g_test_add_func ("/header/rejects/header-length-past-end-of-file",
       test_reject_header_past_end);
   g_test_add_func ("/header/rejects/directory", test_reject_directory);
+  g_test_add_func ("/header/rejects/other-files-as-not-safetensors",
+      test_reject_not_safetensors);
+  g_test_add_func ("/header/open-file/sees-files-changed-after-validation",
+      test_open_file_sees_changes);
+  g_test_add_func ("/header/metadata/as-json-text-whatever-the-keys",
+      test_metadata_json);
   g_test_add_func ("/header/rejects/missing-file", test_reject_missing_file);
   g_test_add_func ("/header/rejects/fifo-without-waiting-for-a-writer",
       test_reject_fifo);

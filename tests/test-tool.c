@@ -176,6 +176,71 @@ test_inspect_table (void)
   g_assert_true (g_str_has_suffix (out, verdict));
 }
 
+/* nothing but printable text and newlines: no escape sequence, carriage
+ * return, DEL or C1 control reaches the terminal */
+static void
+assert_terminal_safe (const gchar * text)
+{
+  for (const gchar * p = text; *p; p = g_utf8_next_char (p)) {
+    gunichar c = g_utf8_get_char (p);
+
+    if ((c < 0x20 && c != '\n') || (c >= 0x7f && c < 0xa0))
+      g_error ("control character U+%04X at byte %" G_GSIZE_FORMAT " of:\n%s",
+          c, (gsize) (p - text), text);
+  }
+}
+
+/* Names and metadata come from the file: printed raw, an escape sequence
+ * or a newline in them would drive the terminal or fake lines of output
+ * (an outside test found both in inspect's table and in launch -m). */
+static void
+test_hostile_text_is_escaped (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *path = uel_test_path ("hostile-names.safetensors");
+  g_autofree gchar *out = NULL, *err = NULL;
+  g_auto (GStrv) lines = NULL;
+
+  uel_test_builder_add (b, "evil\x1b[31mRED\x1b[0m\nname", "U8", "[1]", 1,
+      NULL);
+  uel_test_builder_add (b, "csi\xc2\x9b" "2J\r\x7f", "U8", "[1]", 1, NULL);
+  uel_test_builder_add (b, "back\\slash", "U8", "[1]", 1, NULL);
+  uel_test_builder_set_metadata (b, "", "empty key");
+  uel_test_builder_set_metadata (b, "sp ace", "y\x1b[2J");
+  uel_test_builder_set_metadata (b, "nl", "a\nb");
+  uel_test_builder_write (b, path, NULL);
+
+  g_assert_cmpint (run_tool (&out, &err, "inspect", path, NULL), ==, 0);
+  assert_terminal_safe (out);
+  lines = g_strsplit (out, "\n", -1);
+  /* one line a tensor, after the column titles */
+  g_assert_true (g_str_has_prefix (lines[1],
+          "evil\\x1b[31mRED\\x1b[0m\\x0aname  "));
+  g_assert_true (g_str_has_prefix (lines[2], "csi\\x9b2J\\x0d\\x7f  "));
+  g_assert_true (g_str_has_prefix (lines[3], "back\\\\slash  "));
+  g_assert_nonnull (strstr (out, "\nmetadata:\n  : empty key\n"
+          "  nl: a\\x0ab\n  sp ace: y\\x1b[2J\n"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  g_assert_cmpint (run_tool (&out, &err, "inspect", "--json", path, NULL), ==,
+      0);
+  assert_terminal_safe (out);
+  g_assert_nonnull (strstr (out, "\"csi\\u009b2J\\u000d\\u007f\""));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  {
+    g_autofree gchar *launch = g_strdup_printf ("location=%s", path);
+
+    g_assert_cmpint (run_tool (&out, &err, "launch", "-m", "uelsrc", launch,
+            "!", "fakesink", NULL), ==, 0);
+  }
+  assert_terminal_safe (out);
+  g_assert_nonnull (strstr (out, "3 tensors, 3 bytes; metadata: {\"\": "
+          "\"empty key\", \"nl\": \"a\\nb\", \"sp ace\": \"y\\u001b[2J\"}\n"));
+}
+
 static void
 test_inspect_invalid (void)
 {
@@ -696,6 +761,8 @@ main (int argc, char **argv)
   g_test_add_func ("/tool/inspect/invalid-file-prints-only-the-message",
       test_inspect_invalid);
   g_test_add_func ("/tool/inspect/sharded-checkpoint", test_inspect_sharded);
+  g_test_add_func ("/tool/hostile-names-and-metadata-are-escaped",
+      test_hostile_text_is_escaped);
   g_test_add_func ("/tool/inspect/json-parses-back", test_inspect_json);
   g_test_add_func ("/tool/inspect/checksum-equals-sha256-of-the-bytes",
       test_inspect_checksum);

@@ -54,6 +54,37 @@ errout (const gchar * format, ...)
   fflush (stderr);
 }
 
+/* Names, metadata and dictionaries come from the file: written as they
+ * are, an escape sequence or a newline in them would drive the terminal
+ * or fake lines of output.  Control characters (C0, DEL and C1) become
+ * \xNN and a backslash \\, so that what is shown is unambiguous; the rest
+ * of the UTF-8 is kept. */
+static gchar *
+printable (const gchar * s)
+{
+  GString *out = g_string_sized_new (strlen (s));
+  const gchar *p = s;
+
+  while (*p) {
+    gunichar c = g_utf8_get_char_validated (p, -1);
+
+    if (c == (gunichar) - 1 || c == (gunichar) - 2) {
+      /* not UTF-8 (a path can be anything): the byte, escaped */
+      g_string_append_printf (out, "\\x%02x", (guchar) * p);
+      p++;
+      continue;
+    }
+    if (c < 0x20 || (c >= 0x7f && c < 0xa0))
+      g_string_append_printf (out, "\\x%02x", c);
+    else if (c == '\\')
+      g_string_append (out, "\\\\");
+    else
+      g_string_append_unichar (out, c);
+    p = g_utf8_next_char (p);
+  }
+  return g_string_free (out, FALSE);
+}
+
 /* a size in IEC units with a plain space (g_format_size() puts a
  * no-break space there) */
 static gchar *
@@ -97,7 +128,9 @@ parse_options (GOptionContext * ctx, const gchar * command, gint * argc,
 /* inspect */
 
 /* a string as a JSON string literal: names and metadata are UTF-8 (the
- * header was validated); paths may not be, and are shown for display */
+ * header was validated); paths may not be, and are shown for display.
+ * Every control character is escaped, C1 (U+0080 to U+009F) too, so that
+ * the text is safe on a terminal. */
 static void
 json_string (GString * out, const gchar * s)
 {
@@ -111,6 +144,8 @@ json_string (GString * out, const gchar * s)
       g_string_append (out, "\\t");
     else if (*p < 0x20 || *p == 0x7f)
       g_string_append_printf (out, "\\u%04x", *p);
+    else if (*p == 0xc2 && p[1] >= 0x80 && p[1] < 0xa0)
+      g_string_append_printf (out, "\\u%04x", *++p);
     else
       g_string_append_c (out, (gchar) * p);
   }
@@ -275,6 +310,7 @@ print_table (UelHeader * h, gchar ** sums)
   gboolean sharded = uel_header_is_sharded (h);
   g_autofree const gchar **keys = sorted_keys (uel_header_get_metadata (h));
   g_auto (GStrv) shapes = g_new0 (gchar *, n + 1);
+  g_auto (GStrv) names = g_new0 (gchar *, n + 1);
   guint64 by_dtype_bytes[UEL_DTYPE_N_TYPES] = { 0, };
   guint by_dtype_n[UEL_DTYPE_N_TYPES] = { 0, };
   gint name_w = 4, shape_w = 5;
@@ -285,7 +321,8 @@ print_table (UelHeader * h, gchar ** sums)
     const UelTensorInfo *t = uel_header_get_tensor (h, i);
 
     shapes[i] = shape_string (t);
-    name_w = MAX (name_w, (gint) g_utf8_strlen (t->name, -1));
+    names[i] = printable (t->name);
+    name_w = MAX (name_w, (gint) g_utf8_strlen (names[i], -1));
     shape_w = MAX (shape_w, (gint) strlen (shapes[i]));
     by_dtype_n[t->dtype]++;
     by_dtype_bytes[t->dtype] += t->n_bytes;
@@ -301,19 +338,23 @@ print_table (UelHeader * h, gchar ** sums)
         g_path_get_basename (uel_header_get_file_path (h, t->file_index)) :
         NULL;
     /* pad by characters, not bytes, so that UTF-8 names line up */
-    gint pad = MAX (name_w - (gint) g_utf8_strlen (t->name, -1), 0);
+    gint pad = MAX (name_w - (gint) g_utf8_strlen (names[i], -1), 0);
 
     out ("%s%*s  %-11s  %-*s  %14" G_GUINT64_FORMAT "  %14"
-        G_GUINT64_FORMAT "%s%s%s%s\n", t->name, pad, "",
+        G_GUINT64_FORMAT "%s%s%s%s\n", names[i], pad, "",
         uel_dtype_to_string (t->dtype), shape_w, shapes[i], t->n_bytes,
         t->file_offset, shard ? "  " : "", shard ? shard : "",
         sums ? "  " : "", sums ? sums[i] : "");
   }
 
   out ("\nmetadata:%s\n", keys[0] ? "" : " none");
-  for (guint k = 0; keys[k]; k++)
-    out ("  %s: %s\n", keys[k],
-        (gchar *) g_hash_table_lookup (uel_header_get_metadata (h), keys[k]));
+  for (guint k = 0; keys[k]; k++) {
+    g_autofree gchar *key = printable (keys[k]);
+    g_autofree gchar *value = printable (g_hash_table_lookup
+        (uel_header_get_metadata (h), keys[k]));
+
+    out ("  %s: %s\n", key, value);
+  }
 
   for (guint d = 0; d < UEL_DTYPE_N_TYPES; d++) {
     g_autofree gchar *sz = NULL;
@@ -671,46 +712,47 @@ print_error_message (Launch * l, GstMessage * msg, gboolean warning)
   g_free (debug);
 }
 
-static gboolean
-print_metadata_field (GQuark field, const GValue * value, gpointer data)
-{
-  GString *s = data;
-
-  g_string_append_printf (s, "%s%s=%s", s->len ? ", " : "",
-      g_quark_to_string (field), G_VALUE_HOLDS_STRING (value) ?
-      g_value_get_string (value) : "?");
-  return TRUE;
-}
-
 /* -m: the header and the dictionaries as text, other messages as
  * structures */
 static void
 print_element_message (Launch * l, GstMessage * msg, const GstStructure * s)
 {
   const gchar *name = NULL, *json = NULL;
+  UelHeader *header = NULL;
 
   clear_progress (l);
-  if (gst_structure_has_name (s, UEL_HEADER_STRUCTURE_NAME)) {
-    const GstStructure *meta = NULL;
-    const GValue *v = gst_structure_get_value (s, "metadata");
+  if (uel_header_message_parse (msg, &header)) {
+    GHashTable *table = uel_header_get_metadata (header);
+    g_autofree gchar *meta = NULL, *location = NULL;
     guint n = 0;
     guint64 bytes = 0;
-    GString *m = g_string_new (NULL);
 
-    if (v && GST_VALUE_HOLDS_STRUCTURE (v))
-      meta = gst_value_get_structure (v);
-    if (meta)
-      gst_structure_foreach (meta, print_metadata_field, m);
+    /* the map as JSON: escaped, on one line, whatever the keys */
+    if (g_hash_table_size (table)) {
+      g_autofree const gchar **keys = sorted_keys (table);
+      GString *m = g_string_new ("{");
+
+      for (guint k = 0; keys[k]; k++) {
+        g_string_append (m, k ? ", " : "");
+        json_string (m, keys[k]);
+        g_string_append (m, ": ");
+        json_string (m, g_hash_table_lookup (table, keys[k]));
+      }
+      g_string_append_c (m, '}');
+      meta = g_string_free (m, FALSE);
+    }
+    location = printable (uel_header_get_location (header));
     gst_structure_get_uint (s, "n-tensors", &n);
     gst_structure_get_uint64 (s, "total-bytes", &bytes);
     out ("header from %s: %s: %u tensors, %" G_GUINT64_FORMAT " bytes; "
-        "metadata: %s\n", GST_MESSAGE_SRC_NAME (msg),
-        gst_structure_get_string (s, "location"), n, bytes,
-        m->len ? m->str : "none");
-    g_string_free (m, TRUE);
+        "metadata: %s\n", GST_MESSAGE_SRC_NAME (msg), location, n, bytes,
+        meta ? meta : "none");
+    uel_header_unref (header);
   } else if (uel_dict_message_parse (msg, &name, &json)) {
-    out ("dictionary '%s' from %s: %s\n", name, GST_MESSAGE_SRC_NAME (msg),
-        json);
+    g_autofree gchar *pname = printable (name), *pjson = printable (json);
+
+    out ("dictionary '%s' from %s: %s\n", pname, GST_MESSAGE_SRC_NAME (msg),
+        pjson);
   } else {
     g_autofree gchar *text = gst_structure_to_string (s);
 
