@@ -1296,29 +1296,3 @@ uel_header_check_file (const UelHeader * header, guint file_index, gint fd,
         "cannot stat", errno);
   return check_identity (header, file_index, &st, error);
 }
-
-/**
- * uel_tensor_spec_split:
- * @spec: (nullable): comma-separated tensor names or glob patterns, as the
- *   `tensors` properties of `uelsrc` and `ueldictdecode` take them
- *
- * Splits @spec the one way every element reads it: at commas, blanks around
- * each item removed, empty items dropped.  Names containing a comma cannot
- * be written there.
- *
- * Returns: (transfer full) (array zero-terminated=1): the items, an empty
- *   vector for %NULL or an empty @spec
- */
-gchar **
-uel_tensor_spec_split (const gchar * spec)
-{
-  g_auto (GStrv) items = g_strsplit (spec ? spec : "", ",", -1);
-  g_autoptr (GStrvBuilder) out = g_strv_builder_new ();
-
-  for (guint i = 0; items[i]; i++) {
-    g_strstrip (items[i]);
-    if (*items[i])
-      g_strv_builder_add (out, items[i]);
-  }
-  return g_strv_builder_end (out);
-}

@@ -96,7 +96,6 @@ guint64              uel_header_get_file_size   (const UelHeader * header,
                                                  guint file_index);
 guint64              uel_header_get_data_offset (const UelHeader * header,
                                                  guint file_index);
-gchar              **uel_tensor_spec_split      (const gchar * spec);
 gint                 uel_header_open_file       (const UelHeader * header,
                                                  guint file_index,
                                                  gint flags,

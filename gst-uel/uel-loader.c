@@ -52,6 +52,7 @@
 #include "uel-io.h"
 #include "uel-loader.h"
 #include "uel-meta.h"
+#include "uel-select.h"
 
 GST_DEBUG_CATEGORY_STATIC (uel_loader_debug);
 #define GST_CAT_DEFAULT uel_loader_debug
@@ -922,26 +923,19 @@ pool_size_for (UelHeader * header, GHashTable * wanted, guint64 window)
   return MAX (best + largest, G_GUINT64_CONSTANT (2) << 20);
 }
 
-/* joins the names for uelsrc's 'tensors' property, or returns NULL when a
- * name cannot be written there (a comma, surrounding blanks): uelsrc then
- * reads every tensor and the source probe drops the others */
+/* joins the names for uelsrc's 'tensors' property, each escaped so that
+ * it is read back as that literal name */
 static gchar *
 tensors_spec (const gchar * const *keys)
 {
   GString *s = g_string_new (NULL);
 
   for (guint i = 0; keys[i]; i++) {
-    const gchar *k = keys[i];
-    gsize len = strlen (k);
+    g_autofree gchar *escaped = uel_tensor_name_escape (keys[i]);
 
-    if (len == 0 || strchr (k, ',') || g_ascii_isspace (k[0])
-        || g_ascii_isspace (k[len - 1])) {
-      g_string_free (s, TRUE);
-      return NULL;
-    }
     if (i)
       g_string_append_c (s, ',');
-    g_string_append (s, k);
+    g_string_append (s, escaped);
   }
   return g_string_free (s, FALSE);
 }

@@ -76,7 +76,7 @@ struct _GstUelDictDecode
 
   /* properties, under the object lock */
   gchar *tensors;
-  GPtrArray *patterns;          /* GPatternSpec; empty: every 1-D U8 tensor */
+  UelTensorFilter *filter;      /* no names: every 1-D U8 tensor */
   gboolean strict;
 
   /* streaming thread: the chunked tensor being assembled */
@@ -113,18 +113,18 @@ GST_ELEMENT_REGISTER_DEFINE (ueldictdecode, "ueldictdecode", GST_RANK_NONE,
 static gboolean
 is_selected (GstUelDictDecode * self, const UelTensorMeta * meta)
 {
-  const gchar *name = uel_tensor_meta_get_name (meta);
-  gboolean take = FALSE;
-  guint n_dims;
+  gboolean take;
 
   GST_OBJECT_LOCK (self);
-  if (self->patterns->len == 0) {
+  if (uel_tensor_filter_has_names (self->filter)) {
+    take = uel_tensor_filter_matches (self->filter,
+        uel_tensor_meta_get_tensor_info (meta));
+  } else {
+    guint n_dims;
+
     uel_tensor_meta_get_shape (meta, &n_dims);
     take = meta->dtype == UEL_DTYPE_U8 && n_dims == 1;
   }
-  for (guint i = 0; i < self->patterns->len && !take; i++)
-    take = g_pattern_spec_match_string (g_ptr_array_index (self->patterns, i),
-        name);
   GST_OBJECT_UNLOCK (self);
   return take;
 }
@@ -385,14 +385,11 @@ gst_uel_dict_decode_change_state (GstElement * element,
 static void
 set_tensors (GstUelDictDecode * self, const gchar * spec)
 {
-  g_auto (GStrv) items = NULL;
-
   g_free (self->tensors);
   self->tensors = g_strdup (spec);
-  g_ptr_array_set_size (self->patterns, 0);
-  items = uel_tensor_spec_split (spec);
-  for (guint i = 0; items[i]; i++)
-    g_ptr_array_add (self->patterns, g_pattern_spec_new (items[i]));
+  uel_tensor_filter_free (self->filter);
+  self->filter = uel_tensor_filter_new ();
+  uel_tensor_filter_add_names (self->filter, spec);
 }
 
 static void
@@ -444,7 +441,7 @@ gst_uel_dict_decode_finalize (GObject * object)
 
   reset_assembly (self);
   g_free (self->tensors);
-  g_ptr_array_unref (self->patterns);
+  uel_tensor_filter_free (self->filter);
   G_OBJECT_CLASS (parent_class)->finalize (object);
 }
 
@@ -463,7 +460,8 @@ gst_uel_dict_decode_class_init (GstUelDictDecodeClass * klass)
   g_object_class_install_property (gobject_class, PROP_TENSORS,
       g_param_spec_string ("tensors", "Tensors",
           "Comma-separated names or glob patterns (* and ?) of the tensors "
-          "to decode as JSON dictionaries (empty = every 1-D U8 tensor)",
+          "to decode as JSON dictionaries; a backslash takes the next "
+          "character literally (\\, \\* \\\\) (empty = every 1-D U8 tensor)",
           DEFAULT_TENSORS, rw_playing));
   g_object_class_install_property (gobject_class, PROP_STRICT,
       g_param_spec_boolean ("strict", "Strict",
@@ -501,7 +499,6 @@ gst_uel_dict_decode_init (GstUelDictDecode * self)
   GST_PAD_SET_PROXY_SCHEDULING (self->srcpad);
   gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
 
-  self->patterns = g_ptr_array_new_with_free_func ((GDestroyNotify)
-      g_pattern_spec_free);
+  self->filter = uel_tensor_filter_new ();
   self->strict = DEFAULT_STRICT;
 }

@@ -874,102 +874,44 @@ error:
 /* ------------------------------------------------------------------ */
 /* state */
 
-/* The names of the 'dtypes' property as a table of the accepted dtypes;
- * an empty list accepts every dtype. */
-static gboolean
-parse_dtypes (GstUelSrc * self, const gchar * spec, gboolean * accept,
-    GError ** error)
+/* Appends where a selection error comes from: the message of a filter
+ * names the file and the item, not the element's property. */
+static void
+suffix_error (GError * err, const gchar * property)
 {
-  g_auto (GStrv) items = NULL;
-  gboolean any = FALSE;
+  gchar *old = err->message;
 
-  for (guint d = 0; d < UEL_DTYPE_N_TYPES; d++)
-    accept[d] = FALSE;
-  if (spec && *spec) {
-    items = g_strsplit (spec, ",", -1);
-    for (guint i = 0; items[i]; i++) {
-      g_autofree gchar *name = g_ascii_strup (g_strstrip (items[i]), -1);
-      UelDType d;
-
-      if (!*name)
-        continue;
-      d = uel_dtype_from_string (name, -1);
-      if (d == UEL_DTYPE_INVALID) {
-        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
-            "%s: unknown dtype \"%s\" (property 'dtypes')",
-            uel_header_get_location (self->header), items[i]);
-        return FALSE;
-      }
-      accept[d] = TRUE;
-      any = TRUE;
-    }
-  }
-  if (!any)
-    for (guint d = 0; d < UEL_DTYPE_N_TYPES; d++)
-      accept[d] = TRUE;
-  return TRUE;
+  err->message = g_strdup_printf ("%s (property '%s')", old, property);
+  g_free (old);
 }
 
 static gboolean
-select_tensors (GstUelSrc * self, const gchar * spec, GError ** error)
+select_tensors (GstUelSrc * self, GError ** error)
 {
-  gboolean dtype_ok[UEL_DTYPE_N_TYPES];
-  g_autofree gchar *dtypes = NULL;
+  g_autoptr (UelTensorFilter) filter = uel_tensor_filter_new ();
+  g_autofree gchar *spec = NULL, *dtypes = NULL;
   gint ndim;
-  guint n = uel_header_get_n_tensors (self->header);
-  g_auto (GStrv) items = NULL;
-  GPtrArray *patterns = g_ptr_array_new_with_free_func (
-      (GDestroyNotify) g_pattern_spec_free);
-  g_autofree gboolean *used = NULL;
-  gboolean ok = TRUE;
 
-  self->selected = g_array_sized_new (FALSE, FALSE, sizeof (guint), n);
-  self->selected_bytes = 0;
   GST_OBJECT_LOCK (self);
+  spec = g_strdup (self->tensors);
   dtypes = g_strdup (self->dtypes);
   ndim = self->ndim;
   GST_OBJECT_UNLOCK (self);
-  if (!parse_dtypes (self, dtypes, dtype_ok, error)) {
-    g_ptr_array_unref (patterns);
+
+  uel_tensor_filter_add_names (filter, spec);
+  uel_tensor_filter_set_ndim (filter, ndim);
+  if (!uel_tensor_filter_set_dtypes (filter, dtypes, error)) {
+    g_prefix_error (error, "%s: ", uel_header_get_location (self->header));
+    suffix_error (*error, "dtypes");
     return FALSE;
   }
-  items = uel_tensor_spec_split (spec);
-  for (guint i = 0; items[i]; i++)
-    g_ptr_array_add (patterns, g_pattern_spec_new (items[i]));
-  used = g_new0 (gboolean, patterns->len + 1);
-
-  for (guint i = 0; i < n; i++) {
-    const UelTensorInfo *t = uel_header_get_tensor (self->header, i);
-    gboolean take = patterns->len == 0;
-
-    for (guint p = 0; p < patterns->len; p++) {
-      if (g_pattern_spec_match_string (g_ptr_array_index (patterns, p),
-              t->name)) {
-        used[p] = TRUE;
-        take = TRUE;
-      }
-    }
-    /* dtypes and ndim narrow what the names chose: a pattern naming only
-     * tensors they exclude still counts as matching */
-    if (!dtype_ok[t->dtype] || (ndim >= 0 && t->n_dims != (guint) ndim))
-      take = FALSE;
-    if (take) {
-      g_array_append_val (self->selected, i);
-      self->selected_bytes += t->n_bytes;
-    }
+  self->selected = uel_tensor_filter_select (filter, self->header,
+      &self->selected_bytes, error);
+  if (!self->selected) {
+    suffix_error (*error, "tensors");
+    return FALSE;
   }
-
-  for (guint p = 0; p < patterns->len; p++) {
-    if (!used[p]) {
-      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
-          "%s: no tensor matches \"%s\" (property 'tensors')",
-          uel_header_get_location (self->header), items[p]);
-      ok = FALSE;
-      break;
-    }
-  }
-  g_ptr_array_unref (patterns);
-  return ok;
+  return TRUE;
 }
 
 static void
@@ -991,14 +933,12 @@ static gboolean
 gst_uel_src_open (GstUelSrc * self)
 {
   g_autofree gchar *location = NULL;
-  g_autofree gchar *spec = NULL;
   GstUelSrcMethod method;
   guint io_threads;
   GError *err = NULL;
 
   GST_OBJECT_LOCK (self);
   location = g_strdup (self->location);
-  spec = g_strdup (self->tensors);
   method = self->method;
   io_threads = self->io_threads;
   GST_OBJECT_UNLOCK (self);
@@ -1013,7 +953,7 @@ gst_uel_src_open (GstUelSrc * self)
   self->header = uel_header_open (location, &err);
   if (!self->header)
     goto failed;
-  if (!select_tensors (self, spec, &err))
+  if (!select_tensors (self, &err))
     goto failed;
   if (!open_files (self, method, &err))
     goto failed;
@@ -1272,7 +1212,8 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
   g_object_class_install_property (gobject_class, PROP_TENSORS,
       g_param_spec_string ("tensors", "Tensors",
           "Comma-separated tensor names or glob patterns (* and ?) to read, "
-          "in file order; each must match at least one tensor "
+          "in file order; each must match at least one tensor; a backslash "
+          "takes the next character literally (\\, \\* \\\\) "
           "(empty = all tensors)", DEFAULT_TENSORS, rw_ready));
   g_object_class_install_property (gobject_class, PROP_METHOD,
       g_param_spec_enum ("method", "Method",

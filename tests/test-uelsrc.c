@@ -278,6 +278,27 @@ test_selection (void)
     g_assert_cmpuint (meta->count, ==, 4);
   }
 
+  /* names with commas and pattern characters, escaped */
+  {
+    g_autoptr (UelTestBuilder) b2 = uel_test_builder_new ();
+    g_autofree gchar *path2 = uel_test_path ("select-escaped.safetensors");
+    g_autofree gchar *launch2 = NULL;
+    g_autoptr (GPtrArray) bufs2 = NULL;
+
+    uel_test_builder_add (b2, "a,b", "U8", "[1]", 1, NULL);
+    uel_test_builder_add (b2, "w*", "U8", "[1]", 1, NULL);
+    uel_test_builder_add (b2, "w1", "U8", "[1]", 1, NULL);
+    uel_test_builder_write (b2, path2, NULL);
+    launch2 = g_strdup_printf ("uelsrc location=\"%s\" "
+        "tensors=\"w\\\\*, a\\\\,b\" ! fakesink name=sink", path2);
+    bufs2 = run_ok (launch2);
+    g_assert_cmpuint (bufs2->len, ==, 2);
+    g_assert_cmpstr (uel_tensor_meta_get_name (uel_buffer_get_tensor_meta
+            (g_ptr_array_index (bufs2, 0))), ==, "a,b");
+    g_assert_cmpstr (uel_tensor_meta_get_name (uel_buffer_get_tensor_meta
+            (g_ptr_array_index (bufs2, 1))), ==, "w*");
+  }
+
   /* a name that matches nothing is an error, and nothing is pushed */
   g_clear_pointer (&launch, g_free);
   g_ptr_array_set_size (bufs, 0);
