@@ -18,6 +18,11 @@
  * are on transparent huge pages and are faulted in by their first write,
  * one fault per 2 MiB: when several threads read parts of one tensor (as
  * uelsrc's I/O threads do), they fault their parts in at the same time.
+ *
+ * Memory of up to %UEL_HOST_SMALL_MAX bytes is not a page of its own: it
+ * comes from the C heap, with its memory struct, 64-byte aligned (more
+ * than any dtype needs).  A page each would make a million one-byte
+ * tensors hold 4 GiB.
  */
 
 #include "config.h"
@@ -44,7 +49,10 @@ typedef struct
 {
   GstMemory mem;
   guint8 *base;
+  gboolean small;               /* base lies inside this struct's own block */
 } UelHostMemory;
+
+#define SMALL_ALIGN ((gsize) 64)
 
 struct _UelHostAllocator
 {
@@ -109,6 +117,35 @@ map_block (gsize bs)
   return p;
 }
 
+static void
+init_memory (UelHostMemory * mem, GstAllocator * allocator, gsize maxsize,
+    gsize size, GstAllocationParams * params)
+{
+  gst_memory_init (GST_MEMORY_CAST (mem), params->flags, allocator, NULL,
+      maxsize, params->align, params->prefix, size);
+  if (params->prefix && (params->flags & GST_MEMORY_FLAG_ZERO_PREFIXED))
+    memset (mem->base, 0, params->prefix);
+  if (params->padding && (params->flags & GST_MEMORY_FLAG_ZERO_PADDED))
+    memset (mem->base + params->prefix + size, 0, params->padding);
+}
+
+/* small memory: struct and data in one heap block, the data 64-aligned */
+static GstMemory *
+small_alloc (GstAllocator * allocator, gsize maxsize, gsize size,
+    GstAllocationParams * params)
+{
+  UelHostMemory *mem = g_try_malloc (sizeof (UelHostMemory) + SMALL_ALIGN +
+      maxsize);
+
+  if (!mem)
+    return NULL;
+  mem->base = (guint8 *) ((GPOINTER_TO_SIZE (mem + 1) + SMALL_ALIGN - 1) &
+      ~(SMALL_ALIGN - 1));
+  mem->small = TRUE;
+  init_memory (mem, allocator, maxsize, size, params);
+  return GST_MEMORY_CAST (mem);
+}
+
 static GstMemory *
 host_alloc (GstAllocator * allocator, gsize size, GstAllocationParams * params)
 {
@@ -124,8 +161,15 @@ host_alloc (GstAllocator * allocator, gsize size, GstAllocationParams * params)
     return NULL;
   }
   if (!g_size_checked_add (&maxsize, size, params->prefix)
-      || !g_size_checked_add (&maxsize, maxsize, params->padding)
-      || (bs = block_size (maxsize)) == 0)
+      || !g_size_checked_add (&maxsize, maxsize, params->padding))
+    return NULL;
+  if (maxsize <= UEL_HOST_SMALL_MAX && params->align < SMALL_ALIGN) {
+    g_mutex_lock (&self->lock);
+    self->n_fresh++;
+    g_mutex_unlock (&self->lock);
+    return small_alloc (allocator, maxsize, size, params);
+  }
+  if ((bs = block_size (maxsize)) == 0)
     return NULL;
 
   g_mutex_lock (&self->lock);
@@ -155,12 +199,8 @@ host_alloc (GstAllocator * allocator, gsize size, GstAllocationParams * params)
 
   mem = g_new (UelHostMemory, 1);
   mem->base = base;
-  gst_memory_init (GST_MEMORY_CAST (mem), params->flags, allocator, NULL, bs,
-      params->align, params->prefix, size);
-  if (params->prefix && (params->flags & GST_MEMORY_FLAG_ZERO_PREFIXED))
-    memset (base, 0, params->prefix);
-  if (params->padding && (params->flags & GST_MEMORY_FLAG_ZERO_PADDED))
-    memset (base + params->prefix + size, 0, params->padding);
+  mem->small = FALSE;
+  init_memory (mem, allocator, bs, size, params);
   return GST_MEMORY_CAST (mem);
 }
 
@@ -172,8 +212,9 @@ host_free (GstAllocator * allocator, GstMemory * memory)
   gsize bs = memory->maxsize;
   gboolean keep;
 
-  if (memory->parent) {
-    /* a shared sub-memory: its parent owns the block */
+  if (memory->parent || mem->small) {
+    /* a shared sub-memory (its parent owns the block), or a small memory
+     * that is one heap block with its struct */
     g_free (mem);
     return;
   }
@@ -305,7 +346,8 @@ uel_host_allocator_new (guint64 max_cached_bytes)
 /**
  * uel_host_allocator_get_stats:
  * @allocator: a #UelHostAllocator
- * @n_fresh: (out) (optional): blocks newly mapped
+ * @n_fresh: (out) (optional): blocks newly mapped, and small memories
+ *   taken from the heap
  * @n_reused: (out) (optional): blocks handed out again
  * @cached_bytes: (out) (optional): bytes kept for reuse now
  */

@@ -9,6 +9,14 @@ G_BEGIN_DECLS
 
 #define UEL_HOST_MEMORY_TYPE "UelHostMemory"
 
+/**
+ * UEL_HOST_SMALL_MAX:
+ *
+ * Memory of up to this many bytes comes from the C heap, 64-byte aligned,
+ * rather than from a page-aligned block of its own.
+ */
+#define UEL_HOST_SMALL_MAX 2048
+
 #define UEL_TYPE_HOST_ALLOCATOR (uel_host_allocator_get_type ())
 G_DECLARE_FINAL_TYPE (UelHostAllocator, uel_host_allocator, UEL,
     HOST_ALLOCATOR, GstAllocator)

@@ -200,6 +200,37 @@ uel_tensor_meta_get_file (const UelTensorMeta * meta)
 }
 
 /**
+ * uel_buffer_get_footprint:
+ * @buffer: a #GstBuffer
+ *
+ * The host or device memory @buffer holds, as a bounded queue should count
+ * it: for each memory its allocated size (a page-aligned block is counted
+ * whole, so a tensor of one byte in a page costs the page) plus
+ * %UEL_MEMORY_OVERHEAD, and %UEL_BUFFER_OVERHEAD for the buffer and its
+ * metas.  A memory shared from another (gst_memory_share(): a chunk, a
+ * view into one device allocation) counts its own size only, its parent
+ * being counted where it is held whole.  The overheads are measured, not
+ * guessed: a million one-byte tensors from `uelsrc` hold about 610 bytes
+ * each (GLib 2.74, GStreamer 1.22, x86-64).
+ *
+ * Returns: the bytes, never less than the payload
+ */
+guint64
+uel_buffer_get_footprint (GstBuffer * buffer)
+{
+  guint n = gst_buffer_n_memory (buffer);
+  guint64 bytes = UEL_BUFFER_OVERHEAD;
+
+  for (guint i = 0; i < n; i++) {
+    GstMemory *mem = gst_buffer_peek_memory (buffer, i);
+
+    bytes += UEL_MEMORY_OVERHEAD + (mem->parent ? mem->size :
+        MAX (mem->maxsize, mem->size));
+  }
+  return bytes;
+}
+
+/**
  * uel_header_structure_new:
  * @header: a #UelHeader
  * @n_tensors: tensors in the stream (after selection)

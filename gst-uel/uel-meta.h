@@ -83,6 +83,23 @@ const guint64       *uel_tensor_meta_get_shape       (const UelTensorMeta * meta
 guint64              uel_tensor_meta_get_file_offset (const UelTensorMeta * meta);
 const gchar         *uel_tensor_meta_get_file        (const UelTensorMeta * meta);
 
+/**
+ * UEL_BUFFER_OVERHEAD:
+ *
+ * The bytes uel_buffer_get_footprint() counts for a #GstBuffer and its
+ * metas, beside its memories.
+ */
+#define UEL_BUFFER_OVERHEAD 448
+/**
+ * UEL_MEMORY_OVERHEAD:
+ *
+ * The bytes uel_buffer_get_footprint() counts for each memory's struct,
+ * alignment and allocator bookkeeping, beside its allocated size.
+ */
+#define UEL_MEMORY_OVERHEAD 256
+
+guint64              uel_buffer_get_footprint        (GstBuffer * buffer);
+
 /* the header, downstream (sticky event) and to the application (message) */
 
 /**
@@ -91,8 +108,9 @@ const gchar         *uel_tensor_meta_get_file        (const UelTensorMeta * meta
  * Name of the structure of the sticky event and of the element message
  * that carry a stream's header: fields `location` (string), `n-tensors`
  * (guint, tensors in the stream after selection), `total-bytes` (guint64,
- * their bytes), `metadata` (#GstStructure named `metadata`, one string
- * field per `__metadata__` entry) and `header` (#UelHeader).
+ * their bytes), `n-files` (guint), `metadata` (string: the `__metadata__`
+ * map as one JSON object, see uel_header_get_metadata_json()) and
+ * `header` (#UelHeader).
  */
 #define UEL_HEADER_STRUCTURE_NAME "uel-header"
 

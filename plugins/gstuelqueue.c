@@ -22,6 +22,13 @@
  * while one such oversized tensor is the only buffer queued;
  * #GstUelQueue:max-level-bytes records the highest level reached.
  *
+ * The byte levels and limit count the memory the buffers hold, as
+ * uel_buffer_get_footprint() measures it: each memory's allocation (a
+ * one-byte tensor in a page of its own counts the page) plus a fixed
+ * overhead per memory and per buffer (about 700 bytes for a small
+ * tensor).  Counting the payload alone let a file of a million one-byte
+ * tensors hold gigabytes in a queue that counted one megabyte.
+ *
  * The levels count the buffers waiting in the queue: not the one being
  * pushed downstream, and neither events nor queries.  They are not notified
  * (a notification per tensor would cost more than it tells): read them, or
@@ -231,7 +238,8 @@ static GstFlowReturn
 gst_uel_queue_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
 {
   GstUelQueue *self = GST_UEL_QUEUE (parent);
-  guint64 size = gst_buffer_get_size (buffer);
+  guint64 payload = gst_buffer_get_size (buffer);
+  guint64 size = uel_buffer_get_footprint (buffer);
   gboolean waited = FALSE;
   GstFlowReturn ret;
 
@@ -260,7 +268,7 @@ gst_uel_queue_chain (GstPad * pad, GstObject * parent, GstBuffer * buffer)
   self->cur_bytes += size;
   self->cur_buffers++;
   self->in_buffers++;
-  self->in_bytes += size;
+  self->in_bytes += payload;
   self->peak_bytes = MAX (self->peak_bytes, self->cur_bytes);
   self->peak_buffers = MAX (self->peak_buffers, self->cur_buffers);
   g_cond_signal (&self->item_add);
@@ -477,12 +485,11 @@ gst_uel_queue_loop (GstPad * pad)
 
   item = g_queue_pop_head (&self->items);
   if (GST_IS_BUFFER (item)) {
-    guint64 size = gst_buffer_get_size (GST_BUFFER_CAST (item));
-
-    self->cur_bytes -= size;
+    /* a queued buffer is ours alone: its memories are what they were */
+    self->cur_bytes -= uel_buffer_get_footprint (GST_BUFFER_CAST (item));
     self->cur_buffers--;
     self->out_buffers++;
-    self->out_bytes += size;
+    self->out_bytes += gst_buffer_get_size (GST_BUFFER_CAST (item));
     g_cond_signal (&self->item_del);
   } else if (GST_IS_QUERY (item)) {
     self->query_in_flight = GST_QUERY_CAST (item);
@@ -715,8 +722,9 @@ gst_uel_queue_class_init (GstUelQueueClass * klass)
 
   g_object_class_install_property (gobject_class, PROP_MAX_SIZE_BYTES,
       g_param_spec_uint64 ("max-size-bytes", "Max. size (bytes)",
-          "Most bytes of buffers held in the queue (0 = no limit); a single "
-          "buffer larger than this still enters an empty queue",
+          "Most bytes of memory the queued buffers hold, overheads "
+          "included (0 = no limit); a single buffer larger than this still "
+          "enters an empty queue",
           0, G_MAXUINT64, DEFAULT_MAX_SIZE_BYTES, rw));
   g_object_class_install_property (gobject_class, PROP_MAX_SIZE_BUFFERS,
       g_param_spec_uint ("max-size-buffers", "Max. size (buffers)",
@@ -724,7 +732,9 @@ gst_uel_queue_class_init (GstUelQueueClass * klass)
           0, G_MAXUINT, DEFAULT_MAX_SIZE_BUFFERS, rw));
   g_object_class_install_property (gobject_class, PROP_CURRENT_LEVEL_BYTES,
       g_param_spec_uint64 ("current-level-bytes", "Current level (bytes)",
-          "Bytes of buffers in the queue now (events and queries count 0)",
+          "Bytes of memory the queued buffers hold now: their allocations "
+          "and a fixed overhead per buffer and memory (events and queries "
+          "count 0)",
           0, G_MAXUINT64, 0, ro));
   g_object_class_install_property (gobject_class, PROP_CURRENT_LEVEL_BUFFERS,
       g_param_spec_uint ("current-level-buffers", "Current level (buffers)",
@@ -744,7 +754,8 @@ gst_uel_queue_class_init (GstUelQueueClass * klass)
    * READY to PAUSED: `current-level-bytes` (guint64),
    * `current-level-buffers` (guint), `max-level-bytes` (guint64),
    * `max-level-buffers` (guint), `in-buffers`, `in-bytes`, `out-buffers`,
-   * `out-bytes` (guint64: what entered and left the queue), `overruns` and
+   * `out-bytes` (guint64: what entered and left the queue; these bytes are
+   * the tensors' payload, the levels their memory), `overruns` and
    * `underruns` (guint64: how often upstream waited on a full queue and the
    * streaming thread on an empty one).
    */

@@ -9,7 +9,9 @@
 #include "config.h"
 
 #include <gst/check/gstharness.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test-utils.h"
 
@@ -78,6 +80,31 @@ pull_and_check (GstHarness * h, gsize size, guint seed)
 
   assert_tensor (buf, size, seed);
   gst_buffer_unref (buf);
+}
+
+/* What the queue counts for a buffer of @size bytes from
+ * gst_buffer_new_allocate() (tensor_new()): its memory (system memory
+ * adds its alignment) and the fixed overheads. */
+static guint64
+footprint (gsize size)
+{
+  GstBuffer *buf = gst_buffer_new_allocate (NULL, size, NULL);
+  guint64 bytes = uel_buffer_get_footprint (buf);
+
+  g_assert_cmpuint (bytes, >=, size + UEL_BUFFER_OVERHEAD +
+      UEL_MEMORY_OVERHEAD);
+  gst_buffer_unref (buf);
+  return bytes;
+}
+
+/* ... and for a tensor of @size bytes that uelsrc read into its host
+ * memory: blocks of whole pages above UEL_HOST_SMALL_MAX (up to 1 MiB) */
+static guint64
+src_footprint (gsize size)
+{
+  if (size > UEL_HOST_SMALL_MAX)
+    size = (size + 4095) / 4096 * 4096;
+  return size + UEL_BUFFER_OVERHEAD + UEL_MEMORY_OVERHEAD;
 }
 
 static guint64
@@ -480,7 +507,8 @@ test_keeps_order (void)
       GST_FLOW_OK);
   /* events and queries take no room */
   g_assert_cmpuint (level_buffers (h->element), ==, 2);
-  g_assert_cmpuint (level_bytes (h->element), ==, sizes[1] + sizes[2]);
+  g_assert_cmpuint (level_bytes (h->element), ==, footprint (sizes[1]) +
+      footprint (sizes[2]));
 
   /* answered downstream, after b2, by the harness's allocator */
   caps = gst_caps_from_string (TENSOR_CAPS);
@@ -594,13 +622,13 @@ test_oversized_tensor_passes_when_empty (void)
   /* five times the limit, and it enters at once */
   g_assert_cmpint (gst_harness_push (h, tensor_new (5000, 1)), ==,
       GST_FLOW_OK);
-  g_assert_cmpuint (level_bytes (h->element), ==, 5000);
+  g_assert_cmpuint (level_bytes (h->element), ==, footprint (5000));
   g_assert_cmpuint (level_buffers (h->element), ==, 1);
 
   /* but nothing joins it */
   p = pusher_start (h, tensor_new (100, 2));
   gate_wait_overruns (&g, 1);
-  g_assert_cmpuint (level_bytes (h->element), ==, 5000);
+  g_assert_cmpuint (level_bytes (h->element), ==, footprint (5000));
   g_assert_cmpuint (level_buffers (h->element), ==, 1);
 
   gate_allow (&g, G_MAXUINT, GST_FLOW_OK);
@@ -608,7 +636,7 @@ test_oversized_tensor_passes_when_empty (void)
   pull_and_check (h, 100, 0);
   pull_and_check (h, 5000, 1);
   pull_and_check (h, 100, 2);
-  g_assert_cmpuint (peak_bytes (h->element), ==, 5000);
+  g_assert_cmpuint (peak_bytes (h->element), ==, footprint (5000));
   g_assert_cmpuint (peak_buffers (h->element), ==, 1);
 
   /* and alone into an empty queue, with nothing held downstream */
@@ -630,7 +658,7 @@ test_limits_bytes (void)
 
   tracking_reset ();
   gate_init (&g);
-  h = queue_harness_new (1000, 0);
+  h = queue_harness_new (footprint (600) + footprint (400), 0);
   gate_attach (&g, h);
 
   g_assert_cmpint (gst_harness_push (h, tensor_new (10, 0)), ==, GST_FLOW_OK);
@@ -640,18 +668,20 @@ test_limits_bytes (void)
       GST_FLOW_OK);
   g_assert_cmpint (gst_harness_push (h, tensor_new (400, 2)), ==,
       GST_FLOW_OK);
-  g_assert_cmpuint (level_bytes (h->element), ==, 1000);
+  g_assert_cmpuint (level_bytes (h->element), ==, footprint (600) + footprint (400));
 
-  /* one byte more does not */
+  /* one byte more does not: a buffer counts its memory and overheads */
   p = pusher_start (h, tensor_new (1, 3));
   gate_wait_overruns (&g, 1);
-  g_assert_cmpuint (level_bytes (h->element), ==, 1000);
+  g_assert_cmpuint (level_bytes (h->element), ==, footprint (600) + footprint (400));
   g_assert_cmpuint (level_buffers (h->element), ==, 2);
 
   /* a higher limit lets it in while downstream still holds s0 */
-  g_object_set (h->element, "max-size-bytes", (guint64) 1001, NULL);
+  g_object_set (h->element, "max-size-bytes", footprint (600) + footprint (400) + footprint (1),
+      NULL);
   g_assert_cmpint (pusher_join (p), ==, GST_FLOW_OK);
-  g_assert_cmpuint (level_bytes (h->element), ==, 1001);
+  g_assert_cmpuint (level_bytes (h->element), ==, footprint (600) + footprint (400) +
+      footprint (1));
   g_assert_cmpuint (level_buffers (h->element), ==, 3);
 
   gate_allow (&g, G_MAXUINT, GST_FLOW_OK);
@@ -659,7 +689,8 @@ test_limits_bytes (void)
   pull_and_check (h, 600, 1);
   pull_and_check (h, 400, 2);
   pull_and_check (h, 1, 3);
-  g_assert_cmpuint (peak_bytes (h->element), ==, 1001);
+  g_assert_cmpuint (peak_bytes (h->element), ==, footprint (600) + footprint (400) +
+      footprint (1));
   gst_harness_teardown (h);
   gate_clear (&g);
   assert_all_freed ();
@@ -967,7 +998,7 @@ test_null_while_full (void)
 
   tracking_reset ();
   gate_init (&g);
-  h = queue_harness_new (100, 0);
+  h = queue_harness_new (2 * footprint (50), 0);
   g_signal_connect (h->element, "overrun", G_CALLBACK (on_overrun), &g);
   gst_pad_add_probe (queue_srcpad (h), GST_PAD_PROBE_TYPE_BLOCK |
       GST_PAD_PROBE_TYPE_BUFFER, count_then_block_probe, &g, NULL);
@@ -990,7 +1021,7 @@ test_null_while_full (void)
   g_assert_false (q.res);
   g_assert_cmpuint (level_bytes (h->element), ==, 0);
   g_assert_cmpuint (level_buffers (h->element), ==, 0);
-  g_assert_cmpuint (peak_bytes (h->element), ==, 100);
+  g_assert_cmpuint (peak_bytes (h->element), ==, 2 * footprint (50));
   /* every buffer is gone, none through the queue */
   assert_all_freed ();
   g_assert_null (gst_harness_try_pull (h));
@@ -1001,7 +1032,7 @@ test_null_while_full (void)
           gst_event_new_stream_start ("again")));
   gst_harness_set_src_caps_str (h, TENSOR_CAPS);
   g_assert_cmpint (gst_harness_push (h, tensor_new (50, 4)), ==, GST_FLOW_OK);
-  g_assert_cmpuint (peak_bytes (h->element), <=, 50);
+  g_assert_cmpuint (peak_bytes (h->element), <=, footprint (50));
 
   gst_harness_teardown (h);
   gate_clear (&g);
@@ -1220,9 +1251,9 @@ model_end (Flow * f, guint held)
   guint i;
 
   for (i = held + 1; i < f->n; i++) {
-    if (i > held + 1 && sum + f->sizes[i] > f->limit)
+    if (i > held + 1 && sum + src_footprint (f->sizes[i]) > f->limit)
       break;
-    sum += f->sizes[i];
+    sum += src_footprint (f->sizes[i]);
   }
   return i;
 }
@@ -1249,7 +1280,7 @@ run_bounded_flow (const gsize * sizes, guint n, guint64 limit,
     guint64 expect_bytes = 0;
 
     for (guint i = held + 1; i < end; i++)
-      expect_bytes += sizes[i];
+      expect_bytes += src_footprint (sizes[i]);
 
     g_mutex_lock (&f.lock);
     while (!f.failed && (f.arrived < held + 1 || (end < n
@@ -1285,8 +1316,8 @@ run_bounded_flow (const gsize * sizes, guint n, guint64 limit,
   /* above the limit only by one tensor that is larger than it alone */
   v = peak_bytes (f.queue);
   g_assert_cmpuint (v, >=, highest);
-  if (largest > limit) {
-    g_assert_cmpuint (v, ==, largest);
+  if (src_footprint (largest) > limit) {
+    g_assert_cmpuint (v, ==, src_footprint (largest));
   } else {
     g_assert_cmpuint (v, <=, limit);
   }
@@ -1324,7 +1355,7 @@ test_pipeline_bounds_level_with_oversized_tensor (void)
 
   sizes[17] = 160 * 1024;
   sizes[18] = 48 * 1024;        /* exactly the limit */
-  run_bounded_flow (sizes, n, 48 * 1024, sizes[17]);
+  run_bounded_flow (sizes, n, src_footprint (48 * 1024), sizes[17]);
 }
 
 /* state changes while the queue is full and the sink held, at several
@@ -1520,6 +1551,229 @@ test_pipeline_delivers_every_tensor (void)
   g_ptr_array_unref (bufs);
 }
 
+/* The queue's byte limit bounds the memory tiny tensors hold, not their
+ * payload: a file of one-byte tensors (or a tensor cut into one-byte
+ * chunks) fills a 1 MiB queue with about 1,500 buffers, not a million
+ * (an outside test reached 4.7 GB of memory behind a queue that counted
+ * 1 MB). */
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  gboolean overrun;
+  gboolean eos_queued;          /* nothing ever filled the queue */
+} Overrun;
+
+static void
+on_queue_overrun (GstElement * q, gpointer data)
+{
+  Overrun *o = data;
+
+  g_mutex_lock (&o->lock);
+  o->overrun = TRUE;
+  g_cond_broadcast (&o->cond);
+  g_mutex_unlock (&o->lock);
+}
+
+static GstPadProbeReturn
+hold_probe (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  return GST_PAD_PROBE_OK;
+}
+
+static GstPadProbeReturn
+eos_probe (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  Overrun *o = data;
+
+  if (GST_EVENT_TYPE (GST_PAD_PROBE_INFO_EVENT (info)) == GST_EVENT_EOS) {
+    g_mutex_lock (&o->lock);
+    o->eos_queued = TRUE;
+    g_cond_broadcast (&o->cond);
+    g_mutex_unlock (&o->lock);
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+static void
+check_tiny_tensors_bounded (const gchar * path, const gchar * src_props,
+    guint n_buffers)
+{
+  const guint64 limit = 1 << 20;
+  const guint64 most = limit / (UEL_BUFFER_OVERHEAD + UEL_MEMORY_OVERHEAD);
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" %s ! "
+      "uelqueue name=q max-size-bytes=%" G_GUINT64_FORMAT " ! "
+      "fakesink name=sink", path, src_props, limit);
+  GstElement *pipeline, *q, *sink;
+  GstPad *pad;
+  gulong probe;
+  Overrun o = { 0, };
+  GError *err = NULL;
+  GstBus *bus;
+  GstMessage *msg;
+  guint buffers;
+  guint64 bytes;
+
+  g_mutex_init (&o.lock);
+  g_cond_init (&o.cond);
+  pipeline = gst_parse_launch (launch, &err);
+  g_assert_no_error (err);
+  q = gst_bin_get_by_name (GST_BIN (pipeline), "q");
+  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  g_signal_connect (q, "overrun", G_CALLBACK (on_queue_overrun), &o);
+  pad = gst_element_get_static_pad (q, "sink");
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, eos_probe, &o,
+      NULL);
+  gst_object_unref (pad);
+  /* the sink holds the first tensor: the queue fills until it is full (or,
+   * counting too little, takes the whole stream) */
+  pad = gst_element_get_static_pad (sink, "sink");
+  probe = gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BLOCK |
+      GST_PAD_PROBE_TYPE_BUFFER, hold_probe, NULL, NULL);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  g_mutex_lock (&o.lock);
+  while (!o.overrun && !o.eos_queued)
+    g_cond_wait (&o.cond, &o.lock);
+  g_mutex_unlock (&o.lock);
+
+  g_object_get (q, "current-level-buffers", &buffers, "current-level-bytes",
+      &bytes, NULL);
+  g_test_message ("a full queue of %" G_GUINT64_FORMAT " bytes holds %u "
+      "buffers (%" G_GUINT64_FORMAT " bytes counted)", limit, buffers, bytes);
+  g_assert_cmpuint (bytes, <=, limit);
+  g_assert_cmpuint (buffers, <=, most);
+  g_assert_cmpuint (buffers, >=, most / 2);
+
+  /* and everything still flows once the sink lets go */
+  gst_pad_remove_probe (pad, probe);
+  bus = gst_element_get_bus (pipeline);
+  msg = gst_bus_timed_pop_filtered (bus, GST_CLOCK_TIME_NONE,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  g_object_get (q, "stats", &msg, NULL);
+  {
+    GstStructure *stats = (GstStructure *) msg;
+    guint64 out;
+
+    g_assert_true (gst_structure_get_uint64 (stats, "out-buffers", &out));
+    g_assert_cmpuint (out, ==, n_buffers);
+    gst_structure_free (stats);
+  }
+  gst_object_unref (bus);
+  gst_object_unref (pad);
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (sink);
+  gst_object_unref (q);
+  gst_object_unref (pipeline);
+  g_mutex_clear (&o.lock);
+  g_cond_clear (&o.cond);
+}
+
+static void
+test_pipeline_bounds_tiny_tensors (void)
+{
+  const guint n = 20000;
+  g_autofree gchar *path = uel_test_path ("tiny-tensors.safetensors");
+  g_autofree gchar *big = uel_test_path ("one-byte-chunks.safetensors");
+  GString *json = g_string_new ("{");
+  g_autofree guint8 *data = g_malloc (n);
+
+  require_element ("uelsrc");
+  for (guint i = 0; i < n; i++)
+    g_string_append_printf (json, "%s\"t%05u\":{\"dtype\":\"U8\","
+        "\"shape\":[1],\"data_offsets\":[%u,%u]}", i ? "," : "", i, i, i + 1);
+  g_string_append_c (json, '}');
+  uel_test_fill (data, n, 1);
+  uel_test_write_safetensors (path, json->str, data, n);
+  g_string_free (json, TRUE);
+  check_tiny_tensors_bounded (path, "", n);
+
+  /* one tensor of 20,000 bytes in chunks of one byte */
+  json = g_string_new (NULL);
+  g_string_append_printf (json, "{\"w\":{\"dtype\":\"U8\",\"shape\":[%u],"
+      "\"data_offsets\":[0,%u]}}", n, n);
+  uel_test_write_safetensors (big, json->str, data, n);
+  g_string_free (json, TRUE);
+  check_tiny_tensors_bounded (big, "chunk-size=1", n);
+}
+
+static gint64
+resident_bytes (void)
+{
+  g_autofree gchar *statm = NULL;
+  gint64 pages = 0;
+
+  g_assert_true (g_file_get_contents ("/proc/self/statm", &statm, NULL,
+          NULL));
+  g_assert_cmpint (sscanf (statm, "%*d %" G_GINT64_FORMAT, &pages), ==, 1);
+  return pages * sysconf (_SC_PAGESIZE);
+}
+
+/* What uel_buffer_get_footprint() counts covers what small tensors really
+ * hold, as uelsrc makes them (recycled host memory, a tensor meta): the
+ * queue's bound is a real bound.  Measured on the resident memory of a
+ * fresh process for each size (memory freed by an earlier size would be
+ * reused and hide the cost); a sanitizer's redzones would not fit, so it
+ * is skipped there. */
+static const gsize footprint_sizes[] = {
+  1, 100, UEL_HOST_SMALL_MAX, UEL_HOST_SMALL_MAX + 1
+};
+
+static void
+test_footprint_covers_tiny_tensors (gconstpointer data)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  g_test_skip ("AddressSanitizer's redzones make every allocation larger");
+#else
+  const gsize size = *(const gsize *) data;
+  const guint n = 50000;
+  g_autofree gchar *path = NULL;
+  g_autoptr (UelHeader) h = NULL;
+  GstAllocator *alloc;
+  GstBuffer **bufs;
+  guint64 counted = 0;
+  gint64 before, grown;
+
+  if (!g_test_subprocess ()) {
+    g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDOUT);
+    g_test_trap_assert_passed ();
+    return;
+  }
+  path = uel_test_path ("footprint.safetensors");
+  uel_test_write_safetensors (path, "{\"t\":{\"dtype\":\"U8\","
+      "\"shape\":[1],\"data_offsets\":[0,1]}}", "x", 1);
+  h = uel_header_open (path, NULL);
+  g_assert_nonnull (h);
+  alloc = uel_host_allocator_new (0);
+  bufs = g_new (GstBuffer *, n);
+
+  before = resident_bytes ();
+  for (guint i = 0; i < n; i++) {
+    GstMemory *mem = gst_allocator_alloc (alloc, size, NULL);
+    GstMapInfo map;
+
+    g_assert_true (gst_memory_map (mem, &map, GST_MAP_WRITE));
+    memset (map.data, 1, map.size);
+    gst_memory_unmap (mem, &map);
+    bufs[i] = gst_buffer_new ();
+    gst_buffer_append_memory (bufs[i], mem);
+    uel_buffer_add_tensor_meta (bufs[i], h, 0, i, n);
+    counted += uel_buffer_get_footprint (bufs[i]);
+  }
+  grown = resident_bytes () - before;
+  g_test_message ("%u tensors of %" G_GSIZE_FORMAT " bytes: %.0f bytes "
+      "each resident, %.0f counted", n, size, (gdouble) grown / n,
+      (gdouble) counted / n);
+  g_assert_cmpint (grown, <=, (gint64) counted);
+  g_assert_cmpint (grown, >=, (gint64) (n * size));
+  for (guint i = 0; i < n; i++)
+    gst_buffer_unref (bufs[i]);
+  g_free (bufs);
+  gst_object_unref (alloc);
+#endif
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1559,6 +1813,16 @@ main (int argc, char **argv)
   g_test_add_func
       ("/uelqueue/pipeline/exceeds-the-limit-only-by-one-oversized-tensor",
       test_pipeline_bounds_level_with_oversized_tensor);
+  g_test_add_func ("/uelqueue/pipeline/bounds-the-memory-of-tiny-tensors",
+      test_pipeline_bounds_tiny_tensors);
+  for (guint i = 0; i < G_N_ELEMENTS (footprint_sizes); i++) {
+    g_autofree gchar *path = g_strdup_printf ("/uelqueue/footprint/"
+        "covers-what-%" G_GSIZE_FORMAT "-byte-tensors-hold",
+        footprint_sizes[i]);
+
+    g_test_add_data_func (path, &footprint_sizes[i],
+        test_footprint_covers_tiny_tensors);
+  }
   g_test_add_func ("/uelqueue/pipeline/survives-state-changes-while-full",
       test_pipeline_state_changes);
   g_test_add_func ("/uelqueue/pipeline/goes-to-null-while-full",
