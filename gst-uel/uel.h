@@ -16,6 +16,7 @@
 #include <gst-uel/uel-io.h>
 #include <gst-uel/uel-loader.h>
 #include <gst-uel/uel-pinned.h>
+#include <gst-uel/uel-reader.h>
 #include <gst-uel/uel-select.h>
 #include <gst-uel/uel-transfer.h>
 

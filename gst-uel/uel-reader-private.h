@@ -1,0 +1,17 @@
+/* gst-uel: stream safetensors tensors through GStreamer
+ * SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#include "uel-reader.h"
+
+G_BEGIN_DECLS
+
+/* Reads @len bytes at @offset of file @file_index into @dst through the
+ * reader's bounded set of open files, and checks that the file did not
+ * change (the loader's preloading reads runs of small tensors at once). */
+G_GNUC_INTERNAL gboolean uel_reader_pread (UelReader * reader,
+    guint file_index, gpointer dst, gsize len, guint64 offset,
+    GError ** error);
+
+G_END_DECLS
