@@ -9,8 +9,8 @@
  *           # ... process gpu_tensor ...
  *           loader.mark_processed(key)
  *
- * The stream is a real pipeline (uelsrc ! uelqueue ! uelpin ! appsink)
- * reading ahead at most two batches.  Without a GPU the transfers fall
+ * A thread of the stream reads ahead at most two batches, straight into
+ * one pinned pool.  Without a GPU the transfers fall
  * back to host memory and are counted as fallbacks.
  *
  *   loader-stream model.safetensors

@@ -178,6 +178,32 @@ quote (const gchar * s, gsize len)
   return g_strdup_printf ("'%s'%s", esc, len > 64 ? "…" : "");
 }
 
+/* A tensor name for messages, quoted only when a message needs it: a
+ * header of a million tensors has a million names and, usually, no
+ * message. */
+typedef struct
+{
+  const gchar *s;
+  gsize len;
+  gchar *quoted;
+} Name;
+
+static const gchar *
+name_q (Name * n)
+{
+  if (!n->quoted)
+    n->quoted = quote (n->s, n->len);
+  return n->quoted;
+}
+
+static void
+name_clear (Name * n)
+{
+  g_clear_pointer (&n->quoted, g_free);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Name, name_clear);
+
 static gboolean
 io_error (GError ** error, const gchar * path, const gchar * what, gint err)
 {
@@ -191,14 +217,14 @@ io_error (GError ** error, const gchar * path, const gchar * what, gint err)
 
 static gboolean
 read_dims (UelJsonLexer * lx, GArray * dims, gint code, const gchar * path,
-    const gchar * tname, const gchar * field, GError ** error)
+    Name * tname, const gchar * field, GError ** error)
 {
   guint i = 0;
 
   if (uel_json_peek (lx) != '[') {
     g_set_error (error, UEL_ERROR, code,
         "%s: tensor %s: rule 7: \"%s\" is %s, not an array of integers",
-        path, tname, field, uel_json_describe (lx));
+        path, name_q (tname), field, uel_json_describe (lx));
     return FALSE;
   }
   lx->p++;
@@ -215,7 +241,7 @@ read_dims (UelJsonLexer * lx, GArray * dims, gint code, const gchar * path,
     if (c == '"' || c == '{' || c == '[' || c == 't' || c == 'f' || c == 'n') {
       g_set_error (error, UEL_ERROR, code,
           "%s: tensor %s: rule 7: element %u of \"%s\" is %s, not an integer",
-          path, tname, i, field, uel_json_describe (lx));
+          path, name_q (tname), i, field, uel_json_describe (lx));
       return FALSE;
     }
     at = lx->p;
@@ -224,7 +250,7 @@ read_dims (UelJsonLexer * lx, GArray * dims, gint code, const gchar * path,
     if (!is_u64) {
       g_set_error (error, UEL_ERROR, code,
           "%s: tensor %s: rule 7: element %u of \"%s\" (%.*s) is not an "
-          "integer in [0, 2^64)", path, tname, i, field,
+          "integer in [0, 2^64)", path, name_q (tname), i, field,
           (int) MIN (lx->p - at, 40), at);
       return FALSE;
     }
@@ -303,14 +329,15 @@ read_metadata (UelJsonLexer * lx, UelHeader * h, const gchar * path,
 
 static gboolean
 read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
-    const gchar * tname, GError ** error)
+    Name * tname, GError ** error)
 {
   gboolean have_dtype = FALSE, have_shape = FALSE, have_offsets = FALSE;
   const gchar *missing;
 
   if (uel_json_peek (lx) != '{') {
     g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_ENTRY,
-        "%s: tensor %s: rule 7: the entry is %s, not an object", path, tname,
+        "%s: tensor %s: rule 7: the entry is %s, not an object", path,
+        name_q (tname),
         uel_json_describe (lx));
     return FALSE;
   }
@@ -336,7 +363,8 @@ read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
 
       if (have && *have) {
         g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_ENTRY,
-            "%s: tensor %s: rule 7: \"%s\" appears twice", path, tname, key);
+            "%s: tensor %s: rule 7: \"%s\" appears twice", path,
+            name_q (tname), key);
         return FALSE;
       }
       if (have == &have_dtype) {
@@ -346,7 +374,7 @@ read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
         if (uel_json_peek (lx) != '"') {
           g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
               "%s: tensor %s: rule 7: \"dtype\" is %s, not a string", path,
-              tname, uel_json_describe (lx));
+              name_q (tname), uel_json_describe (lx));
           return FALSE;
         }
         s = uel_json_read_string (lx, &slen, error);
@@ -357,7 +385,7 @@ read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
           g_autofree gchar *q = quote (s, slen);
           g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
               "%s: tensor %s: rule 7: dtype %s is not a safetensors dtype "
-              "(names are case-sensitive)", path, tname, q);
+              "(names are case-sensitive)", path, name_q (tname), q);
           return FALSE;
         }
       } else if (have == &have_shape) {
@@ -375,7 +403,7 @@ read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
         if (off->len != 2) {
           g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_OFFSETS,
               "%s: tensor %s: rule 7: \"data_offsets\" has %u integers, "
-              "not 2", path, tname, off->len);
+              "not 2", path, name_q (tname), off->len);
           return FALSE;
         }
         t->begin = g_array_index (off, guint64, 0);
@@ -402,7 +430,7 @@ read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
       !have_offsets ? "data_offsets" : NULL;
   if (missing) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_ENTRY,
-        "%s: tensor %s: rule 7: the entry has no \"%s\"", path, tname,
+        "%s: tensor %s: rule 7: the entry has no \"%s\"", path, name_q (tname),
         missing);
     return FALSE;
   }
@@ -473,7 +501,7 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
     for (;;) {
       gsize klen;
       g_autofree gchar *key = uel_json_read_string (&lx, &klen, error);
-      g_autofree gchar *tname = NULL;
+      g_auto (Name) tn = { NULL, 0, NULL };
       Pending t = { 0, };
       gchar c;
 
@@ -489,20 +517,21 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
         if (!read_metadata (&lx, h, path, error))
           goto json_error;
       } else {
-        tname = quote (key, klen);
+        tn.s = key;
+        tn.len = klen;
         if (memchr (key, 0, klen)) {
           g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
               "%s: tensor %s: its name contains a NUL character", path,
-              tname);
+              name_q (&tn));
           return FALSE;
         }
         if (g_hash_table_contains (seen, key)) {
           g_set_error (error, UEL_ERROR, UEL_ERROR_DUPLICATE_TENSOR,
               "%s: tensor %s: the name appears twice in the header", path,
-              tname);
+              name_q (&tn));
           return FALSE;
         }
-        if (!read_entry (&lx, &t, dims, path, tname, error))
+        if (!read_entry (&lx, &t, dims, path, &tn, error))
           goto json_error;
         t.order = pending->len;
         t.name = g_steal_pointer (&key);
@@ -526,14 +555,15 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
   g_array_sort (pending, pending_cmp);
   for (guint i = 0; i < pending->len; i++) {
     Pending *t = &g_array_index (pending, Pending, i);
-    g_autofree gchar *tname = quote (t->name, strlen (t->name));
+    g_auto (Name) tn = { t->name, strlen (t->name), NULL };
     guint64 count = 1, bits, size;
     guint dtype_bits = uel_dtype_get_bits (t->dtype);
 
     if (t->end < t->begin) {
       g_set_error (error, UEL_ERROR, UEL_ERROR_OFFSETS_NOT_CONTIGUOUS,
           "%s: tensor %s: rule 8: data_offsets [%" G_GUINT64_FORMAT ", %"
-          G_GUINT64_FORMAT "] are reversed", path, tname, t->begin, t->end);
+          G_GUINT64_FORMAT "] are reversed", path, name_q (&tn), t->begin,
+          t->end);
       return FALSE;
     }
     if (t->begin != start) {
@@ -543,12 +573,14 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
         g_set_error (error, UEL_ERROR, UEL_ERROR_OFFSETS_NOT_CONTIGUOUS,
             "%s: tensor %s: rule 8: begins at %" G_GUINT64_FORMAT
             ", leaving a gap after %s which ends at %" G_GUINT64_FORMAT,
-            path, tname, t->begin, pname ? pname : "the start of the data",
+            path, name_q (&tn), t->begin,
+            pname ? pname : "the start of the data",
             start);
       else
         g_set_error (error, UEL_ERROR, UEL_ERROR_OFFSETS_NOT_CONTIGUOUS,
             "%s: tensor %s: rule 8: begins at %" G_GUINT64_FORMAT
-            ", overlapping %s which ends at %" G_GUINT64_FORMAT, path, tname,
+            ", overlapping %s which ends at %" G_GUINT64_FORMAT, path,
+            name_q (&tn),
             t->begin, pname, start);
       return FALSE;
     }
@@ -560,21 +592,21 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
               g_array_index (dims, guint64, t->shape_start + d))) {
         g_set_error (error, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW,
             "%s: tensor %s: rule 9: the element count of its shape "
-            "overflows 64 bits", path, tname);
+            "overflows 64 bits", path, name_q (&tn));
         return FALSE;
       }
     }
     if (!g_uint64_checked_mul (&bits, count, dtype_bits)) {
       g_set_error (error, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW,
           "%s: tensor %s: rule 9: %" G_GUINT64_FORMAT " elements × %u bits "
-          "overflows 64 bits", path, tname, count, dtype_bits);
+          "overflows 64 bits", path, name_q (&tn), count, dtype_bits);
       return FALSE;
     }
     if (bits % 8 != 0) {
       g_set_error (error, UEL_ERROR, UEL_ERROR_PARTIAL_BYTE,
           "%s: tensor %s: rule 10: %" G_GUINT64_FORMAT " elements of %s are "
           "%" G_GUINT64_FORMAT " bits, not a whole number of bytes", path,
-          tname, count, uel_dtype_to_string (t->dtype), bits);
+          name_q (&tn), count, uel_dtype_to_string (t->dtype), bits);
       return FALSE;
     }
     size = bits / 8;
@@ -583,7 +615,7 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
           "%s: tensor %s: rule 11: data_offsets [%" G_GUINT64_FORMAT ", %"
           G_GUINT64_FORMAT "] span %" G_GUINT64_FORMAT " bytes but %"
           G_GUINT64_FORMAT " elements of %s take %" G_GUINT64_FORMAT, path,
-          tname, t->begin, t->end, t->end - t->begin, count,
+          name_q (&tn), t->begin, t->end, t->end - t->begin, count,
           uel_dtype_to_string (t->dtype), size);
       return FALSE;
     }

@@ -27,10 +27,10 @@ G_DECLARE_FINAL_TYPE (UelLoader, uel_loader, UEL, LOADER, GObject)
 /**
  * UelTensorStream:
  *
- * Batches of tensors read ahead by a pipeline in its own threads, with
- * bounded memory: what uel_loader_async_stream() returns, the Python
- * loader's `async_stream()` generator.  Take the batches with
- * uel_tensor_stream_next(); freeing the stream stops the pipeline.
+ * Batches of tensors read ahead by a thread of its own, with bounded
+ * memory: what uel_loader_async_stream() returns, the Python loader's
+ * `async_stream()` generator.  Take the batches with
+ * uel_tensor_stream_next(); freeing the stream stops its thread.
  */
 #define UEL_TYPE_TENSOR_STREAM (uel_tensor_stream_get_type ())
 G_DECLARE_FINAL_TYPE (UelTensorStream, uel_tensor_stream, UEL, TENSOR_STREAM,
@@ -84,21 +84,19 @@ UelTensorStream *uel_loader_async_stream   (UelLoader * loader,
  * @batches: batches returned by uel_tensor_stream_next()
  * @tensors: tensors returned
  * @bytes: bytes of the tensors returned
- * @live_tensors: tensors read and not yet freed now: in the pipeline, or
+ * @live_tensors: tensors read and not yet freed now: read ahead, or
  *   returned and still referenced by the caller
  * @live_bytes: their bytes
  * @peak_live_tensors: the most @live_tensors has been
  * @peak_live_bytes: the most @live_bytes has been
- * @peak_queued_tensors: the most tensors the prefetch queue (`uelqueue`)
- *   has held
- * @peak_queued_bytes: the most bytes it has held
- * @pinned_pool_bytes: the size of the pinned pool (`uelpin`), 0 without
- *   pinning
+ * @peak_queued_tensors: the most tensors read ahead, in batches not yet
+ *   taken
+ * @peak_queued_bytes: the most bytes read ahead
+ * @pinned_pool_bytes: the size of the pinned pool, 0 without pinning
  *
  * Counters of a #UelTensorStream, to check that its memory stays bounded.
- * A tensor counts as live from the moment `uelsrc` pushes it until the last
- * reference to it goes; a pinned copy counts as another tensor until its
- * source is freed.
+ * A tensor counts as live from the moment it is read until the last
+ * reference to it goes.
  */
 typedef struct
 {
@@ -117,7 +115,6 @@ typedef struct
 GPtrArray       *uel_tensor_stream_next      (UelTensorStream * stream,
                                               GError ** error);
 void             uel_tensor_stream_stop      (UelTensorStream * stream);
-GstElement      *uel_tensor_stream_get_pipeline (UelTensorStream * stream);
 guint64          uel_tensor_stream_get_max_live_tensors
                                              (UelTensorStream * stream);
 void             uel_tensor_stream_get_stats (UelTensorStream * stream,

@@ -684,7 +684,7 @@ fill_window (UelReader * self, GError ** error)
         job_free (self, job);
         if (!err)
           break;
-        g_propagate_error (error, err);
+        g_propagate_prefixed_error (error, err, "tensor '%s': ", info->name);
         return FALSE;
       }
       if (!start_job (self, job, error)) {
@@ -855,10 +855,10 @@ uel_reader_stop (UelReader * reader)
  * @error: return location for a #GError
  *
  * Reads one whole tensor now, in the calling thread, whatever the stream
- * is doing: into recycled host memory, with buffered reads, checked as
- * the stream's reads are.  Its meta's index and count are those of the
- * header.  Safe to call from several threads at once, and alongside
- * uel_reader_next().
+ * is doing: into the reader's allocator (uel_reader_set_allocator()), with
+ * buffered reads, checked as the stream's reads are.  Its meta's index and
+ * count are those of the header.  Safe to call from several threads at
+ * once, and alongside uel_reader_next().
  *
  * Returns: (transfer full) (nullable): the tensor, or %NULL with @error
  *   set as for uel_reader_next()
@@ -891,17 +891,14 @@ uel_reader_read_tensor (UelReader * reader, guint tensor_index,
 
     job->file = file_acquire (reader, info->file_index, TRUE, &err);
     if (!job->file) {
-      g_propagate_error (error, err);
+      g_propagate_prefixed_error (error, err, "tensor '%s': ", info->name);
       job_free (reader, job);
       return NULL;
     }
-    job->mem = gst_allocator_alloc (reader->host_allocator, job->len, NULL);
-    if (!job->mem || !gst_memory_map (job->mem, &job->map, GST_MAP_WRITE)) {
+    if (!map_job_memory (reader, job, job->len, job->elem)) {
       g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: tensor '%s': "
           "cannot allocate %" G_GSIZE_FORMAT " bytes", path, info->name,
           job->len);
-      if (job->mem)
-        gst_memory_unref (g_steal_pointer (&job->mem));
       job_free (reader, job);
       return NULL;
     }
