@@ -6,6 +6,7 @@
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -771,6 +772,152 @@ test_stream_stops_early (void)
   }
 }
 
+/* A batch size of G_MAXUINT (an outside test: the first next() aborted
+ * allocating 32 GiB of batch slots) is one batch of the whole stream, with
+ * or without pinning; the bound says so. */
+static void
+test_stream_absurd_sizes (void)
+{
+  g_autofree gchar *path = write_model ("absurd.safetensors");
+  g_autoptr (UelLoader) loader = NULL;
+  GError *err = NULL;
+
+  loader = uel_loader_new (path, TRUE, &err);
+  g_assert_no_error (err);
+  for (gint pin = 0; pin < 2; pin++) {
+    g_autoptr (UelTensorStream) stream = NULL;
+    GPtrArray *batch;
+
+    stream = uel_loader_async_stream (loader, NULL, G_MAXUINT, G_MAXUINT, pin,
+        &err);
+    g_assert_no_error (err);
+    g_assert_cmpuint (uel_tensor_stream_get_max_live_tensors (stream), ==, 9);
+    batch = uel_tensor_stream_next (stream, &err);
+    g_assert_no_error (err);
+    g_assert_cmpuint (batch->len, ==, 9);
+    g_ptr_array_unref (batch);
+    g_assert_null (uel_tensor_stream_next (stream, &err));
+    g_assert_no_error (err);
+  }
+}
+
+/* Fifty thousand keys, given last to first, are looked up as names: each
+ * streamed once, in stream order (an outside test: 31 s for 50,000 keys
+ * passed on as patterns). */
+static void
+test_stream_many_keys (void)
+{
+  const guint n = 100000, n_keys = 50000;
+  g_autofree gchar *path = uel_test_path ("many-keys.safetensors");
+  g_autofree guint8 *data = g_malloc0 (n);
+  g_autofree const gchar **keys = g_new0 (const gchar *, n_keys + 1);
+  g_auto (GStrv) names = NULL;
+  g_autoptr (UelLoader) loader = NULL;
+  g_autoptr (UelTensorStream) stream = NULL;
+  GString *json = g_string_new ("{");
+  GPtrArray *batch;
+  GError *err = NULL;
+  guint seen = 0;
+
+  for (guint i = 0; i < n; i++)
+    g_string_append_printf (json, "%s\"t%06u\":{\"dtype\":\"U8\","
+        "\"shape\":[1],\"data_offsets\":[%u,%u]}", i ? "," : "", i, i, i + 1);
+  g_string_append_c (json, '}');
+  for (guint i = 0; i < n; i++)
+    data[i] = (guint8) i;
+  uel_test_write_safetensors (path, json->str, data, n);
+  g_string_free (json, TRUE);
+
+  loader = uel_loader_new (path, TRUE, &err);
+  g_assert_no_error (err);
+  names = uel_loader_keys (loader);
+  for (guint k = 0; k < n_keys; k++)
+    keys[k] = names[(n_keys - 1 - k) * 2];
+  stream = uel_loader_async_stream (loader, keys, 64, 2, FALSE, &err);
+  g_assert_no_error (err);
+  while ((batch = uel_tensor_stream_next (stream, &err))) {
+    for (guint i = 0; i < batch->len; i++) {
+      GstBuffer *buf = g_ptr_array_index (batch, i);
+      UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
+      guint8 byte;
+
+      g_assert_cmpstr (uel_tensor_meta_get_name (meta), ==,
+          names[seen * 2]);
+      g_assert_cmpuint (gst_buffer_extract (buf, 0, &byte, 1), ==, 1);
+      g_assert_cmpuint (byte, ==, (guint8) (seen * 2));
+      seen++;
+    }
+    g_ptr_array_unref (batch);
+  }
+  g_assert_no_error (err);
+  g_assert_cmpuint (seen, ==, n_keys);
+}
+
+static gint64
+resident_bytes (void)
+{
+  g_autofree gchar *statm = NULL;
+  gint64 pages = 0;
+
+  g_assert_true (g_file_get_contents ("/proc/self/statm", &statm, NULL,
+          NULL));
+  g_assert_cmpint (sscanf (statm, "%*d %" G_GINT64_FORMAT, &pages), ==, 1);
+  return pages * sysconf (_SC_PAGESIZE);
+}
+
+/* Standard mode holds a small tensor in a shared block, not in a page and
+ * a buffer of its own: 200,000 one-byte tensors take less than 512 bytes
+ * each beyond their header (an outside test: 4.7 GB for a million, about
+ * 4.7 KiB each).  In a fresh process, on its resident memory; skipped
+ * under AddressSanitizer, whose redzones would not fit. */
+static void
+test_standard_mode_small_tensors (void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+  g_test_skip ("AddressSanitizer's redzones make every allocation larger");
+#else
+  const guint n = 200000;
+  g_autofree gchar *path = NULL;
+  g_autoptr (UelLoader) low = NULL, loader = NULL;
+  gint64 before, header_cost, loader_cost;
+  GError *err = NULL;
+
+  if (!g_test_subprocess ()) {
+    g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDERR);
+    g_test_trap_assert_passed ();
+    return;
+  }
+  path = uel_test_path ("small-tensors.safetensors");
+  {
+    GString *json = g_string_new ("{");
+    g_autofree guint8 *data = g_malloc0 (n);
+
+    for (guint i = 0; i < n; i++)
+      g_string_append_printf (json, "%s\"t%06u\":{\"dtype\":\"U8\","
+          "\"shape\":[1],\"data_offsets\":[%u,%u]}", i ? "," : "", i, i,
+          i + 1);
+    g_string_append_c (json, '}');
+    uel_test_write_safetensors (path, json->str, data, n);
+    g_string_free (json, TRUE);
+  }
+  /* what a loader that reads nothing costs (its header), then one that
+   * reads every tensor */
+  before = resident_bytes ();
+  low = uel_loader_new (path, TRUE, &err);
+  g_assert_no_error (err);
+  header_cost = resident_bytes () - before;
+  before = resident_bytes ();
+  loader = uel_loader_new (path, FALSE, &err);
+  g_assert_no_error (err);
+  loader_cost = resident_bytes () - before;
+  g_test_message ("%u one-byte tensors: low-memory loader %.0f bytes each, "
+      "standard loader %.0f", n, (gdouble) header_cost / n,
+      (gdouble) loader_cost / n);
+  g_assert_cmpuint (uel_loader_get_preloaded_bytes (loader), ==, n);
+  g_assert_cmpint (loader_cost, <=, header_cost + (gint64) n * 512);
+#endif
+}
+
 /* ------------------------------------------------------------------ */
 /* pinned transfers */
 
@@ -975,7 +1122,13 @@ main (int argc, char **argv)
       test_stream_bounded_pinned);
   g_test_add_func ("/loader/stream/reports-read-errors", test_stream_error);
   g_test_add_func ("/loader/stream/stops-early", test_stream_stops_early);
-  g_test_add_func ("/loader/stream/missing-appsink-is-an-error",
+  g_test_add_func ("/loader/stream/batch-size-g-maxuint-is-one-batch",
+      test_stream_absurd_sizes);
+  g_test_add_func ("/loader/stream/fifty-thousand-keys-as-names",
+      test_stream_many_keys);
+  g_test_add_func ("/loader/standard-mode/small-tensors-share-blocks",
+      test_standard_mode_small_tensors);
+  g_test_add_func ("/loader/stream/needs-no-plugin",
       test_stream_needs_no_plugin);
   g_test_add_func ("/transfer/pinned-or-graceful-fallback", test_transfer);
   g_test_add_func ("/dict/tensor-round-trip", test_dict_round_trip);

@@ -228,6 +228,43 @@ uel_test_builder_free (UelTestBuilder * b)
   g_free (b);
 }
 
+gchar *
+uel_test_write_checkpoint (const gchar * name, guint n_shards,
+    guint per_shard, gsize bytes)
+{
+  g_autofree gchar *dir = uel_test_path (name);
+  GString *map = g_string_new (NULL);
+  g_autofree gchar *index_json = NULL;
+  gchar *index;
+
+  g_assert_cmpint (g_mkdir (dir, 0755), ==, 0);
+  for (guint s = 0; s < n_shards; s++) {
+    g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+    g_autofree gchar *file = g_strdup_printf ("model-%05u-of-%05u"
+        ".safetensors", s + 1, n_shards);
+    g_autofree gchar *path = g_build_filename (dir, file, NULL);
+    g_autofree gchar *shape = g_strdup_printf ("[%" G_GSIZE_FORMAT "]",
+        bytes);
+
+    for (guint i = 0; i < per_shard; i++) {
+      g_autofree gchar *tname = g_strdup_printf ("s%u.t%u", s, i);
+
+      uel_test_builder_add (b, tname, "U8", shape, bytes, NULL);
+      g_string_append_printf (map, "%s\"%s\":\"%s\"", map->len ? "," : "",
+          tname, file);
+    }
+    uel_test_builder_set_align (b, 8);
+    uel_test_builder_write (b, path, NULL);
+  }
+  index_json = g_strdup_printf ("{\"metadata\":{\"total_size\":%"
+      G_GUINT64_FORMAT "},\"weight_map\":{%s}}",
+      (guint64) n_shards * per_shard * bytes, map->str);
+  g_string_free (map, TRUE);
+  index = g_build_filename (dir, "model.safetensors.index.json", NULL);
+  uel_test_write_bytes (index, index_json, strlen (index_json));
+  return index;
+}
+
 static void
 on_handoff (GstElement * sink, GstBuffer * buf, GstPad * pad, gpointer data)
 {

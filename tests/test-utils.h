@@ -47,6 +47,14 @@ const guint8 *uel_test_builder_write (UelTestBuilder * b, const gchar * path,
 void uel_test_builder_free (UelTestBuilder * b);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (UelTestBuilder, uel_test_builder_free)
 
+/* Writes a sharded checkpoint into a new folder @name of the test folder:
+ * @n_shards files "model-0000i-of-0000n.safetensors", each with
+ * @per_shard U8 tensors "s<shard>.t<i>" of @bytes bytes (filled with
+ * uel_test_fill), and "model.safetensors.index.json".  Returns the index's
+ * path. */
+gchar *uel_test_write_checkpoint (const gchar * name, guint n_shards,
+    guint per_shard, gsize bytes);
+
 /* Runs @launch to EOS or error; returns the error message's GError (domain
  * and code as posted) or NULL at EOS.  Every buffer reaching the element
  * named "sink" (a fakesink or appsink with signal-handoffs) is appended to
