@@ -190,56 +190,52 @@ sorted_keys (GHashTable * table)
   return keys;
 }
 
-/* The SHA-256 of each tensor's bytes, read in blocks of 4 MiB: memory stays
- * bounded whatever the tensor's size. */
+/* The SHA-256 of each tensor's bytes, read through the library's reader in
+ * chunks of 4 MiB: memory stays bounded whatever the tensor's size, shards
+ * are opened one at a time, and a file that changes under the read is an
+ * error, not a checksum of mixed bytes. */
 static gchar **
 checksums (UelHeader * h, GError ** error)
 {
-  const gsize block = 4 << 20;
-  guint n = uel_header_get_n_tensors (h), n_files = uel_header_get_n_files (h);
-  g_autofree guint8 *buf = g_malloc (block);
-  g_autofree gint *fds = g_new (gint, n_files);
+  guint n = uel_header_get_n_tensors (h);
+  g_autoptr (UelReader) reader = uel_reader_new (h);
+  g_autoptr (GChecksum) sum = NULL;
   gchar **sums = g_new0 (gchar *, n + 1);
-  gboolean ok = TRUE;
+  GError *err = NULL;
+  GstBuffer *buf;
 
-  for (guint f = 0; f < n_files; f++)
-    fds[f] = -1;
-  for (guint f = 0; f < n_files && ok; f++) {
-    const gchar *path = uel_header_get_file_path (h, f);
+  uel_reader_set_chunk_size (reader, 4 << 20);
+  uel_reader_set_io_threads (reader, 1);
+  uel_reader_set_read_ahead (reader, 0);
+  if (!uel_reader_start (reader, &err))
+    goto failed;
+  while ((buf = uel_reader_next (reader, &err))) {
+    UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
+    GstMapInfo map;
 
-    fds[f] = open (path, O_RDONLY | O_CLOEXEC);
-    if (fds[f] < 0) {
-      gint e = errno;
-      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (e),
-          "%s: cannot open: %s", path, g_strerror (e));
-      ok = FALSE;
-    } else {
-      posix_fadvise (fds[f], 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (!sum)
+      sum = g_checksum_new (G_CHECKSUM_SHA256);
+    if (!gst_buffer_map (buf, &map, GST_MAP_READ)) {
+      g_set_error (&err, UEL_ERROR, UEL_ERROR_IO, "tensor '%s': cannot map "
+          "its memory", uel_tensor_meta_get_name (meta));
+      gst_buffer_unref (buf);
+      goto failed;
     }
-  }
-  for (guint i = 0; i < n && ok; i++) {
-    const UelTensorInfo *t = uel_header_get_tensor (h, i);
-    g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
-    guint64 done = 0;
-
-    while (done < t->n_bytes && ok) {
-      gsize len = (gsize) MIN (t->n_bytes - done, (guint64) block);
-
-      ok = uel_pread_full (fds[t->file_index], buf, len,
-          t->file_offset + done, uel_header_get_file_path (h, t->file_index),
-          error);
-      if (ok)
-        g_checksum_update (sum, buf, len);
-      done += len;
+    g_checksum_update (sum, map.data, map.size);
+    gst_buffer_unmap (buf, &map);
+    if (meta->last_chunk) {
+      sums[meta->index] = g_strdup (g_checksum_get_string (sum));
+      g_clear_pointer (&sum, g_checksum_free);
     }
-    sums[i] = g_strdup (g_checksum_get_string (sum));
+    gst_buffer_unref (buf);
   }
-  for (guint f = 0; f < n_files; f++)
-    if (fds[f] >= 0)
-      close (fds[f]);
-  if (!ok)
-    g_clear_pointer (&sums, g_strfreev);
-  return sums;
+  if (!err)
+    return sums;
+
+failed:
+  g_propagate_error (error, err);
+  g_strfreev (sums);
+  return NULL;
 }
 
 static void
