@@ -440,6 +440,8 @@ gst_uel_cuda_upload_set_property (GObject * object, guint prop_id,
 {
   GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (object);
 
+  if (!gst_uel_property_can_change (GST_ELEMENT (self), pspec))
+    return;
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
     case PROP_DEVICE:

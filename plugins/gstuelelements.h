@@ -14,5 +14,7 @@ GST_ELEMENT_REGISTER_DECLARE (uelpin);
 GST_ELEMENT_REGISTER_DECLARE (uelcudaupload);
 
 GstAllocator *gst_uel_shared_pinned_allocator (GstElement * element);
+gboolean gst_uel_property_can_change (GstElement * element,
+    GParamSpec * pspec);
 
 G_END_DECLS

@@ -394,6 +394,8 @@ gst_uel_pin_set_property (GObject * object, guint prop_id,
 {
   GstUelPin *self = GST_UEL_PIN (object);
 
+  if (!gst_uel_property_can_change (GST_ELEMENT (self), pspec))
+    return;
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
     case PROP_POOL_SIZE:

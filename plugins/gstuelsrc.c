@@ -615,6 +615,8 @@ gst_uel_src_set_property (GObject * object, guint prop_id,
 {
   GstUelSrc *self = GST_UEL_SRC (object);
 
+  if (!gst_uel_property_can_change (GST_ELEMENT (self), pspec))
+    return;
   GST_OBJECT_LOCK (self);
   switch (prop_id) {
     case PROP_LOCATION:

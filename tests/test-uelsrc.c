@@ -444,6 +444,89 @@ test_header_message_any_metadata (void)
   gst_structure_free (parsed);
 }
 
+/* Properties documented as settable in NULL or READY are refused with a
+ * warning above that, as filesrc refuses its location (an outside test
+ * changed num-buffers and chunk-size mid-stream, and location reported a
+ * file that was not the one being read); they change again once the
+ * pipeline is back in READY. */
+static void
+test_properties_refused_while_running (void)
+{
+  g_autofree gchar *path = write_every_dtype (8);
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc name=src location=%s "
+      "! uelpin name=pin ! uelcudaupload name=up ! fakesink", path);
+  const gchar *src_props[] = { "location", "tensors", "method", "io-threads",
+    "num-buffers", "chunk-size", "dtypes", "ndim", "read-ahead"
+  };
+  const gchar *values[] = { "/elsewhere.safetensors", "a*", "mmap", "3",
+    "1", "4096", "U8", "1", "0"
+  };
+  GError *err = NULL;
+  GstElement *pipeline = gst_parse_launch (launch, &err);
+  GstElement *src, *pin, *up;
+  GstBus *bus;
+  GstMessage *msg;
+
+  g_assert_no_error (err);
+  src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
+  pin = gst_bin_get_by_name (GST_BIN (pipeline), "pin");
+  up = gst_bin_get_by_name (GST_BIN (pipeline), "up");
+  g_assert_cmpint (gst_element_set_state (pipeline, GST_STATE_PAUSED), !=,
+      GST_STATE_CHANGE_FAILURE);
+  g_assert_cmpint (gst_element_get_state (pipeline, NULL, NULL,
+          GST_CLOCK_TIME_NONE), ==, GST_STATE_CHANGE_SUCCESS);
+
+  for (guint i = 0; i < G_N_ELEMENTS (src_props); i++) {
+    GValue before = G_VALUE_INIT, after = G_VALUE_INIT;
+
+    g_object_get_property (G_OBJECT (src), src_props[i], &before);
+    g_test_expect_message (NULL, G_LOG_LEVEL_WARNING,
+        "*the '*' property can change only in the READY state or below, "
+        "not in PAUSED*");
+    gst_util_set_object_arg (G_OBJECT (src), src_props[i], values[i]);
+    g_test_assert_expected_messages ();
+    g_object_get_property (G_OBJECT (src), src_props[i], &after);
+    g_assert_cmpint (gst_value_compare (&before, &after), ==,
+        GST_VALUE_EQUAL);
+    g_value_unset (&before);
+    g_value_unset (&after);
+  }
+  g_test_expect_message (NULL, G_LOG_LEVEL_WARNING, "*'pool-size'*");
+  g_object_set (pin, "pool-size", (guint64) 4096, NULL);
+  g_test_assert_expected_messages ();
+  g_test_expect_message (NULL, G_LOG_LEVEL_WARNING, "*'max-in-flight'*");
+  g_object_set (up, "max-in-flight", 9, NULL);
+  g_test_assert_expected_messages ();
+
+  /* and the stream is the one configured before: every tensor, whole */
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  bus = gst_element_get_bus (pipeline);
+  msg = gst_bus_timed_pop_filtered (bus, GST_CLOCK_TIME_NONE,
+      GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+  g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
+  gst_message_unref (msg);
+  gst_object_unref (bus);
+
+  /* back in READY, the same changes are taken */
+  gst_element_set_state (pipeline, GST_STATE_READY);
+  g_object_set (src, "num-buffers", 1, "location", "/elsewhere.safetensors",
+      NULL);
+  g_object_set (pin, "pool-size", (guint64) 4096, NULL);
+  {
+    gint nb;
+    g_autofree gchar *loc = NULL;
+
+    g_object_get (src, "num-buffers", &nb, "location", &loc, NULL);
+    g_assert_cmpint (nb, ==, 1);
+    g_assert_cmpstr (loc, ==, "/elsewhere.safetensors");
+  }
+  gst_element_set_state (pipeline, GST_STATE_NULL);
+  gst_object_unref (src);
+  gst_object_unref (pin);
+  gst_object_unref (up);
+  gst_object_unref (pipeline);
+}
+
 /* a proposed allocator is the one uelsrc reads into, for every method that
  * reads (mmap is zero-copy and allocates nothing) */
 static void
@@ -933,6 +1016,8 @@ main (int argc, char **argv)
   g_test_add_func ("/uelsrc/selects-by-name-and-glob", test_selection);
   g_test_add_func ("/uelsrc/stops-after-num-buffers", test_num_buffers);
   g_test_add_func ("/uelsrc/harness/event-order", test_harness_event_order);
+  g_test_add_func ("/uelsrc/properties/refused-while-running",
+      test_properties_refused_while_running);
   g_test_add_func ("/uelsrc/header-message/million-metadata-keys-any-key",
       test_header_message_any_metadata);
   g_test_add_func ("/uelsrc/harness/reads-into-proposed-allocator",
