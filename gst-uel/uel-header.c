@@ -16,6 +16,7 @@
 #include "uel-header.h"
 #include "uel-io.h"
 #include "uel-json-private.h"
+#include "uel-meta-private.h"
 
 typedef struct
 {
@@ -85,19 +86,26 @@ header_deserialize (GValue * dest, const gchar * s)
   return TRUE;
 }
 
-static void
-register_value_table (GType type)
+G_DEFINE_BOXED_TYPE (UelHeader, uel_header, uel_header_ref,
+    uel_header_unref);
+
+/* Once, after gst_init() (GStreamer's value tables exist only then):
+ * uel_init() and every uel-header structure call it. */
+void
+uel_header_register_value_table (void)
 {
-  static GstValueTable table;
+  static gsize done = 0;
 
-  table.type = type;
-  table.serialize = header_serialize;
-  table.deserialize = header_deserialize;
-  gst_value_register (&table);
+  if (g_once_init_enter (&done)) {
+    static GstValueTable table;
+
+    table.type = uel_header_get_type ();
+    table.serialize = header_serialize;
+    table.deserialize = header_deserialize;
+    gst_value_register (&table);
+    g_once_init_leave (&done, 1);
+  }
 }
-
-G_DEFINE_BOXED_TYPE_WITH_CODE (UelHeader, uel_header, uel_header_ref,
-    uel_header_unref, register_value_table (g_define_type_id));
 
 /* a tensor while the table is being read, before validation */
 typedef struct

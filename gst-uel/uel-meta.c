@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "uel-meta.h"
+#include "uel-meta-private.h"
 
 static gboolean
 tensor_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
@@ -259,6 +260,7 @@ uel_header_structure_new (UelHeader * header, guint n_tensors,
       "header", UEL_TYPE_HEADER, header, NULL);
   GValue v = G_VALUE_INIT;
 
+  uel_header_register_value_table ();
   g_value_init (&v, G_TYPE_STRING);
   g_value_take_string (&v, uel_header_get_metadata_json (header));
   gst_structure_take_value (s, "metadata", &v);

@@ -4,14 +4,15 @@
 #include "config.h"
 
 #include "uel.h"
+#include "uel-meta-private.h"
 
 G_DEFINE_QUARK (uel-error-quark, uel_error);
 
 /**
  * uel_init:
  *
- * Registers the library's types (dtype enum, header boxed type, tensor
- * and dictionary metas).  Safe to call more than once; gst_init() must have
+ * Registers the library's types (dtype enum, header boxed type and its
+ * text form for printed structures, tensor and dictionary metas).  Safe to call more than once; gst_init() must have
  * been called.
  */
 void
@@ -19,6 +20,7 @@ uel_init (void)
 {
   g_type_ensure (UEL_TYPE_DTYPE);
   g_type_ensure (UEL_TYPE_HEADER);
+  uel_header_register_value_table ();
   g_type_ensure (UEL_TENSOR_META_API_TYPE);
   uel_tensor_meta_get_info ();
   g_type_ensure (UEL_DICT_META_API_TYPE);

@@ -506,7 +506,7 @@ gst_uel_src_activate_mode (GstPad * pad, GstObject * parent,
   GstUelSrc *self = GST_UEL_SRC (parent);
   gboolean ret;
 
-  if (mode != GST_PAD_MODE_PUSH)
+  if (mode != GST_PAD_MODE_PUSH || !self->reader)
     return FALSE;
   if (active) {
     uel_reader_stop (self->reader);
