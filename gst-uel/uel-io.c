@@ -8,9 +8,43 @@
 
 #include "uel-error.h"
 #include "uel-io.h"
+#include "uel-io-private.h"
 
 /* Linux transfers at most 0x7ffff000 bytes per read call */
 #define MAX_IO ((gsize) 0x7ffff000)
+
+gboolean
+uel_pread_partial (gint fd, gpointer buf, gsize len, guint64 offset,
+    const gchar * path, gsize * done, GError ** error)
+{
+  guint8 *p = buf;
+
+  *done = 0;
+  while (*done < len) {
+    ssize_t r = pread (fd, p + *done, MIN (len - *done, MAX_IO),
+        (off_t) (offset + *done));
+
+    if (r < 0) {
+      gint err = errno;
+      if (err == EINTR)
+        continue;
+      g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
+          "%s: read of %" G_GSIZE_FORMAT " bytes at offset %" G_GUINT64_FORMAT
+          " failed: %s", path, len, offset, g_strerror (err));
+      return FALSE;
+    }
+    if (r == 0) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
+          "%s: the file ends at byte %" G_GUINT64_FORMAT " but %"
+          G_GSIZE_FORMAT " bytes were expected at offset %" G_GUINT64_FORMAT
+          ": it shrank after it was validated", path, offset + *done, len,
+          offset);
+      return FALSE;
+    }
+    *done += (gsize) r;
+  }
+  return TRUE;
+}
 
 /**
  * uel_pread_full:
@@ -31,31 +65,7 @@ gboolean
 uel_pread_full (gint fd, gpointer buf, gsize len, guint64 offset,
     const gchar * path, GError ** error)
 {
-  guint8 *p = buf;
-  gsize done = 0;
+  gsize done;
 
-  while (done < len) {
-    ssize_t r = pread (fd, p + done, MIN (len - done, MAX_IO),
-        (off_t) (offset + done));
-
-    if (r < 0) {
-      gint err = errno;
-      if (err == EINTR)
-        continue;
-      g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
-          "%s: read of %" G_GSIZE_FORMAT " bytes at offset %" G_GUINT64_FORMAT
-          " failed: %s", path, len, offset, g_strerror (err));
-      return FALSE;
-    }
-    if (r == 0) {
-      g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
-          "%s: the file ends at byte %" G_GUINT64_FORMAT " but %"
-          G_GSIZE_FORMAT " bytes were expected at offset %" G_GUINT64_FORMAT
-          ": it shrank after it was validated", path, offset + done, len,
-          offset);
-      return FALSE;
-    }
-    done += (gsize) r;
-  }
-  return TRUE;
+  return uel_pread_partial (fd, buf, len, offset, path, &done, error);
 }

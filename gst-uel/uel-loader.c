@@ -969,7 +969,8 @@ stream_thread (gpointer data)
 
   while (more) {
     GPtrArray *batch;
-    guint64 bytes = 0;
+    guint64 bytes = 0, ahead;
+    guint free_after;
 
     g_mutex_lock (&self->lock);
     while (!self->stopping && self->batches.length >= self->prefetch_batches) {
@@ -977,6 +978,9 @@ stream_thread (gpointer data)
       g_cond_wait (&self->cond, &self->lock);
     }
     self->reader_waits = FALSE;
+    /* the batches that may still be read after this one: the room the
+     * reader may read ahead into (more may free up; this is the least) */
+    free_after = self->prefetch_batches - 1 - self->batches.length;
     g_mutex_unlock (&self->lock);
     if (g_atomic_int_get (&self->stopping))
       break;
@@ -986,7 +990,16 @@ stream_thread (gpointer data)
     batch = g_ptr_array_new_full (MIN (self->batch_size,
             self->n_tensors - delivered), (GDestroyNotify) gst_buffer_unref);
     while (batch->len < self->batch_size) {
-      GstBuffer *buf = uel_reader_next (self->reader, &err);
+      GstBuffer *buf;
+
+      /* reads ahead (runs of small tensors, parts of large ones) stay
+       * within this batch and the prefetched ones still to come, all
+       * counted in the bound */
+      ahead = (guint64) self->batch_size - batch->len +
+          (guint64) self->batch_size * free_after;
+      uel_reader_set_max_ahead (self->reader, (guint) MIN (ahead,
+              G_MAXUINT));
+      buf = uel_reader_next (self->reader, &err);
 
       if (!buf) {
         more = FALSE;
@@ -1112,9 +1125,8 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
   self->reader = uel_reader_new (loader->header);
   uel_reader_set_tensors (self->reader, (const guint *) selected->data,
       selected->len);
-  /* everything read is in a batch and counted in the bound: no reads
-   * ahead beside them (large tensors are still read in parallel parts) */
-  uel_reader_set_read_ahead (self->reader, 0);
+  /* everything read is in a batch and counted in the bound: the reader
+   * reads ahead only within the batch being filled (see stream_thread) */
   if (pin_memory) {
     self->pool_size = pool_size_for (loader->header, selected,
         uel_tensor_stream_get_max_live_tensors (self));

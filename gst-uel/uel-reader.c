@@ -55,6 +55,7 @@
 #include "uel-error.h"
 #include "uel-hostmem.h"
 #include "uel-io.h"
+#include "uel-io-private.h"
 #include "uel-meta.h"
 #include "uel-pinned.h"
 #include "uel-reader.h"
@@ -69,6 +70,13 @@ GST_DEBUG_CATEGORY_STATIC (uel_reader_debug);
 #define AUTO_IO_THREADS 16
 /* Smaller reads are done by the calling thread itself. */
 #define INLINE_MAX ((gsize) 1 << 20)
+/* Consecutive small reads of one file are done as one read into a scratch
+ * buffer, copied out to each buffer, and checked against the file once:
+ * two system calls for up to RUN_MAX_JOBS tensors instead of two each (a
+ * million one-byte tensors through uelsrc ! fakesink: 0.41 → 1.2 million
+ * a second).  Within the read-ahead. */
+#define RUN_MAX_BYTES ((gsize) 256 << 10)
+#define RUN_MAX_JOBS 256
 /* O_DIRECT needs offsets, sizes and memory aligned to the logical block
  * size; 4096 covers every device we know of. */
 #define DIRECT_ALIGN G_GUINT64_CONSTANT (4096)
@@ -115,6 +123,7 @@ typedef struct
   guint pending;                /* parts still being read, under io_lock */
   GError *error;                /* the first failure, under io_lock */
   IoPart *parts;
+  gboolean in_run;              /* read and checked with the others of a run */
 } Job;
 
 /* one part of a read, for the I/O thread pool */
@@ -145,6 +154,7 @@ struct _UelReader
   guint64 chunk_size;
   guint64 read_ahead;
   gint max_buffers;
+  guint max_ahead;              /* most buffers in the window, 0: any */
   guint max_open;
   GstAllocator *allocator;      /* what to read into */
   GstAllocationParams params;
@@ -166,6 +176,10 @@ struct _UelReader
   GQueue jobs;                  /* the read-ahead window, in stream order */
   guint64 jobs_bytes;
   guint64 window;               /* bytes the window may hold */
+  GPtrArray *run;               /* Job *: small reads not yet done */
+  gsize run_bytes;
+  gsize run_limit;              /* the most bytes a run may read ahead */
+  guint8 *scratch;              /* RUN_MAX_BYTES, for the run's one read */
   gint flushing;                /* atomic */
 
   /* completion of the parts read by the I/O threads */
@@ -521,6 +535,79 @@ map_job_memory (UelReader * self, Job * job, gsize size, gsize align)
   return FALSE;
 }
 
+/* where a job's bytes are in its file */
+static guint64
+job_offset (UelReader * self, Job * job)
+{
+  return uel_header_get_tensor (self->header, job->tensor_index)->file_offset
+      + job->pos;
+}
+
+/* Reads the run: one read of its bytes, one check of the file, then the
+ * bytes copied to each job.  A read that fails fails the job it failed in
+ * (and the ones after, which the stream never reaches); the jobs before
+ * it are complete.  A file that changed fails them all. */
+static void
+run_flush (UelReader * self)
+{
+  Job *first;
+  const gchar *path;
+  GError *err = NULL, *changed = NULL;
+  gsize done = 0, pos = 0;
+
+  if (self->run->len == 0)
+    return;
+  first = g_ptr_array_index (self->run, 0);
+  path = uel_header_get_file_path (self->header, first->file->index);
+  uel_pread_partial (first->file->fd, self->scratch, self->run_bytes,
+      job_offset (self, first), path, &done, &err);
+  uel_header_check_file (self->header, first->file->index, first->file->fd,
+      &changed);
+  for (guint i = 0; i < self->run->len; i++) {
+    Job *job = g_ptr_array_index (self->run, i);
+
+    if (changed)
+      job->error = g_error_copy (changed);
+    else if (pos + job->len <= done)
+      memcpy (job->map.data, self->scratch + pos, job->len);
+    else
+      job->error = g_error_copy (err);
+    pos += job->len;
+  }
+  GST_LOG_OBJECT (self, "read %u small buffers in one read of %"
+      G_GSIZE_FORMAT " bytes", self->run->len, self->run_bytes);
+  g_clear_error (&err);
+  g_clear_error (&changed);
+  g_ptr_array_set_size (self->run, 0);
+  self->run_bytes = 0;
+}
+
+/* Whether a read of @len bytes at @offset of file @file_index continues
+ * the run, within its limits. */
+static gboolean
+run_continues (UelReader * self, guint file_index, guint64 offset, gsize len)
+{
+  Job *last;
+
+  if (self->run->len == 0 || self->run->len >= RUN_MAX_JOBS
+      || self->run_bytes + len > self->run_limit)
+    return FALSE;
+  last = g_ptr_array_index (self->run, self->run->len - 1);
+  return last->file->index == file_index
+      && job_offset (self, last) + last->len == offset;
+}
+
+static void
+run_add (UelReader * self, Job * job)
+{
+  if (!run_continues (self, job->file->index, job_offset (self, job),
+          job->len))
+    run_flush (self);
+  job->in_run = TRUE;
+  g_ptr_array_add (self->run, job);
+  self->run_bytes += job->len;
+}
+
 /* Starts reading [pos, pos + len) of the tensor at @tensor_index from the
  * acquired @file: returns FALSE when there is no memory for it. */
 static gboolean
@@ -571,6 +658,10 @@ start_job (UelReader * self, Job * job, GError ** error)
 
   if (!map_job_memory (self, job, len, job->elem))
     goto alloc_failed;
+  if (len <= self->run_limit) {
+    run_add (self, job);
+    return TRUE;
+  }
   submit_read (self, job, f->fd, -1, job->map.data, len, len, offset, path);
   return TRUE;
 
@@ -610,7 +701,7 @@ finish_job (UelReader * self, Job * job, guint count, GError ** error)
   wait_job (self, job);
   /* bytes read while the file changed are not the validated tensor (a
    * mapped one was checked when it was mapped) */
-  if (!job->error && job->mem)
+  if (!job->error && job->mem && !job->in_run)
     uel_header_check_file (self->header, info->file_index, job->file->fd,
         &job->error);
   if (job->error) {
@@ -660,10 +751,14 @@ fill_window (UelReader * self, GError ** error)
 
     if (self->chunk_size > 0 && len > self->chunk_size)
       len = self->chunk_size;
-    /* small reads are done inline by this thread: reading them ahead only
-     * holds memory (bench: 20,000 small tensors went 0.46 → 0.69× of the
-     * raw loop without it) */
-    if (!first && (self->jobs_bytes + len > self->window || !self->pool
+    /* small reads are done inline by this thread, and read ahead only as
+     * a run (reading them ahead one by one only holds memory: 20,000
+     * small tensors went 0.46 → 0.69× of the raw loop without it) */
+    if (!first && self->max_ahead && self->jobs.length >= self->max_ahead)
+      break;
+    if (!first && !(len == 0 || run_continues (self, info->file_index,
+                info->file_offset + self->chunk_pos, (gsize) len))
+        && (self->jobs_bytes + len > self->window || !self->pool
             || len < INLINE_MAX))
       break;
     if (len > G_MAXSIZE) {
@@ -671,7 +766,7 @@ fill_window (UelReader * self, GError ** error)
           G_GUINT64_FORMAT " bytes does not fit this machine's address "
           "space", uel_header_get_location (self->header), info->name,
           info->n_bytes);
-      return FALSE;
+      goto failed;
     }
     job = job_new (self, tensor_index, self->chunk_pos, (gsize) len);
     if (len > 0) {
@@ -685,11 +780,11 @@ fill_window (UelReader * self, GError ** error)
         if (!err)
           break;
         g_propagate_prefixed_error (error, err, "tensor '%s': ", info->name);
-        return FALSE;
+        goto failed;
       }
       if (!start_job (self, job, error)) {
         job_free (self, job);
-        return FALSE;
+        goto failed;
       }
     }
     job->index = self->next;
@@ -706,7 +801,14 @@ fill_window (UelReader * self, GError ** error)
       self->chunk_index++;
     }
   }
+  run_flush (self);
   return TRUE;
+
+failed:
+  /* the run's jobs are in the window, which the caller's stop frees */
+  g_ptr_array_set_size (self->run, 0);
+  self->run_bytes = 0;
+  return FALSE;
 }
 
 /**
@@ -761,6 +863,11 @@ uel_reader_start (UelReader * reader, GError ** error)
         &st);
     reader->window = MIN (reader->window, st.capacity / 2);
   }
+  reader->run_limit = (gsize) MIN (RUN_MAX_BYTES, reader->read_ahead);
+  if (UEL_IS_PINNED_ALLOCATOR (reader->allocator))
+    reader->run_limit = (gsize) MIN (reader->run_limit, reader->window);
+  if (reader->run_limit && !reader->scratch)
+    reader->scratch = g_malloc (RUN_MAX_BYTES);
   reader->next = 0;
   reader->chunk_pos = 0;
   reader->chunk_index = 0;
@@ -836,6 +943,8 @@ uel_reader_stop (UelReader * reader)
 {
   g_return_if_fail (UEL_IS_READER (reader));
 
+  g_ptr_array_set_size (reader->run, 0);
+  reader->run_bytes = 0;
   clear_jobs (reader);
   if (reader->pool) {
     g_thread_pool_free (reader->pool, FALSE, TRUE);
@@ -907,6 +1016,12 @@ uel_reader_read_tensor (UelReader * reader, guint tensor_index,
   }
   return finish_job (reader, job, uel_header_get_n_tensors (reader->header),
       error);
+}
+
+void
+uel_reader_set_max_ahead (UelReader * reader, guint n_buffers)
+{
+  reader->max_ahead = n_buffers;
 }
 
 gboolean
@@ -1162,6 +1277,8 @@ uel_reader_finalize (GObject * object)
 
   uel_reader_stop (self);
   g_free (self->files);
+  g_free (self->scratch);
+  g_ptr_array_unref (self->run);
   g_array_unref (self->selected);
   gst_clear_object (&self->allocator);
   gst_clear_object (&self->host_allocator);
@@ -1182,6 +1299,7 @@ static void
 uel_reader_init (UelReader * self)
 {
   self->selected = g_array_new (FALSE, FALSE, sizeof (guint));
+  self->run = g_ptr_array_new ();
   self->method = UEL_READ_PREAD;
   self->max_buffers = -1;
   g_queue_init (&self->jobs);

@@ -277,8 +277,10 @@ test_rewritten_in_place (void)
         uel_test_tmpdir (), method_name (methods[m]));
     g_autoptr (UelHeader) h = NULL;
     g_autoptr (UelReader) r = NULL;
+    g_autofree gchar *expected = NULL;
     GError *err = NULL;
     GstBuffer *buf;
+    guint delivered = 0;
 
     for (guint i = 0; i < 8; i++) {
       g_autofree gchar *name = g_strdup_printf ("t%u", i);
@@ -296,11 +298,20 @@ test_rewritten_in_place (void)
     gst_buffer_unref (buf);
 
     rewrite_in_place (path);
-    g_assert_null (uel_reader_next (r, &err));
+    /* what was read (and checked) before the change may still come, with
+     * the bytes the file had then; the first read after it fails */
+    while ((buf = uel_reader_next (r, &err))) {
+      assert_exact (buf);
+      delivered++;
+      gst_buffer_unref (buf);
+    }
     g_assert_error (err, UEL_ERROR, UEL_ERROR_FILE_CHANGED);
-    g_test_message ("%s: %s", method_name (methods[m]), err->message);
+    g_test_message ("%s: %u more, then %s", method_name (methods[m]),
+        delivered, err->message);
+    g_assert_cmpuint (delivered, <, 7);
     g_assert_nonnull (strstr (err->message, path));
-    g_assert_nonnull (strstr (err->message, "tensor 't1'"));
+    expected = g_strdup_printf ("tensor 't%u'", delivered + 1);
+    g_assert_nonnull (strstr (err->message, expected));
     g_assert_nonnull (strstr (err->message, "modification time"));
     g_clear_error (&err);
 
