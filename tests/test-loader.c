@@ -809,24 +809,15 @@ test_stream_many_keys (void)
 {
   const guint n = 100000, n_keys = 50000;
   g_autofree gchar *path = uel_test_path ("many-keys.safetensors");
-  g_autofree guint8 *data = g_malloc0 (n);
   g_autofree const gchar **keys = g_new0 (const gchar *, n_keys + 1);
   g_auto (GStrv) names = NULL;
   g_autoptr (UelLoader) loader = NULL;
   g_autoptr (UelTensorStream) stream = NULL;
-  GString *json = g_string_new ("{");
   GPtrArray *batch;
   GError *err = NULL;
   guint seen = 0;
 
-  for (guint i = 0; i < n; i++)
-    g_string_append_printf (json, "%s\"t%06u\":{\"dtype\":\"U8\","
-        "\"shape\":[1],\"data_offsets\":[%u,%u]}", i ? "," : "", i, i, i + 1);
-  g_string_append_c (json, '}');
-  for (guint i = 0; i < n; i++)
-    data[i] = (guint8) i;
-  uel_test_write_safetensors (path, json->str, data, n);
-  g_string_free (json, TRUE);
+  uel_test_write_one_byte_tensors (path, n);
 
   loader = uel_loader_new (path, TRUE, &err);
   g_assert_no_error (err);
@@ -853,19 +844,6 @@ test_stream_many_keys (void)
   g_assert_cmpuint (seen, ==, n_keys);
 }
 
-/* the sanitizer builds skip the tests that measure it */
-static G_GNUC_UNUSED gint64
-resident_bytes (void)
-{
-  g_autofree gchar *statm = NULL;
-  gint64 pages = 0;
-
-  g_assert_true (g_file_get_contents ("/proc/self/statm", &statm, NULL,
-          NULL));
-  g_assert_cmpint (sscanf (statm, "%*d %" G_GINT64_FORMAT, &pages), ==, 1);
-  return pages * sysconf (_SC_PAGESIZE);
-}
-
 /* Standard mode holds a small tensor in a shared block, not in a page and
  * a buffer of its own: 200,000 one-byte tensors take less than 512 bytes
  * each beyond their header (an outside test: 4.7 GB for a million, about
@@ -889,28 +867,17 @@ test_standard_mode_small_tensors (void)
     return;
   }
   path = uel_test_path ("small-tensors.safetensors");
-  {
-    GString *json = g_string_new ("{");
-    g_autofree guint8 *data = g_malloc0 (n);
-
-    for (guint i = 0; i < n; i++)
-      g_string_append_printf (json, "%s\"t%06u\":{\"dtype\":\"U8\","
-          "\"shape\":[1],\"data_offsets\":[%u,%u]}", i ? "," : "", i, i,
-          i + 1);
-    g_string_append_c (json, '}');
-    uel_test_write_safetensors (path, json->str, data, n);
-    g_string_free (json, TRUE);
-  }
+  uel_test_write_one_byte_tensors (path, n);
   /* what a loader that reads nothing costs (its header), then one that
    * reads every tensor */
-  before = resident_bytes ();
+  before = uel_test_resident_bytes ();
   low = uel_loader_new (path, TRUE, &err);
   g_assert_no_error (err);
-  header_cost = resident_bytes () - before;
-  before = resident_bytes ();
+  header_cost = uel_test_resident_bytes () - before;
+  before = uel_test_resident_bytes ();
   loader = uel_loader_new (path, FALSE, &err);
   g_assert_no_error (err);
-  loader_cost = resident_bytes () - before;
+  loader_cost = uel_test_resident_bytes () - before;
   g_test_message ("%u one-byte tensors: low-memory loader %.0f bytes each, "
       "standard loader %.0f", n, (gdouble) header_cost / n,
       (gdouble) loader_cost / n);

@@ -242,29 +242,6 @@ test_many_shards (void)
     assert_exact (g_ptr_array_index (bufs, i));
 }
 
-/* Rewrites @path in place: the same size, other bytes, a later
- * modification time (set explicitly: the kernel's coarse clock could give
- * a write in the same tick the time of the validation). */
-static void
-rewrite_in_place (const gchar * path)
-{
-  struct stat st;
-  struct timespec times[2];
-  guint8 junk[4096];
-  gint fd = open (path, O_WRONLY);
-
-  g_assert_cmpint (fd, >=, 0);
-  g_assert_cmpint (fstat (fd, &st), ==, 0);
-  memset (junk, 0xee, sizeof junk);
-  for (off_t o = 4096; o + 4096 <= st.st_size; o += 4096)
-    g_assert_cmpint (pwrite (fd, junk, sizeof junk, o), ==, sizeof junk);
-  times[0].tv_nsec = UTIME_OMIT;
-  times[1] = st.st_mtim;
-  times[1].tv_sec += 10;
-  g_assert_cmpint (futimens (fd, times), ==, 0);
-  close (fd);
-}
-
 /* A file rewritten in place while it is streamed (an outside test saw the
  * new bytes delivered silently): every later read is a FILE_CHANGED error
  * naming the file and the tensor; what came before was exact. */
@@ -297,7 +274,7 @@ test_rewritten_in_place (void)
     assert_exact (buf);
     gst_buffer_unref (buf);
 
-    rewrite_in_place (path);
+    uel_test_rewrite_in_place (path, 4096);
     /* what was read (and checked) before the change may still come, with
      * the bytes the file had then; the first read after it fails */
     while ((buf = uel_reader_next (r, &err))) {

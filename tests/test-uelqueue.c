@@ -1676,39 +1676,19 @@ test_pipeline_bounds_tiny_tensors (void)
   const guint n = 20000;
   g_autofree gchar *path = uel_test_path ("tiny-tensors.safetensors");
   g_autofree gchar *big = uel_test_path ("one-byte-chunks.safetensors");
-  GString *json = g_string_new ("{");
+  g_autofree gchar *json = NULL;
   g_autofree guint8 *data = g_malloc (n);
 
   require_element ("uelsrc");
-  for (guint i = 0; i < n; i++)
-    g_string_append_printf (json, "%s\"t%05u\":{\"dtype\":\"U8\","
-        "\"shape\":[1],\"data_offsets\":[%u,%u]}", i ? "," : "", i, i, i + 1);
-  g_string_append_c (json, '}');
-  uel_test_fill (data, n, 1);
-  uel_test_write_safetensors (path, json->str, data, n);
-  g_string_free (json, TRUE);
+  uel_test_write_one_byte_tensors (path, n);
   check_tiny_tensors_bounded (path, "", n);
 
   /* one tensor of 20,000 bytes in chunks of one byte */
-  json = g_string_new (NULL);
-  g_string_append_printf (json, "{\"w\":{\"dtype\":\"U8\",\"shape\":[%u],"
+  json = g_strdup_printf ("{\"w\":{\"dtype\":\"U8\",\"shape\":[%u],"
       "\"data_offsets\":[0,%u]}}", n, n);
-  uel_test_write_safetensors (big, json->str, data, n);
-  g_string_free (json, TRUE);
+  uel_test_fill (data, n, 1);
+  uel_test_write_safetensors (big, json, data, n);
   check_tiny_tensors_bounded (big, "chunk-size=1", n);
-}
-
-/* the sanitizer builds skip the tests that measure it */
-static G_GNUC_UNUSED gint64
-resident_bytes (void)
-{
-  g_autofree gchar *statm = NULL;
-  gint64 pages = 0;
-
-  g_assert_true (g_file_get_contents ("/proc/self/statm", &statm, NULL,
-          NULL));
-  g_assert_cmpint (sscanf (statm, "%*d %" G_GINT64_FORMAT, &pages), ==, 1);
-  return pages * sysconf (_SC_PAGESIZE);
 }
 
 /* What uel_buffer_get_footprint() counts covers what small tensors really
@@ -1749,7 +1729,7 @@ test_footprint_covers_tiny_tensors (gconstpointer data)
   alloc = uel_host_allocator_new (0);
   bufs = g_new (GstBuffer *, n);
 
-  before = resident_bytes ();
+  before = uel_test_resident_bytes ();
   for (guint i = 0; i < n; i++) {
     GstMemory *mem = gst_allocator_alloc (alloc, size, NULL);
     GstMapInfo map;
@@ -1762,7 +1742,7 @@ test_footprint_covers_tiny_tensors (gconstpointer data)
     uel_buffer_add_tensor_meta (bufs[i], h, 0, i, n);
     counted += uel_buffer_get_footprint (bufs[i]);
   }
-  grown = resident_bytes () - before;
+  grown = uel_test_resident_bytes () - before;
   g_test_message ("%u tensors of %" G_GSIZE_FORMAT " bytes: %.0f bytes "
       "each resident, %.0f counted", n, size, (gdouble) grown / n,
       (gdouble) counted / n);

@@ -3,9 +3,12 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <grp.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "test-utils.h"
@@ -263,6 +266,57 @@ uel_test_write_checkpoint (const gchar * name, guint n_shards,
   index = g_build_filename (dir, "model.safetensors.index.json", NULL);
   uel_test_write_bytes (index, index_json, strlen (index_json));
   return index;
+}
+
+void
+uel_test_write_one_byte_tensors (const gchar * path, guint n)
+{
+  GString *json = g_string_new ("{");
+  g_autofree guint8 *data = g_malloc (MAX (n, 1));
+
+  for (guint i = 0; i < n; i++) {
+    g_string_append_printf (json, "%s\"t%07u\":{\"dtype\":\"U8\","
+        "\"shape\":[1],\"data_offsets\":[%u,%u]}", i ? "," : "", i, i,
+        i + 1);
+    data[i] = (guint8) i;
+  }
+  g_string_append_c (json, '}');
+  uel_test_write_safetensors (path, json->str, data, n);
+  g_string_free (json, TRUE);
+}
+
+void
+uel_test_rewrite_in_place (const gchar * path, goffset from)
+{
+  struct stat st;
+  struct timespec times[2];
+  guint8 junk[4096];
+  gint fd = open (path, O_WRONLY);
+
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (fstat (fd, &st), ==, 0);
+  memset (junk, 0xee, sizeof junk);
+  for (goffset o = from; o < st.st_size; o += sizeof junk) {
+    gsize n = (gsize) MIN ((goffset) sizeof junk, st.st_size - o);
+    g_assert_cmpint (pwrite (fd, junk, n, o), ==, (gssize) n);
+  }
+  times[0].tv_nsec = UTIME_OMIT;
+  times[1] = st.st_mtim;
+  times[1].tv_sec += 10;
+  g_assert_cmpint (futimens (fd, times), ==, 0);
+  close (fd);
+}
+
+gint64
+uel_test_resident_bytes (void)
+{
+  g_autofree gchar *statm = NULL;
+  gint64 pages = 0;
+
+  g_assert_true (g_file_get_contents ("/proc/self/statm", &statm, NULL,
+          NULL));
+  g_assert_cmpint (sscanf (statm, "%*d %" G_GINT64_FORMAT, &pages), ==, 1);
+  return pages * sysconf (_SC_PAGESIZE);
 }
 
 static void

@@ -55,6 +55,20 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (UelTestBuilder, uel_test_builder_free)
 gchar *uel_test_write_checkpoint (const gchar * name, guint n_shards,
     guint per_shard, gsize bytes);
 
+/* Writes @n U8 tensors of one byte each, "t0000000", "t0000001", ...,
+ * tensor i holding the byte i % 256: the pathological file of many tiny
+ * tensors. */
+void uel_test_write_one_byte_tensors (const gchar * path, guint n);
+
+/* Rewrites @path in place from byte @from to its end (0xee), the size
+ * kept, and sets its modification time 10 s later: a change that only the
+ * time tells (set explicitly: a write in the same tick of the kernel's
+ * coarse clock as the header's validation would keep it). */
+void uel_test_rewrite_in_place (const gchar * path, goffset from);
+
+/* The process's resident memory in bytes (/proc/self/statm). */
+gint64 uel_test_resident_bytes (void);
+
 /* Runs @launch to EOS or error; returns the error message's GError (domain
  * and code as posted) or NULL at EOS.  Every buffer reaching the element
  * named "sink" (a fakesink or appsink with signal-handoffs) is appended to
