@@ -740,6 +740,8 @@ finish_job (UelReader * self, Job * job, guint count, GError ** error)
 static gboolean
 fill_window (UelReader * self, GError ** error)
 {
+  GError *err = NULL;
+
   while (self->next < self->selected->len
       && (self->max_buffers < 0 || self->n_issued < self->max_buffers)) {
     guint tensor_index = g_array_index (self->selected, guint, self->next);
@@ -762,7 +764,7 @@ fill_window (UelReader * self, GError ** error)
             || len < INLINE_MAX))
       break;
     if (len > G_MAXSIZE) {
-      g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: tensor '%s' of %"
+      g_set_error (&err, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: tensor '%s' of %"
           G_GUINT64_FORMAT " bytes does not fit this machine's address "
           "space", uel_header_get_location (self->header), info->name,
           info->n_bytes);
@@ -770,8 +772,6 @@ fill_window (UelReader * self, GError ** error)
     }
     job = job_new (self, tensor_index, self->chunk_pos, (gsize) len);
     if (len > 0) {
-      GError *err = NULL;
-
       /* the first read may open over the budget (a read must make
        * progress); the others wait for the first to free its file */
       job->file = file_acquire (self, info->file_index, first, &err);
@@ -779,10 +779,10 @@ fill_window (UelReader * self, GError ** error)
         job_free (self, job);
         if (!err)
           break;
-        g_propagate_prefixed_error (error, err, "tensor '%s': ", info->name);
+        g_prefix_error (&err, "tensor '%s': ", info->name);
         goto failed;
       }
-      if (!start_job (self, job, error)) {
+      if (!start_job (self, job, &err)) {
         job_free (self, job);
         goto failed;
       }
@@ -805,9 +805,15 @@ fill_window (UelReader * self, GError ** error)
   return TRUE;
 
 failed:
-  /* the run's jobs are in the window, which the caller's stop frees */
+  /* the run's jobs stay in the window, unread: never hand them out */
+  for (guint i = 0; i < self->run->len; i++) {
+    Job *job = g_ptr_array_index (self->run, i);
+
+    job->error = g_error_copy (err);
+  }
   g_ptr_array_set_size (self->run, 0);
   self->run_bytes = 0;
+  g_propagate_error (error, err);
   return FALSE;
 }
 
