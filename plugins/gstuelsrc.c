@@ -31,10 +31,20 @@
  * Errors: a missing file is a RESOURCE NOT_FOUND error (as is a `tensors`
  * pattern that matches nothing, or an unknown name in `dtypes`), a
  * directory or unreadable file RESOURCE OPEN_READ, a failed read or a file
- * that shrinks while it is read RESOURCE READ; a file that is not safetensors at all (too small, header
- * length over the limit, not UTF-8, not a JSON object) is STREAM FORMAT,
+ * that changes while it is read RESOURCE READ; a file that is not
+ * safetensors at all (too small, header length over the limit, not UTF-8,
+ * not a JSON object) is STREAM FORMAT,
  * and every other header rule is STREAM DECODE.  The messages name the file,
  * the tensor and the rule.
+ *
+ * The element is a #GstPushSrc: the base class runs the task, sends the
+ * stream-start, caps and segment events, answers the position and seeking
+ * queries (in bytes of tensor data; no seeking) and counts
+ * #GstBaseSrc:num-buffers.  Its unlock sets the pinned pool it reads into
+ * (`uelpin`'s, proposed in the ALLOCATION query) flushing, so that a read
+ * waiting for pool memory ends at once when the element stops, even alone.
+ * An EOS sent to the element ends the stream after the buffer being
+ * pushed, without waiting for the streaming thread.
  *
  * Reading is the library's #UelReader.  The files of a sharded checkpoint
  * are opened when their tensors are read and closed after, at most an
@@ -86,7 +96,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_uel_src_debug);
 /* 0: one I/O thread per CPU, up to 16 (UelReader's choice) */
 #define DEFAULT_IO_THREADS 0
 #define MAX_IO_THREADS 64
-#define DEFAULT_NUM_BUFFERS -1
 #define DEFAULT_CHUNK_SIZE 0
 #define DEFAULT_DTYPES NULL
 #define DEFAULT_NDIM -1
@@ -99,7 +108,6 @@ enum
   PROP_TENSORS,
   PROP_METHOD,
   PROP_IO_THREADS,
-  PROP_NUM_BUFFERS,
   PROP_CHUNK_SIZE,
   PROP_DTYPES,
   PROP_NDIM,
@@ -108,30 +116,28 @@ enum
 
 struct _GstUelSrc
 {
-  GstElement parent;
-
-  GstPad *srcpad;
+  GstPushSrc parent;
 
   /* properties, under the object lock */
   gchar *location;
   gchar *tensors;
   GstUelSrcMethod method;
   guint io_threads;
-  gint num_buffers;
   guint64 chunk_size;
   guint64 read_ahead;
   gchar *dtypes;
   gint ndim;
 
-  /* set up in READY→PAUSED, used by the streaming thread */
+  /* from start() to stop() */
   UelHeader *header;
   UelReader *reader;
-
-  /* streaming thread state */
-  gboolean started;
-  gint n_pushed;
+  gboolean reading;             /* the reader started */
+  gboolean header_sent;
+  /* under the object lock: the pinned pool read into, which unlock()
+   * sets flushing, so that a read waiting for its memory returns */
+  GstAllocator *pool;
+  gint flushing;                /* atomic: between unlock and unlock_stop */
   gint eos_requested;           /* atomic: an EOS event was sent to us */
-  guint64 bytes_pushed;
 };
 
 static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
@@ -143,7 +149,7 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
   GST_DEBUG_CATEGORY_INIT (gst_uel_src_debug, "uelsrc", 0, \
       "safetensors tensor source");
 #define gst_uel_src_parent_class parent_class
-G_DEFINE_TYPE_WITH_CODE (GstUelSrc, gst_uel_src, GST_TYPE_ELEMENT, _do_init);
+G_DEFINE_TYPE_WITH_CODE (GstUelSrc, gst_uel_src, GST_TYPE_PUSH_SRC, _do_init);
 GST_ELEMENT_REGISTER_DEFINE (uelsrc, "uelsrc", GST_RANK_NONE,
     GST_TYPE_UEL_SRC);
 
@@ -247,147 +253,6 @@ post_error (GstUelSrc * self, const GError * err)
   }
 }
 
-/* ------------------------------------------------------------------ */
-/* streaming */
-
-/* Reads into what downstream proposes in the ALLOCATION query (uelpin's
- * pinned pool), or into the reader's recycled host memory, and starts
- * reading. */
-static gboolean
-negotiate_allocation (GstUelSrc * self, GstCaps * caps, GError ** error)
-{
-  GstQuery *query = gst_query_new_allocation (caps, TRUE);
-  GstAllocator *allocator = NULL;
-  GstAllocationParams params;
-
-  gst_allocation_params_init (&params);
-  if (gst_pad_peer_query (self->srcpad, query)
-      && gst_query_get_n_allocation_params (query) > 0)
-    gst_query_parse_nth_allocation_param (query, 0, &allocator, &params);
-  gst_query_unref (query);
-
-  uel_reader_set_allocator (self->reader, allocator, &params);
-  gst_clear_object (&allocator);
-  return uel_reader_start (self->reader, error);
-}
-
-static gboolean
-start_stream (GstUelSrc * self)
-{
-  g_autofree gchar *stream_id = NULL;
-  GError *err = NULL;
-  GstCaps *caps;
-  GstSegment segment;
-  GstEvent *event;
-
-  stream_id = g_compute_checksum_for_string (G_CHECKSUM_SHA256,
-      uel_header_get_location (self->header), -1);
-  event = gst_event_new_stream_start (stream_id);
-  gst_event_set_group_id (event, gst_util_group_id_next ());
-  gst_pad_push_event (self->srcpad, event);
-
-  caps = gst_caps_new_empty_simple (UEL_TENSOR_MEDIA_TYPE);
-  if (!gst_pad_push_event (self->srcpad, gst_event_new_caps (caps))) {
-    gst_caps_unref (caps);
-    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION, (NULL),
-        ("downstream refused caps " UEL_TENSOR_CAPS));
-    return FALSE;
-  }
-  if (!negotiate_allocation (self, caps, &err)) {
-    gst_caps_unref (caps);
-    post_error (self, err);
-    g_clear_error (&err);
-    return FALSE;
-  }
-  gst_caps_unref (caps);
-
-  gst_segment_init (&segment, GST_FORMAT_BYTES);
-  gst_pad_push_event (self->srcpad, gst_event_new_segment (&segment));
-  gst_pad_push_event (self->srcpad, uel_header_event_new (self->header,
-          uel_reader_get_n_tensors (self->reader),
-          uel_reader_get_total_bytes (self->reader)));
-  return TRUE;
-}
-
-static void
-push_eos_and_pause (GstUelSrc * self)
-{
-  gst_pad_push_event (self->srcpad, gst_event_new_eos ());
-  gst_pad_pause_task (self->srcpad);
-}
-
-static void
-gst_uel_src_loop (GstPad * pad)
-{
-  GstUelSrc *self = GST_UEL_SRC (GST_PAD_PARENT (pad));
-  const UelTensorMeta *meta;
-  GError *err = NULL;
-  GstBuffer *buf;
-  GstFlowReturn ret;
-
-  if (!self->started) {
-    if (!start_stream (self)) {
-      push_eos_and_pause (self);
-      return;
-    }
-    self->started = TRUE;
-  }
-  if (g_atomic_int_get (&self->eos_requested)) {
-    GST_DEBUG_OBJECT (self, "EOS requested after %d buffers", self->n_pushed);
-    /* the reads ahead are not wanted: their memory goes back now */
-    uel_reader_stop (self->reader);
-    push_eos_and_pause (self);
-    return;
-  }
-
-  buf = uel_reader_next (self->reader, &err);
-  if (!buf) {
-    if (err)
-      goto error;
-    GST_DEBUG_OBJECT (self, "EOS after %d buffers, %" G_GUINT64_FORMAT
-        " bytes", self->n_pushed, self->bytes_pushed);
-    push_eos_and_pause (self);
-    return;
-  }
-  if (self->n_pushed == 0)
-    GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
-  self->n_pushed++;
-  self->bytes_pushed += gst_buffer_get_size (buf);
-
-  meta = uel_buffer_get_tensor_meta (buf);
-  GST_LOG_OBJECT (self, "pushing tensor %u/%u '%s' (%" G_GSIZE_FORMAT
-      " bytes at %" G_GUINT64_FORMAT ")", meta->index + 1, meta->count,
-      uel_tensor_meta_get_name (meta), gst_buffer_get_size (buf),
-      meta->chunk_offset);
-  ret = gst_pad_push (pad, buf);
-  if (ret != GST_FLOW_OK) {
-    GST_DEBUG_OBJECT (self, "pausing: %s", gst_flow_get_name (ret));
-    gst_pad_pause_task (pad);
-    if (ret == GST_FLOW_EOS) {
-      gst_pad_push_event (pad, gst_event_new_eos ());
-    } else if (ret == GST_FLOW_NOT_LINKED || ret < GST_FLOW_EOS) {
-      GST_ELEMENT_FLOW_ERROR (self, ret);
-      gst_pad_push_event (pad, gst_event_new_eos ());
-    }
-  }
-  return;
-
-error:
-  if (GST_PAD_IS_FLUSHING (pad)) {
-    /* shutting down: a refused allocation is not the user's problem */
-    GST_DEBUG_OBJECT (self, "flushing: %s", err->message);
-    g_clear_error (&err);
-    gst_pad_pause_task (pad);
-    return;
-  }
-  post_error (self, err);
-  g_clear_error (&err);
-  push_eos_and_pause (self);
-}
-
-/* ------------------------------------------------------------------ */
-/* state */
-
 /* Appends where a selection error comes from: the message of a filter
  * names the file and the item, not the element's property. */
 static void
@@ -410,6 +275,7 @@ make_reader (GstUelSrc * self, GError ** error)
   GstUelSrcMethod method;
   guint io_threads;
   gint ndim, num_buffers;
+
   guint64 chunk_size, read_ahead;
 
   GST_OBJECT_LOCK (self);
@@ -418,7 +284,7 @@ make_reader (GstUelSrc * self, GError ** error)
   ndim = self->ndim;
   method = self->method;
   io_threads = self->io_threads;
-  num_buffers = self->num_buffers;
+  num_buffers = GST_BASE_SRC (self)->num_buffers;
   chunk_size = self->chunk_size;
   read_ahead = self->read_ahead;
   GST_OBJECT_UNLOCK (self);
@@ -448,16 +314,13 @@ make_reader (GstUelSrc * self, GError ** error)
   return reader;
 }
 
-static void
-gst_uel_src_close (GstUelSrc * self)
-{
-  g_clear_object (&self->reader);
-  g_clear_pointer (&self->header, uel_header_unref);
-}
+/* ------------------------------------------------------------------ */
+/* GstBaseSrc */
 
 static gboolean
-gst_uel_src_open (GstUelSrc * self)
+gst_uel_src_start (GstBaseSrc * src)
 {
+  GstUelSrc *self = GST_UEL_SRC (src);
   g_autofree gchar *location = NULL;
   GError *err = NULL;
   guint n;
@@ -480,6 +343,9 @@ gst_uel_src_open (GstUelSrc * self)
   self->reader = make_reader (self, &err);
   if (!self->reader)
     goto failed;
+  self->reading = FALSE;
+  self->header_sent = FALSE;
+  g_atomic_int_set (&self->eos_requested, FALSE);
 
   n = uel_reader_get_n_tensors (self->reader);
   bytes = uel_reader_get_total_bytes (self->reader);
@@ -495,81 +361,155 @@ gst_uel_src_open (GstUelSrc * self)
 failed:
   post_error (self, err);
   g_clear_error (&err);
-  gst_uel_src_close (self);
+  g_clear_pointer (&self->header, uel_header_unref);
   return FALSE;
 }
 
 static gboolean
-gst_uel_src_activate_mode (GstPad * pad, GstObject * parent,
-    GstPadMode mode, gboolean active)
+gst_uel_src_stop (GstBaseSrc * src)
 {
-  GstUelSrc *self = GST_UEL_SRC (parent);
-  gboolean ret;
+  GstUelSrc *self = GST_UEL_SRC (src);
 
-  if (mode != GST_PAD_MODE_PUSH || !self->reader)
-    return FALSE;
-  if (active) {
-    uel_reader_stop (self->reader);
+  g_clear_object (&self->reader);
+  g_clear_pointer (&self->header, uel_header_unref);
+  GST_OBJECT_LOCK (self);
+  gst_clear_object (&self->pool);
+  GST_OBJECT_UNLOCK (self);
+  return TRUE;
+}
+
+/* Reads into what downstream proposes (uelpin's pinned pool), or into
+ * the reader's recycled host memory.  Decided once a stream: buffers
+ * already read keep their memory, so a later reconfiguration changes
+ * nothing. */
+static gboolean
+gst_uel_src_decide_allocation (GstBaseSrc * src, GstQuery * query)
+{
+  GstUelSrc *self = GST_UEL_SRC (src);
+  GstAllocator *allocator = NULL;
+  GstAllocationParams params;
+
+  if (self->reading) {
+    GST_DEBUG_OBJECT (self, "reading already: keeping the allocator");
+    return TRUE;
+  }
+  gst_allocation_params_init (&params);
+  if (gst_query_get_n_allocation_params (query) > 0)
+    gst_query_parse_nth_allocation_param (query, 0, &allocator, &params);
+  uel_reader_set_allocator (self->reader, allocator, &params);
+  GST_OBJECT_LOCK (self);
+  gst_clear_object (&self->pool);
+  if (allocator && UEL_IS_PINNED_ALLOCATOR (allocator))
+    self->pool = gst_object_ref (allocator);
+  GST_OBJECT_UNLOCK (self);
+  gst_clear_object (&allocator);
+  return TRUE;
+}
+
+/* Makes a read waiting for pinned memory, or about to, return now: the
+ * reader fails it as flushing, and the pool it waits in is set flushing
+ * (nobody else would: uelpin does not flush its pool when it stops, and a
+ * wait otherwise lasts the pool's timeout). */
+static gboolean
+gst_uel_src_unlock (GstBaseSrc * src)
+{
+  GstUelSrc *self = GST_UEL_SRC (src);
+
+  GST_DEBUG_OBJECT (self, "unlock");
+  g_atomic_int_set (&self->flushing, TRUE);
+  GST_OBJECT_LOCK (self);
+  if (self->reader)
+    uel_reader_set_flushing (self->reader, TRUE);
+  if (self->pool)
+    uel_pinned_allocator_set_flushing (UEL_PINNED_ALLOCATOR (self->pool),
+        TRUE);
+  GST_OBJECT_UNLOCK (self);
+  return TRUE;
+}
+
+static gboolean
+gst_uel_src_unlock_stop (GstBaseSrc * src)
+{
+  GstUelSrc *self = GST_UEL_SRC (src);
+
+  GST_DEBUG_OBJECT (self, "unlock stop");
+  g_atomic_int_set (&self->flushing, FALSE);
+  GST_OBJECT_LOCK (self);
+  if (self->reader)
     uel_reader_set_flushing (self->reader, FALSE);
-    self->started = FALSE;
-    self->n_pushed = 0;
-    self->bytes_pushed = 0;
-    g_atomic_int_set (&self->eos_requested, 0);
-    return gst_pad_start_task (pad, (GstTaskFunction) gst_uel_src_loop, pad,
-        NULL);
-  }
-  /* memory a flushing pool refuses is no reason to read on into ours */
-  uel_reader_set_flushing (self->reader, TRUE);
-  ret = gst_pad_stop_task (pad);
-  uel_reader_stop (self->reader);
-  return ret;
+  if (self->pool)
+    uel_pinned_allocator_set_flushing (UEL_PINNED_ALLOCATOR (self->pool),
+        FALSE);
+  GST_OBJECT_UNLOCK (self);
+  return TRUE;
 }
 
-static gboolean
-gst_uel_src_src_event (GstPad * pad, GstObject * parent, GstEvent * event)
+static GstFlowReturn
+gst_uel_src_create (GstPushSrc * src, GstBuffer ** out)
 {
-  switch (GST_EVENT_TYPE (event)) {
-    case GST_EVENT_SEEK:
-      /* tensors are not a timeline: seeking is not supported */
-      gst_event_unref (event);
-      return FALSE;
-    default:
-      return gst_pad_event_default (pad, parent, event);
-  }
-}
+  GstUelSrc *self = GST_UEL_SRC (src);
+  const UelTensorMeta *meta;
+  GError *err = NULL;
+  GstBuffer *buf;
 
-static gboolean
-gst_uel_src_src_query (GstPad * pad, GstObject * parent, GstQuery * query)
-{
-  GstUelSrc *self = GST_UEL_SRC (parent);
-  GstFormat format;
-
-  switch (GST_QUERY_TYPE (query)) {
-    case GST_QUERY_DURATION:
-      gst_query_parse_duration (query, &format, NULL);
-      if (format != GST_FORMAT_BYTES || !self->reader)
-        return FALSE;
-      gst_query_set_duration (query, format,
-          (gint64) uel_reader_get_total_bytes (self->reader));
-      return TRUE;
-    case GST_QUERY_POSITION:
-      gst_query_parse_position (query, &format, NULL);
-      if (format != GST_FORMAT_BYTES)
-        return FALSE;
-      gst_query_set_position (query, format, (gint64) self->bytes_pushed);
-      return TRUE;
-    case GST_QUERY_SEEKING:
-      gst_query_parse_seeking (query, &format, NULL, NULL, NULL);
-      gst_query_set_seeking (query, format, FALSE, 0, -1);
-      return TRUE;
-    default:
-      return gst_pad_query_default (pad, parent, query);
+  if (g_atomic_int_get (&self->eos_requested)) {
+    GST_DEBUG_OBJECT (self, "EOS requested");
+    /* the reads ahead are not wanted: their memory goes back now */
+    uel_reader_stop (self->reader);
+    self->reading = FALSE;
+    return GST_FLOW_EOS;
   }
+  if (!self->reading) {
+    if (!uel_reader_start (self->reader, &err))
+      goto error;
+    self->reading = TRUE;
+  }
+  if (!self->header_sent) {
+    GstEvent *event = uel_header_event_new (self->header,
+        uel_reader_get_n_tensors (self->reader),
+        uel_reader_get_total_bytes (self->reader));
+
+    /* sticky: it goes out right after the segment that the base class
+     * pushes before this first buffer (sticky events travel in their
+     * order), and reaches elements linked later too */
+    gst_pad_store_sticky_event (GST_BASE_SRC_PAD (self), event);
+    gst_event_unref (event);
+    self->header_sent = TRUE;
+  }
+
+  buf = uel_reader_next (self->reader, &err);
+  if (!buf) {
+    if (err)
+      goto error;
+    GST_DEBUG_OBJECT (self, "all %u tensors read",
+        uel_reader_get_n_tensors (self->reader));
+    return GST_FLOW_EOS;
+  }
+  meta = uel_buffer_get_tensor_meta (buf);
+  GST_LOG_OBJECT (self, "tensor %u/%u '%s' (%" G_GSIZE_FORMAT " bytes at %"
+      G_GUINT64_FORMAT ")", meta->index + 1, meta->count,
+      uel_tensor_meta_get_name (meta), gst_buffer_get_size (buf),
+      meta->chunk_offset);
+  *out = buf;
+  return GST_FLOW_OK;
+
+error:
+  if (g_atomic_int_get (&self->flushing)) {
+    /* shutting down: a refused allocation is not the user's problem */
+    GST_DEBUG_OBJECT (self, "flushing: %s", err->message);
+    g_clear_error (&err);
+    return GST_FLOW_FLUSHING;
+  }
+  post_error (self, err);
+  g_clear_error (&err);
+  return GST_FLOW_ERROR;
 }
 
 /* An EOS sent to the element (gst_element_send_event() on it or on the
- * pipeline) ends the stream after the buffer being pushed, as GstBaseSrc
- * does: the tensors already read ahead are dropped. */
+ * pipeline) ends the stream after the buffer being pushed, and frees the
+ * reads ahead.  GstBaseSrc's own handling flushes and waits for the
+ * streaming thread, which a full queue in PAUSED never lets go: a
+ * pipeline that prerolled could not be ended. */
 static gboolean
 gst_uel_src_send_event (GstElement * element, GstEvent * event)
 {
@@ -577,33 +517,35 @@ gst_uel_src_send_event (GstElement * element, GstEvent * event)
 
   if (GST_EVENT_TYPE (event) == GST_EVENT_EOS) {
     GST_DEBUG_OBJECT (self, "EOS requested by the application");
-    g_atomic_int_set (&self->eos_requested, 1);
+    g_atomic_int_set (&self->eos_requested, TRUE);
     gst_event_unref (event);
     return TRUE;
   }
-  if (GST_ELEMENT_CLASS (parent_class)->send_event)
-    return GST_ELEMENT_CLASS (parent_class)->send_event (element, event);
-  gst_event_unref (event);
+  return GST_ELEMENT_CLASS (parent_class)->send_event (element, event);
+}
+
+static gboolean
+gst_uel_src_is_seekable (GstBaseSrc * src)
+{
+  /* tensors are not a timeline */
   return FALSE;
 }
 
-static GstStateChangeReturn
-gst_uel_src_change_state (GstElement * element, GstStateChange transition)
+static gboolean
+gst_uel_src_query (GstBaseSrc * src, GstQuery * query)
 {
-  GstUelSrc *self = GST_UEL_SRC (element);
-  GstStateChangeReturn ret;
+  GstUelSrc *self = GST_UEL_SRC (src);
+  GstFormat format;
 
-  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED
-      && !gst_uel_src_open (self))
-    return GST_STATE_CHANGE_FAILURE;
-
-  ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
-
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY
-      || (transition == GST_STATE_CHANGE_READY_TO_PAUSED
-          && ret == GST_STATE_CHANGE_FAILURE))
-    gst_uel_src_close (self);
-  return ret;
+  if (GST_QUERY_TYPE (query) == GST_QUERY_DURATION) {
+    gst_query_parse_duration (query, &format, NULL);
+    if (format != GST_FORMAT_BYTES || !self->reader)
+      return FALSE;
+    gst_query_set_duration (query, format,
+        (gint64) uel_reader_get_total_bytes (self->reader));
+    return TRUE;
+  }
+  return GST_BASE_SRC_CLASS (parent_class)->query (src, query);
 }
 
 /* ------------------------------------------------------------------ */
@@ -632,9 +574,6 @@ gst_uel_src_set_property (GObject * object, guint prop_id,
       break;
     case PROP_IO_THREADS:
       self->io_threads = g_value_get_uint (value);
-      break;
-    case PROP_NUM_BUFFERS:
-      self->num_buffers = g_value_get_int (value);
       break;
     case PROP_CHUNK_SIZE:
       self->chunk_size = g_value_get_uint64 (value);
@@ -676,9 +615,6 @@ gst_uel_src_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_IO_THREADS:
       g_value_set_uint (value, self->io_threads);
       break;
-    case PROP_NUM_BUFFERS:
-      g_value_set_int (value, self->num_buffers);
-      break;
     case PROP_CHUNK_SIZE:
       g_value_set_uint64 (value, self->chunk_size);
       break;
@@ -703,7 +639,6 @@ gst_uel_src_finalize (GObject * object)
 {
   GstUelSrc *self = GST_UEL_SRC (object);
 
-  gst_uel_src_close (self);
   g_free (self->location);
   g_free (self->tensors);
   g_free (self->dtypes);
@@ -715,6 +650,8 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseSrcClass *basesrc_class = GST_BASE_SRC_CLASS (klass);
+  GstPushSrcClass *pushsrc_class = GST_PUSH_SRC_CLASS (klass);
   const GParamFlags rw_ready = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
       GST_PARAM_MUTABLE_READY;
 
@@ -743,11 +680,6 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
           "ahead of the one being pushed (0 = one per CPU, up to 16; 1 = "
           "read in the streaming thread only)", 0, MAX_IO_THREADS,
           DEFAULT_IO_THREADS, rw_ready));
-  g_object_class_install_property (gobject_class, PROP_NUM_BUFFERS,
-      g_param_spec_int ("num-buffers", "Number of buffers",
-          "Stop after this many buffers (-1 = all tensors)", -1, G_MAXINT,
-          DEFAULT_NUM_BUFFERS, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
-          GST_PARAM_MUTABLE_READY));
   g_object_class_install_property (gobject_class, PROP_CHUNK_SIZE,
       g_param_spec_uint64 ("chunk-size", "Chunk size",
           "Emit tensors larger than this many bytes as consecutive chunks "
@@ -781,8 +713,16 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
    * look first */
   gst_element_class_add_static_metadata (element_class, "example",
       "gst-launch-1.0 uelsrc location=model.safetensors ! fakesink");
-  element_class->change_state = gst_uel_src_change_state;
-  element_class->send_event = gst_uel_src_send_event;
+  element_class->send_event = GST_DEBUG_FUNCPTR (gst_uel_src_send_event);
+  basesrc_class->start = GST_DEBUG_FUNCPTR (gst_uel_src_start);
+  basesrc_class->stop = GST_DEBUG_FUNCPTR (gst_uel_src_stop);
+  basesrc_class->decide_allocation =
+      GST_DEBUG_FUNCPTR (gst_uel_src_decide_allocation);
+  basesrc_class->unlock = GST_DEBUG_FUNCPTR (gst_uel_src_unlock);
+  basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR (gst_uel_src_unlock_stop);
+  basesrc_class->is_seekable = GST_DEBUG_FUNCPTR (gst_uel_src_is_seekable);
+  basesrc_class->query = GST_DEBUG_FUNCPTR (gst_uel_src_query);
+  pushsrc_class->create = GST_DEBUG_FUNCPTR (gst_uel_src_create);
 
   gst_type_mark_as_plugin_api (GST_TYPE_UEL_SRC_METHOD, 0);
 }
@@ -790,18 +730,13 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
 static void
 gst_uel_src_init (GstUelSrc * self)
 {
-  self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
-  gst_pad_set_activatemode_function (self->srcpad,
-      gst_uel_src_activate_mode);
-  gst_pad_set_event_function (self->srcpad, gst_uel_src_src_event);
-  gst_pad_set_query_function (self->srcpad, gst_uel_src_src_query);
-  gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
-
   self->method = DEFAULT_METHOD;
   self->io_threads = DEFAULT_IO_THREADS;
-  self->num_buffers = DEFAULT_NUM_BUFFERS;
   self->chunk_size = DEFAULT_CHUNK_SIZE;
   self->read_ahead = DEFAULT_READ_AHEAD;
   self->ndim = DEFAULT_NDIM;
-  GST_OBJECT_FLAG_SET (self, GST_ELEMENT_FLAG_SOURCE);
+  /* positions and the duration count tensor bytes; the base class must
+   * not end the stream at a size of its own */
+  gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_BYTES);
+  gst_base_src_set_automatic_eos (GST_BASE_SRC (self), FALSE);
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <gst/gst.h>
+#include <gst/base/gstpushsrc.h>
 #include <gst-uel/uel.h>
 
 G_BEGIN_DECLS
@@ -29,6 +30,6 @@ typedef enum
 GType gst_uel_src_method_get_type (void);
 
 #define GST_TYPE_UEL_SRC (gst_uel_src_get_type ())
-G_DECLARE_FINAL_TYPE (GstUelSrc, gst_uel_src, GST, UEL_SRC, GstElement)
+G_DECLARE_FINAL_TYPE (GstUelSrc, gst_uel_src, GST, UEL_SRC, GstPushSrc)
 
 G_END_DECLS

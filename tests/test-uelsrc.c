@@ -444,6 +444,13 @@ test_header_message_any_metadata (void)
   gst_structure_free (parsed);
 }
 
+static void
+count_handoff (GstElement * sink, GstBuffer * buf, GstPad * pad,
+    gpointer data)
+{
+  g_atomic_int_inc ((gint *) data);
+}
+
 /* Properties documented as settable in NULL or READY are refused with a
  * warning above that, as filesrc refuses its location (an outside test
  * changed num-buffers and chunk-size mid-stream, and location reported a
@@ -454,12 +461,15 @@ test_properties_refused_while_running (void)
 {
   g_autofree gchar *path = write_every_dtype (8);
   g_autofree gchar *launch = g_strdup_printf ("uelsrc name=src location=%s "
-      "! uelpin name=pin ! uelcudaupload name=up ! fakesink", path);
+      "! uelpin name=pin ! uelcudaupload name=up ! fakesink name=sink "
+      "signal-handoffs=true", path);
+  g_autoptr (UelHeader) header = uel_header_open (path, NULL);
+  gint n_buffers = 0;
   const gchar *src_props[] = { "location", "tensors", "method", "io-threads",
-    "num-buffers", "chunk-size", "dtypes", "ndim", "read-ahead"
+    "chunk-size", "dtypes", "ndim", "read-ahead"
   };
   const gchar *values[] = { "/elsewhere.safetensors", "a*", "mmap", "3",
-    "1", "4096", "U8", "1", "0"
+    "4096", "U8", "1", "0"
   };
   GError *err = NULL;
   GstElement *pipeline = gst_parse_launch (launch, &err);
@@ -471,6 +481,13 @@ test_properties_refused_while_running (void)
   src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
   pin = gst_bin_get_by_name (GST_BIN (pipeline), "pin");
   up = gst_bin_get_by_name (GST_BIN (pipeline), "up");
+  {
+    GstElement *sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+
+    g_signal_connect (sink, "handoff", G_CALLBACK (count_handoff),
+        &n_buffers);
+    gst_object_unref (sink);
+  }
   g_assert_cmpint (gst_element_set_state (pipeline, GST_STATE_PAUSED), !=,
       GST_STATE_CHANGE_FAILURE);
   g_assert_cmpint (gst_element_get_state (pipeline, NULL, NULL,
@@ -497,6 +514,9 @@ test_properties_refused_while_running (void)
   g_test_expect_message (NULL, G_LOG_LEVEL_WARNING, "*'max-in-flight'*");
   g_object_set (up, "max-in-flight", 9, NULL);
   g_test_assert_expected_messages ();
+  /* GstBaseSrc's num-buffers is taken at start: a change now is kept for
+   * the next run, and this one goes on */
+  g_object_set (src, "num-buffers", 1, NULL);
 
   /* and the stream is the one configured before: every tensor, whole */
   gst_element_set_state (pipeline, GST_STATE_PLAYING);
@@ -506,6 +526,8 @@ test_properties_refused_while_running (void)
   g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
   gst_message_unref (msg);
   gst_object_unref (bus);
+  g_assert_cmpint (g_atomic_int_get (&n_buffers), ==,
+      (gint) uel_header_get_n_tensors (header));
 
   /* back in READY, the same changes are taken */
   gst_element_set_state (pipeline, GST_STATE_READY);
@@ -525,6 +547,94 @@ test_properties_refused_while_running (void)
   gst_object_unref (pin);
   gst_object_unref (up);
   gst_object_unref (pipeline);
+}
+
+/* a sink that keeps every buffer: the pinned pool they came from fills */
+typedef struct
+{
+  GMutex lock;
+  GCond cond;
+  GPtrArray *kept;
+} Keeper;
+
+static void
+keep_handoff (GstElement * sink, GstBuffer * buf, GstPad * pad,
+    gpointer data)
+{
+  Keeper *k = data;
+
+  g_mutex_lock (&k->lock);
+  g_ptr_array_add (k->kept, gst_buffer_ref (buf));
+  g_cond_broadcast (&k->cond);
+  g_mutex_unlock (&k->lock);
+}
+
+/* uelsrc waiting for pinned memory that the sink keeps, set to NULL on
+ * its own (an application taking a source out of a running pipeline:
+ * uelpin, still playing, does not flush its pool): its unlock sets the
+ * pool flushing, so the state change does not wait out the pool's 3 s
+ * timeout, as it did before uelsrc derived from GstBaseSrc. */
+static void
+test_unlock_ends_a_pool_wait (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *path = uel_test_path ("pool-wait.safetensors");
+  g_autofree gchar *launch = NULL;
+  GstElement *pipeline, *sink, *pin, *src;
+  GstStructure *stats = NULL;
+  GError *err = NULL;
+  Keeper k;
+  gint64 t0, took;
+
+  for (guint i = 0; i < 16; i++) {
+    g_autofree gchar *name = g_strdup_printf ("t%u", i);
+    uel_test_builder_add (b, name, "U8", "[262144]", 262144, NULL);
+  }
+  uel_test_builder_write (b, path, NULL);
+  launch = g_strdup_printf ("uelsrc name=src location=%s io-threads=1 ! "
+      "uelpin name=pin pool-size=2097152 ! fakesink name=sink "
+      "signal-handoffs=true", path);
+  pipeline = gst_parse_launch (launch, &err);
+  g_assert_no_error (err);
+  g_mutex_init (&k.lock);
+  g_cond_init (&k.cond);
+  k.kept = g_ptr_array_new_with_free_func ((GDestroyNotify) gst_buffer_unref);
+  sink = gst_bin_get_by_name (GST_BIN (pipeline), "sink");
+  pin = gst_bin_get_by_name (GST_BIN (pipeline), "pin");
+  src = gst_bin_get_by_name (GST_BIN (pipeline), "src");
+  g_signal_connect (sink, "handoff", G_CALLBACK (keep_handoff), &k);
+
+  /* eight tensors of 256 KiB fill the 2 MiB pool: the ninth waits */
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  g_mutex_lock (&k.lock);
+  while (k.kept->len < 8)
+    g_cond_wait (&k.cond, &k.lock);
+  g_mutex_unlock (&k.lock);
+  g_object_get (pin, "stats", &stats, NULL);
+  g_assert_cmpuint (uel_test_stat (stats, "pool-live-bytes"), ==, 2 << 20);
+  gst_structure_free (stats);
+
+  gst_element_set_locked_state (src, TRUE);
+  t0 = g_get_monotonic_time ();
+  g_assert_cmpint (gst_element_set_state (src, GST_STATE_NULL), ==,
+      GST_STATE_CHANGE_SUCCESS);
+  took = g_get_monotonic_time () - t0;
+  g_assert_cmpint (gst_element_set_state (pipeline, GST_STATE_NULL), ==,
+      GST_STATE_CHANGE_SUCCESS);
+  g_test_message ("to NULL in %.3f s, %u tensors kept", took / 1e6,
+      k.kept->len);
+  /* far from the 3 s the wait would last: not a measurement */
+  g_assert_cmpint (took, <, G_USEC_PER_SEC);
+  g_assert_cmpuint (k.kept->len, ==, 8);
+
+  gst_object_unref (src);
+  gst_object_unref (pin);
+  gst_object_unref (sink);
+  gst_object_unref (pipeline);
+  /* the pool goes with the last of its buffers */
+  g_ptr_array_unref (k.kept);
+  g_mutex_clear (&k.lock);
+  g_cond_clear (&k.cond);
 }
 
 /* a proposed allocator is the one uelsrc reads into, for every method that
@@ -1016,6 +1126,8 @@ main (int argc, char **argv)
   g_test_add_func ("/uelsrc/selects-by-name-and-glob", test_selection);
   g_test_add_func ("/uelsrc/stops-after-num-buffers", test_num_buffers);
   g_test_add_func ("/uelsrc/harness/event-order", test_harness_event_order);
+  g_test_add_func ("/uelsrc/unlock/ends-a-wait-for-pinned-memory",
+      test_unlock_ends_a_pool_wait);
   g_test_add_func ("/uelsrc/properties/refused-while-running",
       test_properties_refused_while_running);
   g_test_add_func ("/uelsrc/header-message/million-metadata-keys-any-key",
