@@ -275,7 +275,6 @@ make_reader (GstUelSrc * self, GError ** error)
   GstUelSrcMethod method;
   guint io_threads;
   gint ndim, num_buffers;
-
   guint64 chunk_size, read_ahead;
 
   GST_OBJECT_LOCK (self);
