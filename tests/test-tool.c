@@ -205,6 +205,8 @@ test_hostile_text_is_escaped (void)
       NULL);
   uel_test_builder_add (b, "csi\xc2\x9b" "2J\r\x7f", "U8", "[1]", 1, NULL);
   uel_test_builder_add (b, "back\\slash", "U8", "[1]", 1, NULL);
+  uel_test_builder_add (b, "dict", "U8", "[20]", 20,
+      "{\"k\": \"del\x7f \\u2713\"}");
   uel_test_builder_set_metadata (b, "", "empty key");
   uel_test_builder_set_metadata (b, "sp ace", "y\x1b[2J");
   uel_test_builder_set_metadata (b, "nl", "a\nb");
@@ -234,11 +236,15 @@ test_hostile_text_is_escaped (void)
     g_autofree gchar *launch = g_strdup_printf ("location=%s", path);
 
     g_assert_cmpint (run_tool (&out, &err, "launch", "-m", "uelsrc", launch,
-            "!", "fakesink", NULL), ==, 0);
+            "!", "ueldictdecode", "tensors=dict", "!", "fakesink", NULL), ==,
+        0);
   }
   assert_terminal_safe (out);
-  g_assert_nonnull (strstr (out, "3 tensors, 3 bytes; metadata: {\"\": "
+  g_assert_nonnull (strstr (out, "4 tensors, 23 bytes; metadata: {\"\": "
           "\"empty key\", \"nl\": \"a\\nb\", \"sp ace\": \"y\\u001b[2J\"}\n"));
+  /* the dictionary stays JSON: its own escapes kept, DEL escaped */
+  g_assert_nonnull (strstr (out, "dictionary 'dict' from ueldictdecode0: "
+          "{\"k\": \"del\\u007f \\u2713\"}\n"));
 }
 
 static void

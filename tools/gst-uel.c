@@ -85,6 +85,32 @@ printable (const gchar * s)
   return g_string_free (out, FALSE);
 }
 
+/* JSON text from the file, kept valid JSON and made safe on a terminal:
+ * the control characters that JSON allows raw in strings (DEL, C1) become
+ * \u escapes; backslashes are the JSON's own and stay. */
+static gchar *
+printable_json (const gchar * json)
+{
+  GString *out = g_string_sized_new (strlen (json));
+  const gchar *p = json;
+
+  while (*p) {
+    gunichar c = g_utf8_get_char_validated (p, -1);
+
+    if (c == (gunichar) - 1 || c == (gunichar) - 2) {
+      g_string_append (out, "\\ufffd");
+      p++;
+      continue;
+    }
+    if (c < 0x20 || (c >= 0x7f && c < 0xa0))
+      g_string_append_printf (out, "\\u%04x", c);
+    else
+      g_string_append_unichar (out, c);
+    p = g_utf8_next_char (p);
+  }
+  return g_string_free (out, FALSE);
+}
+
 /* a size in IEC units with a plain space (g_format_size() puts a
  * no-break space there) */
 static gchar *
@@ -745,7 +771,8 @@ print_element_message (Launch * l, GstMessage * msg, const GstStructure * s)
         meta ? meta : "none");
     uel_header_unref (header);
   } else if (uel_dict_message_parse (msg, &name, &json)) {
-    g_autofree gchar *pname = printable (name), *pjson = printable (json);
+    g_autofree gchar *pname = printable (name);
+    g_autofree gchar *pjson = printable_json (json);
 
     out ("dictionary '%s' from %s: %s\n", pname, GST_MESSAGE_SRC_NAME (msg),
         pjson);
