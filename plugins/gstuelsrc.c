@@ -92,7 +92,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_uel_src_debug);
 
 #define DEFAULT_LOCATION NULL
 #define DEFAULT_TENSORS NULL
-#define DEFAULT_METHOD GST_UEL_SRC_METHOD_PREAD
+#define DEFAULT_METHOD UEL_READ_PREAD
 /* 0: one I/O thread per CPU, up to 16 (UelReader's choice) */
 #define DEFAULT_IO_THREADS 0
 #define MAX_IO_THREADS 64
@@ -121,7 +121,7 @@ struct _GstUelSrc
   /* properties, under the object lock */
   gchar *location;
   gchar *tensors;
-  GstUelSrcMethod method;
+  UelReadMethod method;
   guint io_threads;
   guint64 chunk_size;
   guint64 read_ahead;
@@ -152,24 +152,6 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
 G_DEFINE_TYPE_WITH_CODE (GstUelSrc, gst_uel_src, GST_TYPE_PUSH_SRC, _do_init);
 GST_ELEMENT_REGISTER_DEFINE (uelsrc, "uelsrc", GST_RANK_NONE,
     GST_TYPE_UEL_SRC);
-
-GType
-gst_uel_src_method_get_type (void)
-{
-  static gsize type = 0;
-  static const GEnumValue values[] = {
-    {GST_UEL_SRC_METHOD_PREAD, "pread into recycled memory", "pread"},
-    {GST_UEL_SRC_METHOD_MMAP, "zero-copy buffers over mmap", "mmap"},
-    {GST_UEL_SRC_METHOD_DIRECT, "O_DIRECT aligned reads", "direct"},
-    {0, NULL, NULL}
-  };
-
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstUelSrcMethod", values);
-    g_once_init_leave (&type, t);
-  }
-  return (GType) type;
-}
 
 /* ------------------------------------------------------------------ */
 /* errors */
@@ -272,7 +254,7 @@ make_reader (GstUelSrc * self, GError ** error)
   g_autoptr (GArray) selected = NULL;
   g_autofree gchar *spec = NULL, *dtypes = NULL;
   UelReader *reader;
-  GstUelSrcMethod method;
+  UelReadMethod method;
   guint io_threads;
   gint ndim, num_buffers;
   guint64 chunk_size, read_ahead;
@@ -304,8 +286,7 @@ make_reader (GstUelSrc * self, GError ** error)
   reader = uel_reader_new (self->header);
   uel_reader_set_tensors (reader, (const guint *) selected->data,
       selected->len);
-  /* the element's enum has the reader's values */
-  uel_reader_set_method (reader, (UelReadMethod) method);
+  uel_reader_set_method (reader, method);
   uel_reader_set_io_threads (reader, io_threads);
   uel_reader_set_max_buffers (reader, num_buffers);
   uel_reader_set_chunk_size (reader, chunk_size);
@@ -672,7 +653,7 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
       g_param_spec_enum ("method", "Method",
           "How tensors are read: pread into recycled memory, zero-copy "
           "mmap, or O_DIRECT (falls back to pread where refused)",
-          GST_TYPE_UEL_SRC_METHOD, DEFAULT_METHOD, rw_ready));
+          UEL_TYPE_READ_METHOD, DEFAULT_METHOD, rw_ready));
   g_object_class_install_property (gobject_class, PROP_IO_THREADS,
       g_param_spec_uint ("io-threads", "I/O threads",
           "Threads reading large tensors in parallel, in parts of 8 MiB, "
@@ -723,7 +704,7 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
   basesrc_class->query = GST_DEBUG_FUNCPTR (gst_uel_src_query);
   pushsrc_class->create = GST_DEBUG_FUNCPTR (gst_uel_src_create);
 
-  gst_type_mark_as_plugin_api (GST_TYPE_UEL_SRC_METHOD, 0);
+  gst_type_mark_as_plugin_api (UEL_TYPE_READ_METHOD, 0);
 }
 
 static void
