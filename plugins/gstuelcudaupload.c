@@ -44,6 +44,7 @@
 #include "config.h"
 #endif
 
+#include <gst/base/gstbasetransform.h>
 #include <gst-uel/uel.h>
 
 #include "gstuelcudaupload.h"
@@ -71,12 +72,17 @@ enum
   PROP_STATS,
 };
 
+/* what the element does with buffers, which decides its caps */
+typedef enum
+{
+  MODE_STOPPED,                 /* either: caps queries answer both */
+  MODE_UPLOAD,                  /* memory:UelCUDA out */
+  MODE_PASSTHROUGH,             /* no device: the input caps out */
+} Mode;
+
 struct _GstUelCudaUpload
 {
-  GstElement parent;
-
-  GstPad *sinkpad;
-  GstPad *srcpad;
+  GstBaseTransform parent;
 
   /* properties, under the object lock */
   gint device;
@@ -86,11 +92,16 @@ struct _GstUelCudaUpload
   guint max_in_flight;
   guint64 pool_size;
 
-  /* from READY→PAUSED to PAUSED→READY */
-  UelCudaUploader *uploader;    /* NULL: passing host buffers through */
-  GstAllocator *pinned;         /* proposed upstream */
-  guint64 n_fallback;           /* under the object lock */
+  /* set by start and stop under the object lock, which make_stats takes
+   * to read the uploader's counters: stop cannot free it under a reader */
+  Mode mode;
+  UelCudaUploader *uploader;
+  UelCudaUploadStats last_stats;        /* the stopped uploader's counters */
+  guint64 n_fallback;
   guint64 n_fallback_bytes;
+
+  GstAllocator *pinned;         /* proposed upstream, from start to stop */
+  GQueue ready;                 /* streaming thread: copies done, to push */
 };
 
 static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
@@ -109,7 +120,7 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
       "host to CUDA device copies");
 #define gst_uel_cuda_upload_parent_class parent_class
 G_DEFINE_TYPE_WITH_CODE (GstUelCudaUpload, gst_uel_cuda_upload,
-    GST_TYPE_ELEMENT, _do_init);
+    GST_TYPE_BASE_TRANSFORM, _do_init);
 GST_ELEMENT_REGISTER_DEFINE (uelcudaupload, "uelcudaupload", GST_RANK_NONE,
     GST_TYPE_UEL_CUDA_UPLOAD);
 
@@ -165,23 +176,88 @@ convert_dtype (GstUelConvertTo c)
   }
 }
 
-static GstFlowReturn
-push_ready (GstUelCudaUpload * self, GPtrArray * ready)
+/* ------------------------------------------------------------------ */
+/* caps and allocation */
+
+static gboolean
+has_cuda_feature (GstCaps * caps, guint i)
 {
-  GstFlowReturn ret = GST_FLOW_OK;
+  GstCapsFeatures *f = gst_caps_get_features (caps, i);
 
-  for (guint i = 0; i < ready->len; i++) {
-    GstBuffer *buf = g_ptr_array_index (ready, i);
-
-    g_ptr_array_index (ready, i) = NULL;
-    if (ret == GST_FLOW_OK)
-      ret = gst_pad_push (self->srcpad, buf);
-    else
-      gst_buffer_unref (buf);
-  }
-  g_ptr_array_set_size (ready, 0);
-  return ret;
+  return f && !gst_caps_features_is_any (f)
+      && gst_caps_features_contains (f, UEL_CAPS_FEATURE_MEMORY_CUDA);
 }
+
+/* Downstream (direction SINK): device memory when copying, the input as it
+ * is when passing through, both while stopped.  Upstream (direction SRC):
+ * device memory comes from any host memory; anything else passed through
+ * unchanged. */
+static GstCaps *
+gst_uel_cuda_upload_transform_caps (GstBaseTransform * trans,
+    GstPadDirection direction, GstCaps * caps, GstCaps * filter)
+{
+  GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (trans);
+  GstCaps *out = gst_caps_new_empty ();
+  Mode mode;
+
+  GST_OBJECT_LOCK (self);
+  mode = self->mode;
+  GST_OBJECT_UNLOCK (self);
+
+  for (guint i = 0; i < gst_caps_get_size (caps); i++) {
+    GstStructure *s = gst_caps_get_structure (caps, i);
+    GstCapsFeatures *f = gst_caps_get_features (caps, i);
+
+    if (direction == GST_PAD_SINK) {
+      if (mode != MODE_PASSTHROUGH)
+        out = gst_caps_merge_structure_full (out, gst_structure_copy (s),
+            gst_caps_features_new (UEL_CAPS_FEATURE_MEMORY_CUDA, NULL));
+      if (mode != MODE_UPLOAD)
+        out = gst_caps_merge_structure_full (out, gst_structure_copy (s),
+            f ? gst_caps_features_copy (f) : NULL);
+    } else {
+      out = gst_caps_merge_structure_full (out, gst_structure_copy (s),
+          has_cuda_feature (caps, i) ? gst_caps_features_new_any () :
+          f ? gst_caps_features_copy (f) : NULL);
+    }
+  }
+  if (filter) {
+    GstCaps *tmp = gst_caps_intersect_full (filter, out,
+        GST_CAPS_INTERSECT_FIRST);
+
+    gst_caps_unref (out);
+    out = tmp;
+  }
+  return out;
+}
+
+/* With a device, offer a pinned pool so that the reader fills it directly
+ * when no uelpin stands in between; passing through, downstream answers. */
+static gboolean
+gst_uel_cuda_upload_propose_allocation (GstBaseTransform * trans,
+    GstQuery * decide_query, GstQuery * query)
+{
+  GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (trans);
+  GstAllocationParams params;
+
+  if (!self->pinned)
+    return GST_BASE_TRANSFORM_CLASS (parent_class)->propose_allocation (trans,
+        decide_query, query);
+  gst_allocation_params_init (&params);
+  gst_query_add_allocation_param (query, self->pinned, &params);
+  return TRUE;
+}
+
+static gboolean
+gst_uel_cuda_upload_decide_allocation (GstBaseTransform * trans,
+    GstQuery * query)
+{
+  /* device memory comes from the uploader, whatever downstream offers */
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ */
+/* streaming */
 
 static void
 post_cuda_error (GstUelCudaUpload * self, GError * err)
@@ -190,46 +266,96 @@ post_cuda_error (GstUelCudaUpload * self, GError * err)
       ("Could not copy a tensor to the GPU."), ("%s", err->message));
 }
 
-static GstFlowReturn
-gst_uel_cuda_upload_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
+static void
+queue_ready (GstUelCudaUpload * self, GPtrArray * ready)
 {
-  GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (parent);
+  for (guint i = 0; i < ready->len; i++)
+    g_queue_push_tail (&self->ready, g_ptr_array_index (ready, i));
+  g_ptr_array_set_size (ready, 0);
+}
+
+static void
+clear_ready (GstUelCudaUpload * self)
+{
+  GstBuffer *buf;
+
+  while ((buf = g_queue_pop_head (&self->ready)))
+    gst_buffer_unref (buf);
+}
+
+/* The base class checks negotiation and queues @buf; the copy starts here,
+ * and the tensors whose copies are done wait for generate_output. */
+static GstFlowReturn
+gst_uel_cuda_upload_submit_input_buffer (GstBaseTransform * trans,
+    gboolean is_discont, GstBuffer * input)
+{
+  GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (trans);
   g_autoptr (GPtrArray) ready = NULL;
   GError *err = NULL;
+  GstFlowReturn ret;
+  GstBuffer *buf;
   gboolean ok;
+
+  ret = GST_BASE_TRANSFORM_CLASS (parent_class)->submit_input_buffer (trans,
+      is_discont, input);
+  buf = g_steal_pointer (&trans->queued_buf);
+  if (ret != GST_FLOW_OK || !buf) {
+    gst_clear_buffer (&buf);
+    return ret;
+  }
 
   if (!self->uploader) {
     GST_OBJECT_LOCK (self);
     self->n_fallback++;
     self->n_fallback_bytes += gst_buffer_get_size (buf);
     GST_OBJECT_UNLOCK (self);
-    return gst_pad_push (self->srcpad, buf);
+    g_queue_push_tail (&self->ready, buf);
+    return GST_FLOW_OK;
   }
 
   ready = g_ptr_array_new ();
   ok = uel_cuda_uploader_submit (self->uploader, buf, ready, &err);
   gst_buffer_unref (buf);
+  queue_ready (self, ready);
   if (!ok) {
     post_cuda_error (self, err);
     g_clear_error (&err);
-    push_ready (self, ready);
     return GST_FLOW_ERROR;
   }
-  return push_ready (self, ready);
+  return GST_FLOW_OK;
 }
 
-/* everything queued reaches downstream before the next serialized event */
+static GstFlowReturn
+gst_uel_cuda_upload_generate_output (GstBaseTransform * trans,
+    GstBuffer ** outbuf)
+{
+  GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (trans);
+
+  *outbuf = g_queue_pop_head (&self->ready);
+  return GST_FLOW_OK;
+}
+
+/* Everything queued reaches downstream before the next serialized event. */
 static gboolean
 drain (GstUelCudaUpload * self)
 {
+  GstPad *srcpad = GST_BASE_TRANSFORM_SRC_PAD (self);
   g_autoptr (GPtrArray) ready = g_ptr_array_new ();
+  GstFlowReturn ret = GST_FLOW_OK;
   GError *err = NULL;
-  gboolean ok;
+  gboolean ok = TRUE;
+  GstBuffer *buf;
 
-  if (!self->uploader)
-    return TRUE;
-  ok = uel_cuda_uploader_drain (self->uploader, ready, &err);
-  push_ready (self, ready);
+  if (self->uploader) {
+    ok = uel_cuda_uploader_drain (self->uploader, ready, &err);
+    queue_ready (self, ready);
+  }
+  while ((buf = g_queue_pop_head (&self->ready))) {
+    if (ret == GST_FLOW_OK)
+      ret = gst_pad_push (srcpad, buf);
+    else
+      gst_buffer_unref (buf);
+  }
   if (!ok) {
     post_cuda_error (self, err);
     g_clear_error (&err);
@@ -238,31 +364,23 @@ drain (GstUelCudaUpload * self)
 }
 
 static gboolean
-gst_uel_cuda_upload_sink_event (GstPad * pad, GstObject * parent,
-    GstEvent * event)
+gst_uel_cuda_upload_sink_event (GstBaseTransform * trans, GstEvent * event)
 {
-  GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (parent);
+  GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (trans);
   UelHeader *header = NULL;
 
   switch (GST_EVENT_TYPE (event)) {
-    case GST_EVENT_CAPS:{
-      GstCaps *caps;
-
-      if (!self->uploader)
-        break;
-      /* same tensors, now in device memory */
-      caps = gst_caps_new_empty_simple (UEL_TENSOR_MEDIA_TYPE);
-      gst_caps_set_features (caps, 0,
-          gst_caps_features_new (UEL_CAPS_FEATURE_MEMORY_CUDA, NULL));
-      gst_event_unref (event);
-      return gst_pad_push_event (self->srcpad, gst_event_new_caps (caps));
-    }
     case GST_EVENT_FLUSH_STOP:
       if (self->uploader)
         uel_cuda_uploader_drain (self->uploader, NULL, NULL);
+      clear_ready (self);
+      break;
+    case GST_EVENT_CAPS:
       break;
     default:
-      if (GST_EVENT_IS_SERIALIZED (event) && !drain (self)) {
+      if (!GST_EVENT_IS_SERIALIZED (event))
+        break;
+      if (!drain (self)) {
         gst_event_unref (event);
         return FALSE;
       }
@@ -285,49 +403,17 @@ gst_uel_cuda_upload_sink_event (GstPad * pad, GstObject * parent,
       }
       break;
   }
-  return gst_pad_event_default (pad, parent, event);
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->sink_event (trans, event);
 }
 
-static gboolean
-gst_uel_cuda_upload_sink_query (GstPad * pad, GstObject * parent,
-    GstQuery * query)
-{
-  GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (parent);
-
-  switch (GST_QUERY_TYPE (query)) {
-    case GST_QUERY_ALLOCATION:{
-      GstAllocationParams params;
-
-      /* with a device, offer a pinned pool so that the reader fills it
-       * directly when no uelpin stands in between */
-      if (!self->pinned)
-        return FALSE;
-      gst_allocation_params_init (&params);
-      gst_query_add_allocation_param (query, self->pinned, &params);
-      return TRUE;
-    }
-    case GST_QUERY_CAPS:{
-      GstCaps *filter, *caps = gst_pad_get_pad_template_caps (pad);
-
-      gst_query_parse_caps (query, &filter);
-      if (filter) {
-        GstCaps *tmp = gst_caps_intersect_full (filter, caps,
-            GST_CAPS_INTERSECT_FIRST);
-        gst_caps_unref (caps);
-        caps = tmp;
-      }
-      gst_query_set_caps_result (query, caps);
-      gst_caps_unref (caps);
-      return TRUE;
-    }
-    default:
-      return gst_pad_query_default (pad, parent, query);
-  }
-}
+/* ------------------------------------------------------------------ */
+/* start and stop */
 
 static gboolean
-gst_uel_cuda_upload_start (GstUelCudaUpload * self)
+gst_uel_cuda_upload_start (GstBaseTransform * trans)
 {
+  GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (trans);
+  UelCudaUploader *uploader;
   GError *err = NULL;
   gint device;
   UelDType to;
@@ -342,10 +428,11 @@ gst_uel_cuda_upload_start (GstUelCudaUpload * self)
   pool_size = self->pool_size;
   fallback = self->fallback;
   self->n_fallback = self->n_fallback_bytes = 0;
+  memset (&self->last_stats, 0, sizeof (self->last_stats));
   GST_OBJECT_UNLOCK (self);
 
-  self->uploader = uel_cuda_uploader_new (device, to, max_in_flight, &err);
-  if (!self->uploader) {
+  uploader = uel_cuda_uploader_new (device, to, max_in_flight, &err);
+  if (!uploader) {
     if (fallback == GST_UEL_FALLBACK_ERROR) {
       GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
           ("Cannot copy tensors to the GPU: %s.", err->message),
@@ -357,6 +444,11 @@ gst_uel_cuda_upload_start (GstUelCudaUpload * self)
         ("Cannot copy tensors to the GPU: passing them on in host memory."),
         ("%s (fallback=passthrough)", err->message));
     g_clear_error (&err);
+    GST_OBJECT_LOCK (self);
+    self->mode = MODE_PASSTHROUGH;
+    GST_OBJECT_UNLOCK (self);
+    /* allocation queries go on downstream, as through any passthrough */
+    gst_base_transform_set_passthrough (trans, TRUE);
     return TRUE;
   }
   /* a pool shared by the application, or our own (pinned when first used) */
@@ -365,14 +457,30 @@ gst_uel_cuda_upload_start (GstUelCudaUpload * self)
     GST_INFO_OBJECT (self, "proposing the application's pinned pool");
   else
     self->pinned = uel_pinned_allocator_new (pool_size, device);
+  GST_OBJECT_LOCK (self);
+  self->uploader = uploader;
+  self->mode = MODE_UPLOAD;
+  GST_OBJECT_UNLOCK (self);
   return TRUE;
 }
 
-static void
-gst_uel_cuda_upload_stop (GstUelCudaUpload * self)
+static gboolean
+gst_uel_cuda_upload_stop (GstBaseTransform * trans)
 {
-  g_clear_pointer (&self->uploader, uel_cuda_uploader_free);
+  GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (trans);
+  UelCudaUploader *uploader;
+
+  clear_ready (self);
+  GST_OBJECT_LOCK (self);
+  uploader = g_steal_pointer (&self->uploader);
+  if (uploader)
+    uel_cuda_uploader_get_stats (uploader, &self->last_stats);
+  self->mode = MODE_STOPPED;
+  GST_OBJECT_UNLOCK (self);
+  gst_base_transform_set_passthrough (trans, FALSE);
+  g_clear_pointer (&uploader, uel_cuda_uploader_free);
   gst_clear_object (&self->pinned);
+  return TRUE;
 }
 
 static GstStateChangeReturn
@@ -380,45 +488,36 @@ gst_uel_cuda_upload_change_state (GstElement * element,
     GstStateChange transition)
 {
   GstUelCudaUpload *self = GST_UEL_CUDA_UPLOAD (element);
-  GstStateChangeReturn ret;
 
-  switch (transition) {
-    case GST_STATE_CHANGE_READY_TO_PAUSED:
-      if (!gst_uel_cuda_upload_start (self))
-        return GST_STATE_CHANGE_FAILURE;
-      break;
-    case GST_STATE_CHANGE_PAUSED_TO_READY:
-      /* wake a reader waiting on our pinned pool */
-      if (self->pinned)
-        uel_pinned_allocator_set_flushing (UEL_PINNED_ALLOCATOR
-            (self->pinned), TRUE);
-      break;
-    default:
-      break;
-  }
-  ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY
-      || (transition == GST_STATE_CHANGE_READY_TO_PAUSED
-          && ret == GST_STATE_CHANGE_FAILURE))
-    gst_uel_cuda_upload_stop (self);
-  return ret;
+  /* wake a reader waiting on our pinned pool before the pads deactivate */
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY && self->pinned)
+    uel_pinned_allocator_set_flushing (UEL_PINNED_ALLOCATOR (self->pinned),
+        TRUE);
+  return GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
 }
 
 static GstStructure *
 make_stats (GstUelCudaUpload * self)
 {
-  UelCudaUploadStats st = { 0, };
+  UelCudaUploadStats st;
   gdouble gbps, wall_gbps;
-  GstStructure *s;
+  guint64 n_fallback, n_fallback_bytes;
 
-  /* the streaming thread updates the counters: a reading may be a tensor
-   * behind, never torn, as they are plain 64-bit words */
+  /* the streaming thread updates the uploader's counters: a reading may be
+   * a tensor behind, never torn, as they are plain 64-bit words; the lock
+   * keeps stop from freeing the uploader meanwhile */
+  GST_OBJECT_LOCK (self);
   if (self->uploader)
     uel_cuda_uploader_get_stats (self->uploader, &st);
+  else
+    st = self->last_stats;
+  n_fallback = self->n_fallback;
+  n_fallback_bytes = self->n_fallback_bytes;
+  GST_OBJECT_UNLOCK (self);
+
   gbps = st.copy_ns ? (gdouble) st.bytes / (gdouble) st.copy_ns : 0;
   wall_gbps = st.wall_ns ? (gdouble) st.bytes / (gdouble) st.wall_ns : 0;
-  GST_OBJECT_LOCK (self);
-  s = gst_structure_new ("uelcudaupload-stats",
+  return gst_structure_new ("uelcudaupload-stats",
       "tensors", G_TYPE_UINT64, st.tensors,
       "bytes", G_TYPE_UINT64, st.bytes,
       "copy-time", G_TYPE_UINT64, st.copy_ns,
@@ -428,10 +527,8 @@ make_stats (GstUelCudaUpload * self)
       "pageable", G_TYPE_UINT64, st.pageable,
       "converted", G_TYPE_UINT64, st.converted,
       "allocations", G_TYPE_UINT64, st.allocations,
-      "fallbacks", G_TYPE_UINT64, self->n_fallback,
-      "fallback-bytes", G_TYPE_UINT64, self->n_fallback_bytes, NULL);
-  GST_OBJECT_UNLOCK (self);
-  return s;
+      "fallbacks", G_TYPE_UINT64, n_fallback,
+      "fallback-bytes", G_TYPE_UINT64, n_fallback_bytes, NULL);
 }
 
 static void
@@ -506,24 +603,18 @@ gst_uel_cuda_upload_get_property (GObject * object, guint prop_id,
   GST_OBJECT_UNLOCK (self);
 }
 
-static void
-gst_uel_cuda_upload_finalize (GObject * object)
-{
-  gst_uel_cuda_upload_stop (GST_UEL_CUDA_UPLOAD (object));
-  G_OBJECT_CLASS (parent_class)->finalize (object);
-}
 
 static void
 gst_uel_cuda_upload_class_init (GstUelCudaUploadClass * klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseTransformClass *trans_class = GST_BASE_TRANSFORM_CLASS (klass);
   const GParamFlags rw_ready = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
       GST_PARAM_MUTABLE_READY;
 
   gobject_class->set_property = gst_uel_cuda_upload_set_property;
   gobject_class->get_property = gst_uel_cuda_upload_get_property;
-  gobject_class->finalize = gst_uel_cuda_upload_finalize;
 
   g_object_class_install_property (gobject_class, PROP_DEVICE,
       g_param_spec_int ("cuda-device-id", "CUDA device id",
@@ -571,6 +662,16 @@ gst_uel_cuda_upload_class_init (GstUelCudaUploadClass * klass)
       "uelpin ! uelcudaupload ! fakesink");
   element_class->change_state = gst_uel_cuda_upload_change_state;
 
+  trans_class->start = gst_uel_cuda_upload_start;
+  trans_class->stop = gst_uel_cuda_upload_stop;
+  trans_class->transform_caps = gst_uel_cuda_upload_transform_caps;
+  trans_class->propose_allocation = gst_uel_cuda_upload_propose_allocation;
+  trans_class->decide_allocation = gst_uel_cuda_upload_decide_allocation;
+  trans_class->submit_input_buffer = gst_uel_cuda_upload_submit_input_buffer;
+  trans_class->generate_output = gst_uel_cuda_upload_generate_output;
+  trans_class->sink_event = gst_uel_cuda_upload_sink_event;
+  trans_class->passthrough_on_same_caps = FALSE;
+
   gst_type_mark_as_plugin_api (GST_TYPE_UEL_CONVERT_TO, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_UEL_FALLBACK, 0);
 }
@@ -578,16 +679,7 @@ gst_uel_cuda_upload_class_init (GstUelCudaUploadClass * klass)
 static void
 gst_uel_cuda_upload_init (GstUelCudaUpload * self)
 {
-  self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
-  gst_pad_set_chain_function (self->sinkpad, gst_uel_cuda_upload_chain);
-  gst_pad_set_event_function (self->sinkpad, gst_uel_cuda_upload_sink_event);
-  gst_pad_set_query_function (self->sinkpad, gst_uel_cuda_upload_sink_query);
-  gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
-
-  self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
-  gst_pad_use_fixed_caps (self->srcpad);
-  gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
-
+  g_queue_init (&self->ready);
   self->device = DEFAULT_DEVICE;
   self->convert_to = DEFAULT_CONVERT_TO;
   self->fallback = DEFAULT_FALLBACK;

@@ -3,7 +3,7 @@
  */
 #pragma once
 
-#include <gst/gst.h>
+#include <gst/base/gstbasetransform.h>
 
 G_BEGIN_DECLS
 
@@ -28,6 +28,6 @@ GType gst_uel_fallback_get_type (void);
 
 #define GST_TYPE_UEL_CUDA_UPLOAD (gst_uel_cuda_upload_get_type ())
 G_DECLARE_FINAL_TYPE (GstUelCudaUpload, gst_uel_cuda_upload, GST,
-    UEL_CUDA_UPLOAD, GstElement)
+    UEL_CUDA_UPLOAD, GstBaseTransform)
 
 G_END_DECLS

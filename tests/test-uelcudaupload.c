@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#include <gst/base/gstbasetransform.h>
+
 #include "test-utils.h"
 
 static gchar *
@@ -206,6 +208,97 @@ test_properties (void)
   gst_object_unref (e);
 }
 
+static GstCaps *
+query_caps (GstElement * e, const gchar * pad_name)
+{
+  GstPad *pad = gst_element_get_static_pad (e, pad_name);
+  GstCaps *caps = gst_pad_query_caps (pad, NULL);
+
+  gst_object_unref (pad);
+  return caps;
+}
+
+/* A GstBaseTransform whose CAPS answers translate the memory feature by
+ * direction: stopped, it may give device or host memory; upstream of a
+ * consumer of device memory any host memory will do, and upstream of a
+ * consumer of system memory only system memory (passed through). */
+static void
+test_transform_caps (void)
+{
+  g_autoptr (GstElement) bin = gst_parse_launch ("uelcudaupload name=up ! "
+      "capsfilter name=f ! fakesink", NULL);
+  g_autoptr (GstElement) up = gst_bin_get_by_name (GST_BIN (bin), "up");
+  g_autoptr (GstElement) f = gst_bin_get_by_name (GST_BIN (bin), "f");
+  g_autoptr (GstCaps) any = gst_caps_from_string (UEL_TENSOR_MEDIA_TYPE
+      "(ANY)");
+  g_autoptr (GstCaps) sys = gst_caps_from_string (UEL_TENSOR_MEDIA_TYPE);
+  g_autoptr (GstCaps) cuda = gst_caps_from_string (UEL_TENSOR_MEDIA_TYPE
+      "(" UEL_CAPS_FEATURE_MEMORY_CUDA ")");
+  GstCaps *caps;
+
+  g_assert_true (GST_IS_BASE_TRANSFORM (up));
+
+  /* downstream takes anything: device memory first, host memory too */
+  caps = query_caps (up, "src");
+  g_assert_cmpuint (gst_caps_get_size (caps), ==, 2);
+  g_assert_true (gst_caps_features_contains (gst_caps_get_features (caps, 0),
+          UEL_CAPS_FEATURE_MEMORY_CUDA));
+  gst_caps_unref (caps);
+
+  g_object_set (f, "caps", cuda, NULL);
+  caps = query_caps (up, "sink");
+  g_assert_true (gst_caps_is_equal (caps, any));
+  gst_caps_unref (caps);
+
+  g_object_set (f, "caps", sys, NULL);
+  caps = query_caps (up, "sink");
+  g_assert_true (gst_caps_is_equal (caps, sys));
+  gst_caps_unref (caps);
+}
+
+/* Without a device the element passes buffers through and says so in its
+ * caps: downstream gets the input caps, never memory:UelCUDA, and a
+ * consumer that insists on device memory fails to negotiate instead of
+ * receiving host buffers labelled as device memory. */
+static void
+test_no_device_caps (void)
+{
+  g_autofree gchar *path = write_model ();
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" ! "
+      "uelcudaupload name=up cuda-device-id=99 ! fakesink name=sink", path);
+  g_autofree gchar *strict = g_strdup_printf ("uelsrc location=\"%s\" ! "
+      "uelcudaupload name=up cuda-device-id=99 ! " UEL_TENSOR_MEDIA_TYPE
+      "(" UEL_CAPS_FEATURE_MEMORY_CUDA ") ! fakesink name=sink", path);
+  g_autoptr (GstElement) p = gst_parse_launch (launch, NULL);
+  g_autoptr (GstElement) up = gst_bin_get_by_name (GST_BIN (p), "up");
+  g_autoptr (GstBus) bus = gst_element_get_bus (p);
+  g_autoptr (GstMessage) msg = NULL;
+  GstPad *src = gst_element_get_static_pad (up, "src");
+  GstPad *sink = gst_element_get_static_pad (up, "sink");
+  GstCaps *in, *out;
+  Run r = { 0, };
+
+  gst_element_set_state (p, GST_STATE_PAUSED);
+  msg = gst_bus_timed_pop_filtered (bus, GST_CLOCK_TIME_NONE,
+      GST_MESSAGE_ASYNC_DONE | GST_MESSAGE_ERROR);
+  g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_ASYNC_DONE);
+  in = gst_pad_get_current_caps (sink);
+  out = gst_pad_get_current_caps (src);
+  g_assert_true (gst_caps_is_equal (in, out));
+  g_assert_false (gst_caps_features_contains (gst_caps_get_features (out, 0),
+          UEL_CAPS_FEATURE_MEMORY_CUDA));
+  gst_caps_unref (in);
+  gst_caps_unref (out);
+  gst_element_set_state (p, GST_STATE_NULL);
+  gst_object_unref (src);
+  gst_object_unref (sink);
+
+  run (strict, &r);
+  g_assert_error (r.error, GST_STREAM_ERROR, GST_STREAM_ERROR_FAILED);
+  g_assert_cmpuint (r.bufs->len, ==, 0);
+  run_clear (&r);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -216,5 +309,7 @@ main (int argc, char **argv)
   g_test_add_func ("/uelcudaupload/fallback-error-fails-to-start",
       test_fallback_error);
   g_test_add_func ("/uelcudaupload/properties", test_properties);
+  g_test_add_func ("/uelcudaupload/transform-caps", test_transform_caps);
+  g_test_add_func ("/uelcudaupload/no-device-caps", test_no_device_caps);
   return g_test_run ();
 }
