@@ -69,10 +69,7 @@ enum
 
 struct _GstUelDictDecode
 {
-  GstElement parent;
-
-  GstPad *sinkpad;
-  GstPad *srcpad;
+  GstBaseTransform parent;
 
   /* properties, under the object lock */
   gchar *tensors;
@@ -103,7 +100,7 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
       "JSON dictionary tensor decoder");
 #define gst_uel_dict_decode_parent_class parent_class
 G_DEFINE_TYPE_WITH_CODE (GstUelDictDecode, gst_uel_dict_decode,
-    GST_TYPE_ELEMENT, _do_init);
+    GST_TYPE_BASE_TRANSFORM, _do_init);
 GST_ELEMENT_REGISTER_DEFINE (ueldictdecode, "ueldictdecode", GST_RANK_NONE,
     GST_TYPE_UEL_DICT_DECODE);
 
@@ -267,10 +264,12 @@ same_tensor (GstUelDictDecode * self, const UelTensorMeta * meta)
       && self->asm_tensor == meta->tensor_index;
 }
 
+/* In place: the base class hands over a writable buffer, the bytes pass
+ * unchanged and a decoded dictionary is attached as a meta. */
 static GstFlowReturn
-gst_uel_dict_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
+gst_uel_dict_decode_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
 {
-  GstUelDictDecode *self = GST_UEL_DICT_DECODE (parent);
+  GstUelDictDecode *self = GST_UEL_DICT_DECODE (trans);
   g_autoptr (GError) err = NULL;
   g_autoptr (GByteArray) whole = NULL;
   g_autofree gchar *name = NULL;
@@ -283,19 +282,18 @@ gst_uel_dict_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
   meta = uel_buffer_get_tensor_meta (buf);
   if (!meta) {
     GST_LOG_OBJECT (self, "buffer without tensor meta passes");
-    return gst_pad_push (self->srcpad, buf);
+    return GST_FLOW_OK;
   }
 
   /* a tensor whose chunks stopped before its last one */
   if (self->asm_header && (!same_tensor (self, meta)
           || meta->chunk_index == 0)
       && !drop_incomplete (self, "the next tensor began")) {
-    gst_buffer_unref (buf);
     return GST_FLOW_ERROR;
   }
 
   if (!is_selected (self, meta))
-    return gst_pad_push (self->srcpad, buf);
+    return GST_FLOW_OK;
 
   name = g_strdup (uel_tensor_meta_get_name (meta));
   if (meta->chunk_index == 0 && meta->last_chunk) {
@@ -320,17 +318,15 @@ gst_uel_dict_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
   if (err) {
     GST_DEBUG_OBJECT (self, "%s", err->message);
     if (!report (self, name, err)) {
-      gst_buffer_unref (buf);
       return GST_FLOW_ERROR;
     }
-    return gst_pad_push (self->srcpad, buf);
+    return GST_FLOW_OK;
   }
   if (!dict)
-    return gst_pad_push (self->srcpad, buf);
+    return GST_FLOW_OK;
 
   GST_INFO_OBJECT (self, "tensor '%s': dictionary of %" G_GSIZE_FORMAT
       " bytes", name, text ? strlen (text) : 0);
-  buf = gst_buffer_make_writable (buf);
   old = uel_buffer_get_dict_meta (buf);
   if (old)
     gst_buffer_remove_meta (buf, (GstMeta *) old);
@@ -342,14 +338,13 @@ gst_uel_dict_decode_chain (GstPad * pad, GstObject * parent, GstBuffer * buf)
           gst_structure_new (UEL_DICT_STRUCTURE_NAME,
               "tensor", G_TYPE_STRING, name,
               "json", G_TYPE_STRING, text ? text : "", NULL)));
-  return gst_pad_push (self->srcpad, buf);
+  return GST_FLOW_OK;
 }
 
 static gboolean
-gst_uel_dict_decode_sink_event (GstPad * pad, GstObject * parent,
-    GstEvent * event)
+gst_uel_dict_decode_sink_event (GstBaseTransform * trans, GstEvent * event)
 {
-  GstUelDictDecode *self = GST_UEL_DICT_DECODE (parent);
+  GstUelDictDecode *self = GST_UEL_DICT_DECODE (trans);
 
   switch (GST_EVENT_TYPE (event)) {
     case GST_EVENT_EOS:
@@ -363,20 +358,14 @@ gst_uel_dict_decode_sink_event (GstPad * pad, GstObject * parent,
     default:
       break;
   }
-  return gst_pad_event_default (pad, parent, event);
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->sink_event (trans, event);
 }
 
-static GstStateChangeReturn
-gst_uel_dict_decode_change_state (GstElement * element,
-    GstStateChange transition)
+static gboolean
+gst_uel_dict_decode_stop (GstBaseTransform * trans)
 {
-  GstUelDictDecode *self = GST_UEL_DICT_DECODE (element);
-  GstStateChangeReturn ret;
-
-  ret = GST_ELEMENT_CLASS (parent_class)->change_state (element, transition);
-  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY)
-    reset_assembly (self);
-  return ret;
+  reset_assembly (GST_UEL_DICT_DECODE (trans));
+  return TRUE;
 }
 
 /* ------------------------------------------------------------------ */
@@ -450,6 +439,7 @@ gst_uel_dict_decode_class_init (GstUelDictDecodeClass * klass)
 {
   GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
   GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseTransformClass *trans_class = GST_BASE_TRANSFORM_CLASS (klass);
   const GParamFlags rw_playing = G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
       GST_PARAM_MUTABLE_PLAYING;
 
@@ -479,26 +469,17 @@ gst_uel_dict_decode_class_init (GstUelDictDecodeClass * klass)
   gst_element_class_add_static_metadata (element_class, "example",
       "gst-launch-1.0 -m uelsrc location=model.safetensors dtypes=U8 ndim=1 "
       "! ueldictdecode ! fakesink");
-  element_class->change_state = gst_uel_dict_decode_change_state;
+
+  trans_class->transform_ip = gst_uel_dict_decode_transform_ip;
+  trans_class->sink_event = gst_uel_dict_decode_sink_event;
+  trans_class->stop = gst_uel_dict_decode_stop;
+  trans_class->passthrough_on_same_caps = FALSE;
 }
 
 static void
 gst_uel_dict_decode_init (GstUelDictDecode * self)
 {
-  self->sinkpad = gst_pad_new_from_static_template (&sink_template, "sink");
-  gst_pad_set_chain_function (self->sinkpad, gst_uel_dict_decode_chain);
-  gst_pad_set_event_function (self->sinkpad, gst_uel_dict_decode_sink_event);
-  GST_PAD_SET_PROXY_CAPS (self->sinkpad);
-  GST_PAD_SET_PROXY_ALLOCATION (self->sinkpad);
-  GST_PAD_SET_PROXY_SCHEDULING (self->sinkpad);
-  gst_element_add_pad (GST_ELEMENT (self), self->sinkpad);
-
-  self->srcpad = gst_pad_new_from_static_template (&src_template, "src");
-  GST_PAD_SET_PROXY_CAPS (self->srcpad);
-  GST_PAD_SET_PROXY_ALLOCATION (self->srcpad);
-  GST_PAD_SET_PROXY_SCHEDULING (self->srcpad);
-  gst_element_add_pad (GST_ELEMENT (self), self->srcpad);
-
+  gst_base_transform_set_in_place (GST_BASE_TRANSFORM (self), TRUE);
   self->filter = uel_tensor_filter_new ();
   self->strict = DEFAULT_STRICT;
 }

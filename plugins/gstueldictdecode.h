@@ -3,13 +3,13 @@
  */
 #pragma once
 
-#include <gst/gst.h>
+#include <gst/base/gstbasetransform.h>
 #include <gst-uel/uel.h>
 
 G_BEGIN_DECLS
 
 #define GST_TYPE_UEL_DICT_DECODE (gst_uel_dict_decode_get_type ())
 G_DECLARE_FINAL_TYPE (GstUelDictDecode, gst_uel_dict_decode, GST,
-    UEL_DICT_DECODE, GstElement)
+    UEL_DICT_DECODE, GstBaseTransform)
 
 G_END_DECLS

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <gst/base/gstbasetransform.h>
 #include <gst/check/gstharness.h>
 #include <glib/gstdio.h>
 #include <math.h>
@@ -881,6 +882,40 @@ assert_report (GstMessage * msg, GstMessageType type, const gchar * tensor,
   gst_message_unref (msg);
 }
 
+/* An in-place GstBaseTransform: caps and allocation queries pass through,
+ * and a buffer shared elsewhere gets its meta on a new buffer object while
+ * the one kept upstream stays unchanged. */
+static void
+test_element_in_place (void)
+{
+  Harness hh;
+  Sample s;
+  GstBuffer *buf, *out;
+
+  if (!have_element ("ueldictdecode"))
+    return;
+  sample_init (&s, "in-place.safetensors");
+  harness_init (&hh);
+  g_assert_true (GST_IS_BASE_TRANSFORM (hh.h->element));
+  g_assert_true (gst_base_transform_is_in_place (GST_BASE_TRANSFORM
+          (hh.h->element)));
+
+  buf = sample_whole (&s, 1);
+  g_assert_cmpint (gst_harness_push (hh.h, gst_buffer_ref (buf)), ==,
+      GST_FLOW_OK);
+  out = gst_harness_pull (hh.h);
+  g_assert_true (out != buf);
+  g_assert_nonnull (uel_buffer_get_dict_meta (out));
+  g_assert_null (uel_buffer_get_dict_meta (buf));
+  g_assert_true (gst_buffer_peek_memory (out, 0) ==
+      gst_buffer_peek_memory (buf, 0));
+  gst_buffer_unref (out);
+  gst_buffer_unref (buf);
+  gst_message_unref (pop_message (&hh, GST_MESSAGE_ELEMENT));
+  harness_clear (&hh);
+  sample_clear (&s);
+}
+
 /* pushes @buf and checks that the same bytes come out */
 static GstBuffer *
 push_pull (Harness * hh, GstBuffer * buf)
@@ -1449,6 +1484,8 @@ main (int argc, char **argv)
 {
   uel_test_init (&argc, &argv);
 
+  g_test_add_func ("/dict/element/in-place-base-transform",
+      test_element_in_place);
   g_test_add_func ("/dict/round-trips-nested-objects-and-arrays",
       test_round_trip_nested);
   g_test_add_func ("/dict/round-trips-escaped-and-raw-unicode",
