@@ -21,7 +21,8 @@ G_BEGIN_DECLS
  * UEL_CAPS_FEATURE_MEMORY_PINNED:
  *
  * Caps feature of streams whose buffers live in pinned (page-locked) host
- * memory.
+ * memory, as `uelpin` negotiates it when a device pinned its pool (without
+ * a device it negotiates system memory).
  */
 #define UEL_CAPS_FEATURE_MEMORY_PINNED "memory:UelPinned"
 

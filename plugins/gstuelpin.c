@@ -32,8 +32,12 @@
  * `pool-live-bytes`, `pool-peak-bytes`, `pool-waits` and `pool-starved`
  * counters are this element's own share of it.
  *
- * Without a CUDA device or driver, uelpin warns once and uses page-aligned
- * host memory, so every pipeline still runs.  #GstUelPin:stats says what
+ * Its output caps say what the buffers hold: `memory:UelPinned` when the
+ * pool is pinned by a device, plain system memory (no caps feature) without
+ * a CUDA device or driver, when uelpin warns once and uses page-aligned host
+ * memory, so every pipeline still runs.  The fallbacks above (a buffer
+ * larger than half the pool, or starved) pass in the memory they came in
+ * and are counted in the stats.  #GstUelPin:stats says what
  * happened: tensors and bytes, how many arrived already pinned (zero
  * copies), how many were copied, how many fell back, and the time spent
  * copying.
@@ -101,7 +105,7 @@ static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
     GST_PAD_SRC,
     GST_PAD_ALWAYS,
     GST_STATIC_CAPS (UEL_TENSOR_MEDIA_TYPE "("
-        UEL_CAPS_FEATURE_MEMORY_PINNED ")"));
+        UEL_CAPS_FEATURE_MEMORY_PINNED "); " UEL_TENSOR_MEDIA_TYPE));
 
 #define _do_init \
   GST_DEBUG_CATEGORY_INIT (gst_uel_pin_debug, "uelpin", 0, \
@@ -112,18 +116,37 @@ G_DEFINE_TYPE_WITH_CODE (GstUelPin, gst_uel_pin, GST_TYPE_BASE_TRANSFORM,
 GST_ELEMENT_REGISTER_DEFINE (uelpin, "uelpin", GST_RANK_NONE,
     GST_TYPE_UEL_PIN);
 
+/* The media type stays, the memory changes: any memory upstream; pinned
+ * memory downstream with a device, system memory without one (no feature:
+ * the caps say what the buffers hold), either while stopped. */
 static GstCaps *
 gst_uel_pin_transform_caps (GstBaseTransform * trans,
     GstPadDirection direction, GstCaps * caps, GstCaps * filter)
 {
-  GstCaps *out = gst_caps_copy (caps);
+  GstUelPin *self = GST_UEL_PIN (trans);
+  GstCaps *out = gst_caps_new_empty ();
+  gboolean started, pinned;
 
-  /* the media type stays, the memory changes: pinned downstream, any
-   * memory upstream */
-  for (guint i = 0; i < gst_caps_get_size (out); i++)
-    gst_caps_set_features (out, i, direction == GST_PAD_SINK ?
-        gst_caps_features_new (UEL_CAPS_FEATURE_MEMORY_PINNED, NULL) :
-        gst_caps_features_new_any ());
+  GST_OBJECT_LOCK (self);
+  started = self->allocator != NULL;
+  pinned = self->device_pinned;
+  GST_OBJECT_UNLOCK (self);
+
+  for (guint i = 0; i < gst_caps_get_size (caps); i++) {
+    GstStructure *s = gst_caps_get_structure (caps, i);
+
+    if (direction == GST_PAD_SRC) {
+      out = gst_caps_merge_structure_full (out, gst_structure_copy (s),
+          gst_caps_features_new_any ());
+      continue;
+    }
+    if (!started || pinned)
+      out = gst_caps_merge_structure_full (out, gst_structure_copy (s),
+          gst_caps_features_new (UEL_CAPS_FEATURE_MEMORY_PINNED, NULL));
+    if (!started || !pinned)
+      out = gst_caps_merge_structure_full (out, gst_structure_copy (s),
+          NULL);
+  }
   if (filter) {
     GstCaps *tmp = gst_caps_intersect_full (filter, out,
         GST_CAPS_INTERSECT_FIRST);
@@ -265,7 +288,7 @@ gst_uel_pin_start (GstBaseTransform * trans)
   gint device;
   GError *err = NULL;
   GstAllocator *alloc;
-  gboolean shared;
+  gboolean shared, device_pinned;
 
   GST_OBJECT_LOCK (self);
   pool_size = self->pool_size;
@@ -288,9 +311,9 @@ gst_uel_pin_start (GstBaseTransform * trans)
     gst_object_unref (alloc);
     return FALSE;
   }
-  self->device_pinned =
+  device_pinned =
       uel_pinned_allocator_is_device_pinned (UEL_PINNED_ALLOCATOR (alloc));
-  if (!self->device_pinned)
+  if (!device_pinned)
     GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS,
         ("No CUDA device: tensors go to page-aligned host memory instead "
             "of pinned memory."), ("%s",
@@ -298,6 +321,7 @@ gst_uel_pin_start (GstBaseTransform * trans)
                 (alloc))));
   GST_OBJECT_LOCK (self);
   self->allocator = alloc;
+  self->device_pinned = device_pinned;
   self->pool_shared = shared;
   GST_OBJECT_UNLOCK (self);
   return TRUE;

@@ -410,6 +410,47 @@ test_proposes_allocator (void)
   gst_harness_teardown (h);
 }
 
+/* The output caps say what the memory is: memory:UelPinned when a device
+ * pinned the pool, plain system memory without one; stopped, either. */
+static void
+test_caps_say_what_the_memory_is (void)
+{
+  g_autofree gchar *path = write_model ("caps.safetensors", 1, 1000);
+  g_autoptr (UelHeader) header = uel_header_open (path, NULL);
+  GstElement *e = gst_element_factory_make ("uelpin", NULL);
+  GstPad *src = gst_element_get_static_pad (e, "src");
+  GstCaps *caps = gst_pad_query_caps (src, NULL);
+  GstHarness *h;
+  GstBuffer *in;
+  GstCapsFeatures *f;
+
+  g_assert_cmpuint (gst_caps_get_size (caps), ==, 2);
+  g_assert_true (gst_caps_features_contains (gst_caps_get_features (caps, 0),
+          UEL_CAPS_FEATURE_MEMORY_PINNED));
+  g_assert_true (gst_caps_features_is_equal (gst_caps_get_features (caps, 1),
+          GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY));
+  gst_caps_unref (caps);
+  gst_object_unref (src);
+  gst_object_unref (e);
+
+  h = gst_harness_new ("uelpin");
+  gst_harness_set_src_caps_str (h, UEL_TENSOR_CAPS);
+  in = gst_buffer_new_allocate (NULL, 1000, NULL);
+  uel_buffer_add_tensor_meta (in, header, 0, 0, 1);
+  gst_buffer_unref (gst_harness_push_and_pull (h, in));
+  caps = gst_pad_get_current_caps (h->sinkpad);
+  g_assert_cmpuint (gst_caps_get_size (caps), ==, 1);
+  f = gst_caps_get_features (caps, 0);
+  if (have_device ())
+    g_assert_true (gst_caps_features_contains (f,
+            UEL_CAPS_FEATURE_MEMORY_PINNED));
+  else
+    g_assert_true (gst_caps_features_is_equal (f,
+            GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY));
+  gst_caps_unref (caps);
+  gst_harness_teardown (h);
+}
+
 /* a buffer from elsewhere is copied into the pool: same bytes, same meta */
 static void
 test_copies_foreign_buffers (void)
@@ -950,6 +991,8 @@ main (int argc, char **argv)
   g_test_add_func ("/pinned/gives-up-when-memory-never-comes-back",
       test_pool_gives_up);
   g_test_add_func ("/uelpin/proposes-its-allocator", test_proposes_allocator);
+  g_test_add_func ("/uelpin/caps-say-what-the-memory-is",
+      test_caps_say_what_the_memory_is);
   g_test_add_func ("/uelpin/buffer-kept-by-the-sink-does-not-hang",
       test_kept_last_buffer);
   g_test_add_func ("/uelpin/copies-foreign-buffers",
