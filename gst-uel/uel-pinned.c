@@ -651,6 +651,24 @@ uel_memory_is_pinned (GstMemory * mem)
 }
 
 /**
+ * uel_buffer_is_pinned:
+ * @buffer: a #GstBuffer
+ *
+ * Returns: whether @buffer has memory and all of it comes from a
+ *   #UelPinnedAllocator
+ */
+gboolean
+uel_buffer_is_pinned (GstBuffer * buffer)
+{
+  guint n = gst_buffer_n_memory (buffer);
+
+  for (guint i = 0; i < n; i++)
+    if (!uel_memory_is_pinned (gst_buffer_peek_memory (buffer, i)))
+      return FALSE;
+  return n > 0;
+}
+
+/**
  * uel_pinned_allocator_set_wait_timeout:
  * @allocator: a #UelPinnedAllocator
  * @ms: how long an allocation may wait for memory to come back, in

@@ -75,6 +75,7 @@ void          uel_pinned_allocator_get_stats    (UelPinnedAllocator * allocator,
 void          uel_pinned_allocator_set_wait_timeout (UelPinnedAllocator * allocator,
                                                  guint ms);
 gboolean      uel_memory_is_pinned              (GstMemory * mem);
+gboolean      uel_buffer_is_pinned              (GstBuffer * buffer);
 
 GstContext   *uel_pinned_pool_context_new       (UelPinnedAllocator * allocator);
 GstAllocator *uel_pinned_pool_context_get_allocator (GstContext * context);

@@ -171,7 +171,7 @@ upload (UelCudaUploader * up, GstBuffer * buffer, gint device,
   guint index = 0;
 
   *pinned = TRUE;
-  if (size == 0 || all_memory (buffer, uel_memory_is_pinned))
+  if (size == 0 || uel_buffer_is_pinned (buffer))
     return uel_cuda_uploader_submit (up, buffer, ready, error);
 
   alloc = get_pool (device);

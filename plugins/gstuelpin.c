@@ -178,17 +178,6 @@ gst_uel_pin_decide_allocation (GstBaseTransform * trans, GstQuery * query)
   return TRUE;
 }
 
-static gboolean
-buffer_is_pinned (GstBuffer * buf)
-{
-  guint n = gst_buffer_n_memory (buf);
-
-  for (guint i = 0; i < n; i++)
-    if (!uel_memory_is_pinned (gst_buffer_peek_memory (buf, i)))
-      return FALSE;
-  return n > 0;
-}
-
 static GstFlowReturn
 gst_uel_pin_prepare_output_buffer (GstBaseTransform * trans,
     GstBuffer * inbuf, GstBuffer ** outbuf)
@@ -196,7 +185,7 @@ gst_uel_pin_prepare_output_buffer (GstBaseTransform * trans,
   GstUelPin *self = GST_UEL_PIN (trans);
   gsize size = gst_buffer_get_size (inbuf);
   UelTensorMeta *meta = uel_buffer_get_tensor_meta (inbuf);
-  gboolean pinned_in = buffer_is_pinned (inbuf);
+  gboolean pinned_in = uel_buffer_is_pinned (inbuf);
   UelPinnedStats st;
   GstMemory *mem = NULL;
 

@@ -113,6 +113,23 @@ wait_for_waiters (GstAllocator * alloc, guint64 n)
   } while (st.n_waits < n);
 }
 
+/* a buffer is pinned when it has memory and all of it is the pool's */
+static void
+test_buffer_is_pinned (void)
+{
+  GstAllocator *alloc = uel_pinned_allocator_new (MiB, -1);
+  GstBuffer *buf = gst_buffer_new ();
+
+  g_assert_false (uel_buffer_is_pinned (buf));
+  gst_buffer_append_memory (buf, gst_allocator_alloc (alloc, 100, NULL));
+  gst_buffer_append_memory (buf, gst_allocator_alloc (alloc, 100, NULL));
+  g_assert_true (uel_buffer_is_pinned (buf));
+  gst_buffer_append_memory (buf, gst_allocator_alloc (NULL, 100, NULL));
+  g_assert_false (uel_buffer_is_pinned (buf));
+  gst_buffer_unref (buf);
+  gst_object_unref (alloc);
+}
+
 static void
 test_pool_blocks_and_resumes (void)
 {
@@ -983,6 +1000,7 @@ main (int argc, char **argv)
   g_test_add_func ("/pinned/pool-blocks-when-full-and-resumes",
       test_pool_blocks_and_resumes);
   g_test_add_func ("/pinned/freed-blocks-coalesce", test_pool_coalesces);
+  g_test_add_func ("/pinned/buffer-is-pinned", test_buffer_is_pinned);
   g_test_add_func ("/pinned/shared-memory-keeps-its-block",
       test_shared_memory);
   g_test_add_func ("/pinned/allocators-share-one-pool", test_shared_pool);
