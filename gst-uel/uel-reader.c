@@ -52,6 +52,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "uel-enum-private.h"
 #include "uel-error.h"
 #include "uel-hostmem.h"
 #include "uel-io.h"
@@ -191,23 +192,14 @@ G_DEFINE_TYPE_WITH_CODE (UelReader, uel_reader, G_TYPE_OBJECT,
     GST_DEBUG_CATEGORY_INIT (uel_reader_debug, "uelreader", 0,
         "gst-uel reading engine"));
 
-GType
-uel_read_method_get_type (void)
-{
-  static gsize type = 0;
-  static const GEnumValue values[] = {
-    {UEL_READ_PREAD, "pread into recycled memory", "pread"},
-    {UEL_READ_MMAP, "zero-copy buffers over mmap", "mmap"},
-    {UEL_READ_DIRECT, "O_DIRECT aligned reads", "direct"},
-    {0, NULL, NULL}
-  };
+static const GEnumValue read_methods[] = {
+  {UEL_READ_PREAD, "pread into recycled memory", "pread"},
+  {UEL_READ_MMAP, "zero-copy buffers over mmap", "mmap"},
+  {UEL_READ_DIRECT, "O_DIRECT aligned reads", "direct"},
+  {0, NULL, NULL}
+};
 
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("UelReadMethod", values);
-    g_once_init_leave (&type, t);
-  }
-  return (GType) type;
-}
+UEL_DEFINE_ENUM_TYPE (UelReadMethod, uel_read_method, read_methods);
 
 /* ------------------------------------------------------------------ */
 /* files */

@@ -46,6 +46,7 @@
 
 #include <gst/base/gstbasetransform.h>
 #include <gst-uel/uel.h>
+#include <gst-uel/uel-enum-private.h>
 
 #include "gstuelcudaupload.h"
 #include "gstuelelements.h"
@@ -124,42 +125,23 @@ G_DEFINE_TYPE_WITH_CODE (GstUelCudaUpload, gst_uel_cuda_upload,
 GST_ELEMENT_REGISTER_DEFINE (uelcudaupload, "uelcudaupload", GST_RANK_NONE,
     GST_TYPE_UEL_CUDA_UPLOAD);
 
-GType
-gst_uel_convert_to_get_type (void)
-{
-  static gsize type = 0;
-  static const GEnumValue values[] = {
-    {GST_UEL_CONVERT_NONE, "keep every dtype", "none"},
-    {GST_UEL_CONVERT_F32, "floating tensors to F32", "f32"},
-    {GST_UEL_CONVERT_F16, "floating tensors to F16", "f16"},
-    {GST_UEL_CONVERT_BF16, "floating tensors to BF16", "bf16"},
-    {0, NULL, NULL}
-  };
+static const GEnumValue convert_to_values[] = {
+  {GST_UEL_CONVERT_NONE, "keep every dtype", "none"},
+  {GST_UEL_CONVERT_F32, "floating tensors to F32", "f32"},
+  {GST_UEL_CONVERT_F16, "floating tensors to F16", "f16"},
+  {GST_UEL_CONVERT_BF16, "floating tensors to BF16", "bf16"},
+  {0, NULL, NULL}
+};
 
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstUelConvertTo", values);
-    g_once_init_leave (&type, t);
-  }
-  return (GType) type;
-}
+static const GEnumValue fallback_values[] = {
+  {GST_UEL_FALLBACK_PASSTHROUGH,
+      "without a device, warn once and pass host buffers on", "passthrough"},
+  {GST_UEL_FALLBACK_ERROR, "without a device, fail to start", "error"},
+  {0, NULL, NULL}
+};
 
-GType
-gst_uel_fallback_get_type (void)
-{
-  static gsize type = 0;
-  static const GEnumValue values[] = {
-    {GST_UEL_FALLBACK_PASSTHROUGH,
-        "without a device, warn once and pass host buffers on", "passthrough"},
-    {GST_UEL_FALLBACK_ERROR, "without a device, fail to start", "error"},
-    {0, NULL, NULL}
-  };
-
-  if (g_once_init_enter (&type)) {
-    GType t = g_enum_register_static ("GstUelFallback", values);
-    g_once_init_leave (&type, t);
-  }
-  return (GType) type;
-}
+UEL_DEFINE_ENUM_TYPE (GstUelConvertTo, gst_uel_convert_to, convert_to_values);
+UEL_DEFINE_ENUM_TYPE (GstUelFallback, gst_uel_fallback, fallback_values);
 
 static UelDType
 convert_dtype (GstUelConvertTo c)
