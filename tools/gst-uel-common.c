@@ -1,0 +1,148 @@
+/* gst-uel: what the tool's commands share: output, escaping, sizes,
+ * option parsing
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include "gst-uel-common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gst/gst.h>
+#include <gst-uel/uel.h>
+
+void
+out (const gchar * format, ...)
+{
+  va_list args;
+
+  va_start (args, format);
+  vfprintf (stdout, format, args);
+  va_end (args);
+}
+
+void
+errout (const gchar * format, ...)
+{
+  va_list args;
+
+  va_start (args, format);
+  vfprintf (stderr, format, args);
+  va_end (args);
+  fflush (stderr);
+}
+
+/* Names, metadata and dictionaries come from the file: written as they
+ * are, an escape sequence or a newline in them would drive the terminal
+ * or fake lines of output.  Control characters (C0, DEL and C1) become
+ * \xNN and a backslash \\, so that what is shown is unambiguous; the rest
+ * of the UTF-8 is kept. */
+gchar *
+printable (const gchar * s)
+{
+  GString *out = g_string_sized_new (strlen (s));
+  const gchar *p = s;
+
+  while (*p) {
+    gunichar c = g_utf8_get_char_validated (p, -1);
+
+    if (c == (gunichar) - 1 || c == (gunichar) - 2) {
+      /* not UTF-8 (a path can be anything): the byte, escaped */
+      g_string_append_printf (out, "\\x%02x", (guchar) * p);
+      p++;
+      continue;
+    }
+    if (c < 0x20 || (c >= 0x7f && c < 0xa0))
+      g_string_append_printf (out, "\\x%02x", c);
+    else if (c == '\\')
+      g_string_append (out, "\\\\");
+    else
+      g_string_append_unichar (out, c);
+    p = g_utf8_next_char (p);
+  }
+  return g_string_free (out, FALSE);
+}
+
+/* a size in IEC units with a plain space (g_format_size() puts a
+ * no-break space there) */
+gchar *
+format_size (guint64 bytes)
+{
+  static const gchar *units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+  gdouble v = (gdouble) bytes;
+  guint u = 0;
+
+  if (bytes < 1024)
+    return g_strdup_printf ("%" G_GUINT64_FORMAT " bytes", bytes);
+  v /= 1024;
+  while (v >= 1024 && u + 1 < G_N_ELEMENTS (units)) {
+    v /= 1024;
+    u++;
+  }
+  return g_strdup_printf ("%.1f %s", v, units[u]);
+}
+
+/* Parses a command's options, GStreamer's own among them (--gst-debug…),
+ * and initializes GStreamer.  FALSE: a usage error was printed. */
+gboolean
+parse_options (GOptionContext * ctx, const gchar * command, gint * argc,
+    gchar *** argv)
+{
+  GError *err = NULL;
+
+  g_option_context_add_group (ctx, gst_init_get_option_group ());
+  if (!g_option_context_parse (ctx, argc, argv, &err)) {
+    errout ("gst-uel %s: %s\n", command, err->message);
+    g_error_free (err);
+    return FALSE;
+  }
+  if (!gst_is_initialized ())
+    gst_init (NULL, NULL);
+  uel_init ();
+  return TRUE;
+}
+/* a string as a JSON string literal: names and metadata are UTF-8 (the
+ * header was validated); paths may not be, and are shown for display.
+ * Every control character is escaped, C1 (U+0080 to U+009F) too, so that
+ * the text is safe on a terminal. */
+void
+json_string (GString * out, const gchar * s)
+{
+  g_string_append_c (out, '"');
+  for (const guchar * p = (const guchar *) s; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      g_string_append_printf (out, "\\%c", *p);
+    else if (*p == '\n')
+      g_string_append (out, "\\n");
+    else if (*p == '\t')
+      g_string_append (out, "\\t");
+    else if (*p < 0x20 || *p == 0x7f)
+      g_string_append_printf (out, "\\u%04x", *p);
+    else if (*p == 0xc2 && p[1] >= 0x80 && p[1] < 0xa0)
+      g_string_append_printf (out, "\\u%04x", *++p);
+    else
+      g_string_append_c (out, (gchar) * p);
+  }
+  g_string_append_c (out, '"');
+}
+
+static gint
+strcmp_ptr (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
+}
+
+/* the metadata's keys, sorted, so that the output is stable */
+const gchar **
+sorted_keys (GHashTable * table)
+{
+  guint n;
+  const gchar **keys = (const gchar **) g_hash_table_get_keys_as_array (table,
+      &n);
+
+  qsort (keys, n, sizeof (gchar *), strcmp_ptr);
+  return keys;
+}
