@@ -104,6 +104,16 @@ parse_options (GOptionContext * ctx, const gchar * command, gint * argc,
   uel_init ();
   return TRUE;
 }
+/* Lists, JSON or text, are built an item at a time: @sep goes before
+ * every item but the first, and the first is the one that takes @s past
+ * @start (the length where the list began). */
+void
+append_separator (GString * s, gsize start, const gchar * sep)
+{
+  if (s->len > start)
+    g_string_append (s, sep);
+}
+
 /* a string as a JSON string literal: names and metadata are UTF-8 (the
  * header was validated); paths may not be, and are shown for display.
  * Every control character is escaped, C1 (U+0080 to U+009F) too, so that
@@ -145,4 +155,21 @@ sorted_keys (GHashTable * table)
 
   qsort (keys, n, sizeof (gchar *), strcmp_ptr);
   return keys;
+}
+
+/* The table's entries as JSON members, "key": "value", in key order and
+ * with @sep between them; the caller writes the braces and the layout
+ * around them (inspect --json one a line, launch -m all on one). */
+void
+json_append_members (GString * out, GHashTable * table, const gchar * sep)
+{
+  g_autofree const gchar **keys = sorted_keys (table);
+  gsize start = out->len;
+
+  for (guint k = 0; keys[k]; k++) {
+    append_separator (out, start, sep);
+    json_string (out, keys[k]);
+    g_string_append (out, ": ");
+    json_string (out, g_hash_table_lookup (table, keys[k]));
+  }
 }

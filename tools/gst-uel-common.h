@@ -20,7 +20,10 @@ gchar *printable (const gchar * s);
 gchar *format_size (guint64 bytes);
 gboolean parse_options (GOptionContext * ctx, const gchar * command,
     gint * argc, gchar *** argv);
+void append_separator (GString * s, gsize start, const gchar * sep);
 void json_string (GString * out, const gchar * s);
+void json_append_members (GString * out, GHashTable * table,
+    const gchar * sep);
 const gchar **sorted_keys (GHashTable * table);
 
 /* the commands, one file each */

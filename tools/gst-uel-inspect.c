@@ -20,15 +20,27 @@ json_path (GString * out, const gchar * path)
   json_string (out, display);
 }
 
+/* "[a, b]", the same in the table and in --json */
+static void
+append_shape (GString * s, const UelTensorInfo * t)
+{
+  gsize start;
+
+  g_string_append_c (s, '[');
+  start = s->len;
+  for (guint d = 0; d < t->n_dims; d++) {
+    append_separator (s, start, ", ");
+    g_string_append_printf (s, "%" G_GUINT64_FORMAT, t->shape[d]);
+  }
+  g_string_append_c (s, ']');
+}
+
 static gchar *
 shape_string (const UelTensorInfo * t)
 {
-  GString *s = g_string_new ("[");
+  GString *s = g_string_new (NULL);
 
-  for (guint d = 0; d < t->n_dims; d++)
-    g_string_append_printf (s, "%s%" G_GUINT64_FORMAT, d ? ", " : "",
-        t->shape[d]);
-  g_string_append_c (s, ']');
+  append_shape (s, t);
   return g_string_free (s, FALSE);
 }
 
@@ -84,44 +96,44 @@ static void
 print_json (UelHeader * h, gchar ** sums)
 {
   g_autoptr (GString) o = g_string_new ("{\n  \"location\": ");
-  g_autofree const gchar **keys = sorted_keys (uel_header_get_metadata (h));
+  GHashTable *metadata = uel_header_get_metadata (h);
   guint n = uel_header_get_n_tensors (h);
   gboolean sharded = uel_header_is_sharded (h);
+  gsize start;
 
   json_path (o, uel_header_get_location (h));
   g_string_append_printf (o, ",\n  \"valid\": true,\n  \"sharded\": %s,\n"
       "  \"n_tensors\": %u,\n  \"total_bytes\": %" G_GUINT64_FORMAT ",\n"
       "  \"files\": [", sharded ? "true" : "false", n,
       uel_header_get_total_bytes (h));
+  start = o->len;
   for (guint f = 0; f < uel_header_get_n_files (h); f++) {
-    g_string_append_printf (o, "%s\n    {\"path\": ", f ? "," : "");
+    append_separator (o, start, ",");
+    g_string_append (o, "\n    {\"path\": ");
     json_path (o, uel_header_get_file_path (h, f));
     g_string_append_printf (o, ", \"size\": %" G_GUINT64_FORMAT ", "
         "\"data_offset\": %" G_GUINT64_FORMAT "}",
         uel_header_get_file_size (h, f), uel_header_get_data_offset (h, f));
   }
   g_string_append (o, "\n  ],\n  \"metadata\": {");
-  for (guint k = 0; keys[k]; k++) {
-    g_string_append_printf (o, "%s\n    ", k ? "," : "");
-    json_string (o, keys[k]);
-    g_string_append (o, ": ");
-    json_string (o, g_hash_table_lookup (uel_header_get_metadata (h),
-            keys[k]));
+  if (g_hash_table_size (metadata)) {
+    g_string_append (o, "\n    ");
+    json_append_members (o, metadata, ",\n    ");
+    g_string_append (o, "\n  ");
   }
-  g_string_append (o, keys[0] ? "\n  },\n" : "},\n");
-  g_string_append (o, "  \"tensors\": [");
+  g_string_append (o, "},\n  \"tensors\": [");
+  start = o->len;
   for (guint i = 0; i < n; i++) {
     const UelTensorInfo *t = uel_header_get_tensor (h, i);
     const gchar *file = uel_header_get_file_path (h, t->file_index);
 
-    g_string_append_printf (o, "%s\n    {\"name\": ", i ? "," : "");
+    append_separator (o, start, ",");
+    g_string_append (o, "\n    {\"name\": ");
     json_string (o, t->name);
-    g_string_append_printf (o, ", \"dtype\": \"%s\", \"shape\": [",
+    g_string_append_printf (o, ", \"dtype\": \"%s\", \"shape\": ",
         uel_dtype_to_string (t->dtype));
-    for (guint d = 0; d < t->n_dims; d++)
-      g_string_append_printf (o, "%s%" G_GUINT64_FORMAT, d ? ", " : "",
-          t->shape[d]);
-    g_string_append_printf (o, "], \"bytes\": %" G_GUINT64_FORMAT ", "
+    append_shape (o, t);
+    g_string_append_printf (o, ", \"bytes\": %" G_GUINT64_FORMAT ", "
         "\"offset\": %" G_GUINT64_FORMAT ", \"data_offsets\": [%"
         G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT "], \"file\": ",
         t->n_bytes, t->file_offset, t->data_begin,
@@ -200,8 +212,9 @@ print_table (UelHeader * h, gchar ** sums)
     if (!by_dtype_n[d])
       continue;
     sz = format_size (by_dtype_bytes[d]);
-    g_string_append_printf (dtypes, "%s%s %u (%s)", dtypes->len ? ", " : "",
-        uel_dtype_to_string (d), by_dtype_n[d], sz);
+    append_separator (dtypes, 0, ", ");
+    g_string_append_printf (dtypes, "%s %u (%s)", uel_dtype_to_string (d),
+        by_dtype_n[d], sz);
   }
   total = format_size (uel_header_get_total_bytes (h));
   out ("\ntotal: %u tensors, %" G_GUINT64_FORMAT " bytes (%s)%s%s\n", n,

@@ -345,15 +345,9 @@ print_element_message (Launch * l, GstMessage * msg, const GstStructure * s)
 
     /* the map as JSON: escaped, on one line, whatever the keys */
     if (g_hash_table_size (table)) {
-      g_autofree const gchar **keys = sorted_keys (table);
       GString *m = g_string_new ("{");
 
-      for (guint k = 0; keys[k]; k++) {
-        g_string_append (m, k ? ", " : "");
-        json_string (m, keys[k]);
-        g_string_append (m, ": ");
-        json_string (m, g_hash_table_lookup (table, keys[k]));
-      }
+      json_append_members (m, table, ", ");
       g_string_append_c (m, '}');
       meta = g_string_free (m, FALSE);
     }
@@ -428,8 +422,8 @@ print_field (GQuark field, const GValue * value, gpointer data)
   GString *s = data;
   g_autofree gchar *v = gst_value_serialize (value);
 
-  g_string_append_printf (s, "%s%s=%s", s->len ? ", " : "",
-      g_quark_to_string (field), v ? v : "?");
+  append_separator (s, 0, ", ");
+  g_string_append_printf (s, "%s=%s", g_quark_to_string (field), v ? v : "?");
   return TRUE;
 }
 
