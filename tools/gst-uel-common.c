@@ -88,14 +88,19 @@ format_size (guint64 bytes)
 /* Parses a command's options, GStreamer's own among them (--gst-debug…),
  * and initializes GStreamer.  FALSE: a usage error was printed. */
 gboolean
-parse_options (GOptionContext * ctx, const gchar * command, gint * argc,
-    gchar *** argv)
+parse_options (const CommandHelp * help, const GOptionEntry * entries,
+    gint * argc, gchar *** argv)
 {
+  g_autoptr (GOptionContext) ctx = g_option_context_new (help->parameter);
   GError *err = NULL;
 
+  g_option_context_set_summary (ctx, help->summary);
+  if (help->description)
+    g_option_context_set_description (ctx, help->description);
+  g_option_context_add_main_entries (ctx, entries, NULL);
   g_option_context_add_group (ctx, gst_init_get_option_group ());
   if (!g_option_context_parse (ctx, argc, argv, &err)) {
-    errout ("gst-uel %s: %s\n", command, err->message);
+    errout ("gst-uel %s: %s\n", help->name, err->message);
     g_error_free (err);
     return FALSE;
   }

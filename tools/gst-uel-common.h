@@ -18,8 +18,19 @@ void errout (const gchar * format, ...) G_GNUC_PRINTF (1, 2);
 
 gchar *printable (const gchar * s);
 gchar *format_size (guint64 bytes);
-gboolean parse_options (GOptionContext * ctx, const gchar * command,
-    gint * argc, gchar *** argv);
+
+/* what a command's --help says besides its options */
+typedef struct
+{
+  const gchar *name;
+  const gchar *parameter;       /* after the options: "FILE" */
+  const gchar *summary;
+  const gchar *description;     /* after the options; may be NULL */
+} CommandHelp;
+
+gboolean parse_options (const CommandHelp * help,
+    const GOptionEntry * entries, gint * argc, gchar *** argv);
+
 void append_separator (GString * s, gsize start, const gchar * sep);
 void json_string (GString * out, const gchar * s);
 void json_append_members (GString * out, GHashTable * table,

@@ -227,6 +227,17 @@ print_table (UelHeader * h, gchar ** sums)
       sums ? ", every tensor read and checksummed" : "");
 }
 
+static const CommandHelp help = {
+  "inspect", "FILE",
+  "Validate the header of a .safetensors file, or of a sharded checkpoint's "
+      "*.index.json and all its shards, and show its tensor table (name, "
+      "dtype, shape, bytes, offset, shard), its __metadata__, the totals and "
+      "a verdict.\n\n"
+      "An invalid file prints the validation message alone on stderr and "
+      "exits with status 1.",
+  NULL
+};
+
 gint
 cmd_inspect (gint argc, gchar ** argv)
 {
@@ -239,19 +250,11 @@ cmd_inspect (gint argc, gchar ** argv)
           "4 MiB blocks)", NULL},
     {NULL}
   };
-  g_autoptr (GOptionContext) ctx = g_option_context_new ("FILE");
   g_autoptr (UelHeader) h = NULL;
   g_auto (GStrv) sums = NULL;
   GError *err = NULL;
 
-  g_option_context_set_summary (ctx, "Validate the header of a "
-      ".safetensors file, or of a sharded checkpoint's *.index.json and all "
-      "its shards, and show its tensor table (name, dtype, shape, bytes, "
-      "offset, shard), its __metadata__, the totals and a verdict.\n\n"
-      "An invalid file prints the validation message alone on stderr and "
-      "exits with status 1.");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  if (!parse_options (ctx, "inspect", &argc, &argv))
+  if (!parse_options (&help, entries, &argc, &argv))
     return EXIT_USAGE;
   if (argc != 2) {
     errout ("gst-uel inspect: give one FILE (see --help)\n");

@@ -493,6 +493,20 @@ print_summary (Launch * l, GPtrArray * stats)
     out ("%s\n", (gchar *) g_ptr_array_index (stats, i - 1));
 }
 
+static const CommandHelp help = {
+  "launch", "PIPELINE-DESCRIPTION",
+  "Run a pipeline described as for gst-launch-1.0, with a live progress bar "
+      "on stderr when it is a terminal (tensors done / total, bytes, GB/s, "
+      "ETA; the totals come from uelsrc's uel-header message), a plain "
+      "progress line every --interval seconds when it is not, and a closing "
+      "summary: time, GB/s, peak RSS and each uel element's stats.\n\n"
+      "Ctrl-C stops cleanly (EOS, then NULL; a second Ctrl-C at once).  "
+      "Exit status: 0 at the end of the stream, 1 with the error message on "
+      "an error, 130 when interrupted.",
+  "Example:\n  gst-uel launch uelsrc location=model.safetensors ! uelqueue "
+      "! fakesink"
+};
+
 gint
 cmd_launch (gint argc, gchar ** argv)
 {
@@ -509,8 +523,6 @@ cmd_launch (gint argc, gchar ** argv)
           "(default 2)", "SECONDS"},
     {NULL}
   };
-  g_autoptr (GOptionContext) ctx =
-      g_option_context_new ("PIPELINE-DESCRIPTION");
   Launch l = { 0, };
   GError *err = NULL;
   GstBus *bus;
@@ -518,19 +530,7 @@ cmd_launch (gint argc, gchar ** argv)
   GstStateChangeReturn ret;
   GPtrArray *stats;
 
-  g_option_context_set_summary (ctx, "Run a pipeline described as for "
-      "gst-launch-1.0, with a live progress bar on stderr when it is a "
-      "terminal (tensors done / total, bytes, GB/s, ETA; the totals come "
-      "from uelsrc's uel-header message), a plain progress line every "
-      "--interval seconds when it is not, and a closing summary: time, "
-      "GB/s, peak RSS and each uel element's stats.\n\n"
-      "Ctrl-C stops cleanly (EOS, then NULL; a second Ctrl-C at once).  "
-      "Exit status: 0 at the end of the stream, 1 with the error message "
-      "on an error, 130 when interrupted.");
-  g_option_context_set_description (ctx, "Example:\n  gst-uel launch "
-      "uelsrc location=model.safetensors ! uelqueue ! fakesink");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  if (!parse_options (ctx, "launch", &argc, &argv))
+  if (!parse_options (&help, entries, &argc, &argv))
     return EXIT_USAGE;
   if (argc < 2) {
     errout ("gst-uel launch: give a pipeline (see --help)\n");

@@ -89,6 +89,14 @@ write_all (gint fd, const void *buf, gsize len, const gchar * path)
   return TRUE;
 }
 
+static const CommandHelp help = {
+  "make-model", "OUTPUT",
+  "Write a Llama-like .safetensors model of random BF16 weights (embedding, "
+      "per layer q/k/v/o, three MLP matrices and two norms, a final norm) "
+      "with two U8 JSON dictionary tensors, or a file of many small tensors.",
+  NULL
+};
+
 gint
 cmd_make_model (gint argc, gchar ** argv)
 {
@@ -116,7 +124,6 @@ cmd_make_model (gint argc, gchar ** argv)
     {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed", "N"},
     {NULL}
   };
-  g_autoptr (GOptionContext) ctx = g_option_context_new ("OUTPUT");
   g_autoptr (GArray) list = g_array_new (FALSE, TRUE, sizeof (Entry));
   g_autoptr (GString) header = g_string_new ("{\"__metadata__\":"
       "{\"format\":\"pt\",\"generator\":\"gst-uel make-model\"}");
@@ -125,12 +132,7 @@ cmd_make_model (gint argc, gchar ** argv)
   const gsize block_size = 16 << 20;
   gint fd;
 
-  g_option_context_set_summary (ctx, "Write a Llama-like .safetensors "
-      "model of random BF16 weights (embedding, per layer q/k/v/o, three "
-      "MLP matrices and two norms, a final norm) with two U8 JSON "
-      "dictionary tensors, or a file of many small tensors.");
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  if (!parse_options (ctx, "make-model", &argc, &argv))
+  if (!parse_options (&help, entries, &argc, &argv))
     return EXIT_USAGE;
   if (argc != 2 || layers < 0 || hidden <= 0 || vocab <= 0 || inter <= 0
       || small < 0) {
