@@ -37,11 +37,11 @@ errout (const gchar * format, ...)
 
 /* Names, metadata and dictionaries come from the file: written as they
  * are, an escape sequence or a newline in them would drive the terminal
- * or fake lines of output.  Control characters (C0, DEL and C1) become
- * \xNN and a backslash \\, so that what is shown is unambiguous; the rest
- * of the UTF-8 is kept. */
-gchar *
-printable (const gchar * s)
+ * or fake lines of output.  This walk escapes what is not UTF-8 and the
+ * control characters (C0, DEL and C1), as text or as JSON, and keeps the
+ * rest of the UTF-8. */
+static gchar *
+escape_controls (const gchar * s, gboolean json)
 {
   GString *out = g_string_sized_new (strlen (s));
   const gchar *p = s;
@@ -50,20 +50,44 @@ printable (const gchar * s)
     gunichar c = g_utf8_get_char_validated (p, -1);
 
     if (c == (gunichar) - 1 || c == (gunichar) - 2) {
-      /* not UTF-8 (a path can be anything): the byte, escaped */
-      g_string_append_printf (out, "\\x%02x", (guchar) * p);
+      /* not UTF-8 (a path can be anything): the byte, escaped; JSON
+       * cannot hold a byte, U+FFFD stands for it */
+      if (json)
+        g_string_append (out, "\\ufffd");
+      else
+        g_string_append_printf (out, "\\x%02x", (guchar) * p);
       p++;
       continue;
     }
-    if (c < 0x20 || (c >= 0x7f && c < 0xa0))
-      g_string_append_printf (out, "\\x%02x", c);
-    else if (c == '\\')
+    if (c < 0x20 || (c >= 0x7f && c < 0xa0)) {
+      if (json)
+        g_string_append_printf (out, "\\u%04x", c);
+      else
+        g_string_append_printf (out, "\\x%02x", c);
+    } else if (c == '\\' && !json)
       g_string_append (out, "\\\\");
     else
       g_string_append_unichar (out, c);
     p = g_utf8_next_char (p);
   }
   return g_string_free (out, FALSE);
+}
+
+/* Text for the terminal: control characters become \xNN and a backslash
+ * \\, so that what is shown is unambiguous. */
+gchar *
+printable (const gchar * s)
+{
+  return escape_controls (s, FALSE);
+}
+
+/* JSON text from the file, kept valid JSON and made safe on a terminal:
+ * the control characters that JSON allows raw in strings (DEL, C1) become
+ * \u escapes; backslashes are the JSON's own and stay. */
+gchar *
+printable_json (const gchar * json)
+{
+  return escape_controls (json, TRUE);
 }
 
 /* a size in IEC units with a plain space (g_format_size() puts a

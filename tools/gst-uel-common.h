@@ -17,6 +17,7 @@ void out (const gchar * format, ...) G_GNUC_PRINTF (1, 2);
 void errout (const gchar * format, ...) G_GNUC_PRINTF (1, 2);
 
 gchar *printable (const gchar * s);
+gchar *printable_json (const gchar * json);
 gchar *format_size (guint64 bytes);
 
 /* what a command's --help says besides its options */

@@ -302,32 +302,6 @@ print_error_message (Launch * l, GstMessage * msg, gboolean warning)
   g_free (debug);
 }
 
-/* JSON text from the file, kept valid JSON and made safe on a terminal:
- * the control characters that JSON allows raw in strings (DEL, C1) become
- * \u escapes; backslashes are the JSON's own and stay. */
-static gchar *
-printable_json (const gchar * json)
-{
-  GString *out = g_string_sized_new (strlen (json));
-  const gchar *p = json;
-
-  while (*p) {
-    gunichar c = g_utf8_get_char_validated (p, -1);
-
-    if (c == (gunichar) - 1 || c == (gunichar) - 2) {
-      g_string_append (out, "\\ufffd");
-      p++;
-      continue;
-    }
-    if (c < 0x20 || (c >= 0x7f && c < 0xa0))
-      g_string_append_printf (out, "\\u%04x", c);
-    else
-      g_string_append_unichar (out, c);
-    p = g_utf8_next_char (p);
-  }
-  return g_string_free (out, FALSE);
-}
-
 /* -m: the header and the dictionaries as text, other messages as
  * structures */
 static void
