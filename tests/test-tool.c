@@ -247,6 +247,33 @@ test_hostile_text_is_escaped (void)
           "{\"k\": \"del\\u007f \\u2713\"}\n"));
 }
 
+/* The file's own name and the shard names an index gives are text from
+ * outside too: the verdict line and the SHARD column escape them. */
+static void
+test_hostile_paths_are_escaped (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *path = uel_test_path ("odd\x1b[2Jname.safetensors");
+  g_autofree gchar *shard = uel_test_path ("sh\x1b[31m.safetensors");
+  g_autofree gchar *index = uel_test_path ("odd.safetensors.index.json");
+  g_autofree gchar *out = NULL, *err = NULL;
+
+  uel_test_builder_add (b, "a", "U8", "[1]", 1, NULL);
+  uel_test_builder_write (b, path, NULL);
+  g_assert_cmpint (run_tool (&out, &err, "inspect", path, NULL), ==, 0);
+  assert_terminal_safe (out);
+  g_assert_nonnull (strstr (out, "odd\\x1b[2Jname.safetensors: valid "));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  uel_test_builder_write (b, shard, NULL);
+  g_assert_true (g_file_set_contents (index, "{\"weight_map\": {\"a\": "
+          "\"sh\\u001b[31m.safetensors\"}}", -1, NULL));
+  g_assert_cmpint (run_tool (&out, &err, "inspect", index, NULL), ==, 0);
+  assert_terminal_safe (out);
+  g_assert_nonnull (strstr (out, "  sh\\x1b[31m.safetensors\n"));
+}
+
 static void
 test_inspect_invalid (void)
 {
@@ -769,6 +796,8 @@ main (int argc, char **argv)
   g_test_add_func ("/tool/inspect/sharded-checkpoint", test_inspect_sharded);
   g_test_add_func ("/tool/hostile-names-and-metadata-are-escaped",
       test_hostile_text_is_escaped);
+  g_test_add_func ("/tool/hostile-paths-are-escaped",
+      test_hostile_paths_are_escaped);
   g_test_add_func ("/tool/inspect/json-parses-back", test_inspect_json);
   g_test_add_func ("/tool/inspect/checksum-equals-sha256-of-the-bytes",
       test_inspect_checksum);

@@ -165,6 +165,7 @@ print_table (UelHeader * h, gchar ** sums)
   guint by_dtype_n[UEL_DTYPE_N_TYPES] = { 0, };
   gint name_w = 4, shape_w = 5;
   g_autofree gchar *total = NULL;
+  g_autofree gchar *location = NULL;
   GString *dtypes = g_string_new (NULL);
 
   for (guint i = 0; i < n; i++) {
@@ -184,9 +185,10 @@ print_table (UelHeader * h, gchar ** sums)
       sums ? (sharded ? "  SHA256" : "  SHA256") : "");
   for (guint i = 0; i < n; i++) {
     const UelTensorInfo *t = uel_header_get_tensor (h, i);
-    g_autofree gchar *shard = sharded ?
+    g_autofree gchar *base = sharded ?
         g_path_get_basename (uel_header_get_file_path (h, t->file_index)) :
         NULL;
+    g_autofree gchar *shard = base ? printable (base) : NULL;
     /* pad by characters, not bytes, so that UTF-8 names line up */
     gint pad = MAX (name_w - (gint) g_utf8_strlen (names[i], -1), 0);
 
@@ -221,8 +223,9 @@ print_table (UelHeader * h, gchar ** sums)
       uel_header_get_total_bytes (h), total, dtypes->len ? "; " : "",
       dtypes->str);
   g_string_free (dtypes, TRUE);
+  location = printable (uel_header_get_location (h));
   out ("%s: valid safetensors%s, %u tensors in %u file%s%s\n",
-      uel_header_get_location (h), sharded ? " checkpoint" : " file", n,
+      location, sharded ? " checkpoint" : " file", n,
       uel_header_get_n_files (h), uel_header_get_n_files (h) == 1 ? "" : "s",
       sums ? ", every tensor read and checksummed" : "");
 }
