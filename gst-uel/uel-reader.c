@@ -952,6 +952,21 @@ uel_reader_stop (UelReader * reader)
   reader->started = FALSE;
 }
 
+/**
+ * uel_reader_is_started:
+ * @reader: a #UelReader
+ *
+ * Returns: whether @reader is between uel_reader_start() and
+ *   uel_reader_stop(): reading, and its settings fixed
+ */
+gboolean
+uel_reader_is_started (UelReader * reader)
+{
+  g_return_val_if_fail (UEL_IS_READER (reader), FALSE);
+
+  return reader->started;
+}
+
 /* ------------------------------------------------------------------ */
 /* random access */
 

@@ -82,6 +82,7 @@ GstBuffer     *uel_reader_next               (UelReader * reader,
 void           uel_reader_set_flushing       (UelReader * reader,
                                               gboolean flushing);
 void           uel_reader_stop               (UelReader * reader);
+gboolean       uel_reader_is_started         (UelReader * reader);
 
 GstBuffer     *uel_reader_read_tensor        (UelReader * reader,
                                               guint tensor_index,

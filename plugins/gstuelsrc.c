@@ -131,7 +131,6 @@ struct _GstUelSrc
   /* from start() to stop() */
   UelHeader *header;
   UelReader *reader;
-  gboolean reading;             /* the reader started */
   gboolean header_sent;
   /* under the object lock: the pinned pool read into, which unlock()
    * sets flushing, so that a read waiting for its memory returns */
@@ -323,7 +322,6 @@ gst_uel_src_start (GstBaseSrc * src)
   self->reader = make_reader (self, &err);
   if (!self->reader)
     goto failed;
-  self->reading = FALSE;
   self->header_sent = FALSE;
   g_atomic_int_set (&self->eos_requested, FALSE);
 
@@ -369,7 +367,7 @@ gst_uel_src_decide_allocation (GstBaseSrc * src, GstQuery * query)
   GstAllocator *allocator = NULL;
   GstAllocationParams params;
 
-  if (self->reading) {
+  if (uel_reader_is_started (self->reader)) {
     GST_DEBUG_OBJECT (self, "reading already: keeping the allocator");
     return TRUE;
   }
@@ -436,14 +434,11 @@ gst_uel_src_create (GstPushSrc * src, GstBuffer ** out)
     GST_DEBUG_OBJECT (self, "EOS requested");
     /* the reads ahead are not wanted: their memory goes back now */
     uel_reader_stop (self->reader);
-    self->reading = FALSE;
     return GST_FLOW_EOS;
   }
-  if (!self->reading) {
-    if (!uel_reader_start (self->reader, &err))
-      goto error;
-    self->reading = TRUE;
-  }
+  if (!uel_reader_is_started (self->reader)
+      && !uel_reader_start (self->reader, &err))
+    goto error;
   if (!self->header_sent) {
     GstEvent *event = uel_header_event_new (self->header,
         uel_reader_get_n_tensors (self->reader),

@@ -91,8 +91,10 @@ stream_all (UelReader * r, guint max_open, gboolean alone)
   GstBuffer *buf;
   guint n = 0;
 
+  g_assert_false (uel_reader_is_started (r));
   g_assert_true (uel_reader_start (r, &err));
   g_assert_no_error (err);
+  g_assert_true (uel_reader_is_started (r));
   while ((buf = uel_reader_next (r, &err))) {
     assert_exact (buf);
     if (max_open)
@@ -102,6 +104,7 @@ stream_all (UelReader * r, guint max_open, gboolean alone)
   }
   g_assert_no_error (err);
   uel_reader_stop (r);
+  g_assert_false (uel_reader_is_started (r));
   if (alone)
     g_assert_cmpuint (uel_reader_get_n_open_files (r), ==, 0);
   return n;
