@@ -160,6 +160,29 @@ uel_tensor_meta_get_name (const UelTensorMeta * meta)
 }
 
 /**
+ * uel_tensor_meta_is_next_chunk:
+ * @meta: the #UelTensorMeta of a buffer of @size bytes
+ * @size: the buffer's size
+ * @expected_offset: the byte of the tensor that the chunks before it ended at
+ *   (0 for the first)
+ *
+ * What a consumer that reassembles chunked tensors checks of each chunk:
+ * it starts where the chunks before it ended, it fits the tensor, and the
+ * last one ends the tensor exactly.
+ *
+ * Returns: whether the chunk is the one expected
+ */
+gboolean
+uel_tensor_meta_is_next_chunk (const UelTensorMeta * meta, gsize size,
+    guint64 expected_offset)
+{
+  return meta->chunk_offset == expected_offset
+      && meta->chunk_offset <= meta->n_bytes
+      && size <= meta->n_bytes - meta->chunk_offset
+      && (!meta->last_chunk || meta->chunk_offset + size == meta->n_bytes);
+}
+
+/**
  * uel_tensor_meta_get_shape:
  * @meta: a #UelTensorMeta
  * @n_dims: (out): the rank

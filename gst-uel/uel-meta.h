@@ -83,6 +83,9 @@ const guint64       *uel_tensor_meta_get_shape       (const UelTensorMeta * meta
                                                       guint * n_dims);
 guint64              uel_tensor_meta_get_file_offset (const UelTensorMeta * meta);
 const gchar         *uel_tensor_meta_get_file        (const UelTensorMeta * meta);
+gboolean             uel_tensor_meta_is_next_chunk   (const UelTensorMeta * meta,
+                                                      gsize size,
+                                                      guint64 expected_offset);
 
 /**
  * UEL_BUFFER_OVERHEAD:

@@ -226,9 +226,7 @@ add_chunk (GstUelDictDecode * self, const UelTensorMeta * meta,
     return NULL;
 
   if (meta->chunk_index != self->asm_next_chunk
-      || meta->chunk_offset != self->asm_data->len
-      || size > meta->n_bytes - meta->chunk_offset
-      || (meta->last_chunk && meta->chunk_offset + size != meta->n_bytes)) {
+      || !uel_tensor_meta_is_next_chunk (meta, size, self->asm_data->len)) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_DICT_CHUNKED,
         "tensor '%s': chunk %u holds %" G_GSIZE_FORMAT " bytes at offset %"
         G_GUINT64_FORMAT "%s; expected chunk %u at offset %u of %"

@@ -650,6 +650,33 @@ assert_buffer_fails (GstBuffer * buf, gint code, const gchar * message)
   gst_buffer_unref (buf);
 }
 
+/* the chunk rule every reassembler shares: starts where the last ended,
+ * fits the tensor, the last chunk ends it */
+static void
+test_is_next_chunk (void)
+{
+  Sample s;
+  GstBuffer *buf;
+  UelTensorMeta *m;
+
+  sample_init (&s, "next-chunk.safetensors");
+  /* tensor 0: 16 bytes */
+  buf = sample_buffer (&s, 0, 4, 8, 1, FALSE);
+  m = uel_buffer_get_tensor_meta (buf);
+  g_assert_true (uel_tensor_meta_is_next_chunk (m, 8, 4));
+  g_assert_false (uel_tensor_meta_is_next_chunk (m, 8, 0));
+  g_assert_false (uel_tensor_meta_is_next_chunk (m, 8, 5));
+  g_assert_true (uel_tensor_meta_is_next_chunk (m, 12, 4));
+  g_assert_false (uel_tensor_meta_is_next_chunk (m, 13, 4));
+  m->last_chunk = TRUE;
+  g_assert_false (uel_tensor_meta_is_next_chunk (m, 8, 4));
+  g_assert_true (uel_tensor_meta_is_next_chunk (m, 12, 4));
+  m->chunk_offset = 17;
+  g_assert_false (uel_tensor_meta_is_next_chunk (m, 0, 17));
+  gst_buffer_unref (buf);
+  sample_clear (&s);
+}
+
 static void
 test_from_buffer (void)
 {
@@ -1484,6 +1511,7 @@ main (int argc, char **argv)
 {
   uel_test_init (&argc, &argv);
 
+  g_test_add_func ("/dict/meta/is-next-chunk", test_is_next_chunk);
   g_test_add_func ("/dict/element/in-place-base-transform",
       test_element_in_place);
   g_test_add_func ("/dict/round-trips-nested-objects-and-arrays",
