@@ -54,12 +54,13 @@
 #include "uel-hostmem.h"
 #include "uel-io.h"
 #include "uel-loader.h"
+#include "uel-loader-private.h"
 #include "uel-meta.h"
 #include "uel-pinned.h"
 #include "uel-reader-private.h"
 #include "uel-select.h"
 
-GST_DEBUG_CATEGORY_STATIC (uel_loader_debug);
+GST_DEBUG_CATEGORY (uel_loader_debug);
 #define GST_CAT_DEFAULT uel_loader_debug
 
 /* Freed tensor memory kept for reuse by the next get_tensor(): a
@@ -236,6 +237,12 @@ static void
 uel_loader_init (UelLoader * self)
 {
   g_mutex_init (&self->lock);
+}
+
+gboolean
+uel_loader_is_ready (UelLoader * loader)
+{
+  return LOADER_READY (loader);
 }
 
 /* Where a block of consecutive tensors that starts at @first ends: the
@@ -1088,9 +1095,12 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
   g_autoptr (UelTensorStream) self = NULL;
   g_autoptr (UelTensorFilter) filter = uel_tensor_filter_new ();
   g_autoptr (GArray) selected = NULL;
+  UelHeader *header;
 
-  g_return_val_if_fail (LOADER_READY (loader), NULL);
+  g_return_val_if_fail (uel_loader_is_ready (loader), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  header = uel_loader_get_header (loader);
 
   if (batch_size == 0 || prefetch_batches == 0) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
@@ -1100,7 +1110,7 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
   }
   if (keys) {
     for (guint i = 0; keys[i]; i++) {
-      if (!lookup (loader, keys[i], NULL, error))
+      if (!uel_loader_get_tensor_info (loader, keys[i], error))
         return NULL;
       uel_tensor_filter_add_name (filter, keys[i]);
     }
@@ -1108,7 +1118,7 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
       selected = g_array_new (FALSE, FALSE, sizeof (guint));
   }
   if (!selected)
-    selected = uel_tensor_filter_select (filter, loader->header, NULL, error);
+    selected = uel_tensor_filter_select (filter, header, NULL, error);
   if (!selected)
     return NULL;
 
@@ -1122,13 +1132,13 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
     return g_steal_pointer (&self);
   }
 
-  self->reader = uel_reader_new (loader->header);
+  self->reader = uel_reader_new (header);
   uel_reader_set_tensors (self->reader, (const guint *) selected->data,
       selected->len);
   /* everything read is in a batch and counted in the bound: the reader
    * reads ahead only within the batch being filled (see stream_thread) */
   if (pin_memory) {
-    self->pool_size = pool_size_for (loader->header, selected,
+    self->pool_size = pool_size_for (header, selected,
         uel_tensor_stream_get_max_live_tensors (self));
     self->pool = uel_pinned_allocator_new (self->pool_size, -1);
     if (!uel_pinned_allocator_prepare (UEL_PINNED_ALLOCATOR (self->pool),
@@ -1140,8 +1150,8 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
     return NULL;
 
   GST_DEBUG ("%s: streaming %u tensors, batches of %u, %u prefetched%s",
-      loader->location, selected->len, batch_size, prefetch_batches,
-      pin_memory ? ", pinned" : "");
+      uel_loader_get_location (loader), selected->len, batch_size,
+      prefetch_batches, pin_memory ? ", pinned" : "");
   self->thread = g_thread_new ("uel-stream", stream_thread, self);
   return g_steal_pointer (&self);
 }
