@@ -53,6 +53,7 @@
 #include "uel-error.h"
 #include "uel-hostmem.h"
 #include "uel-io.h"
+#include "uel-live-counter-private.h"
 #include "uel-loader.h"
 #include "uel-loader-private.h"
 #include "uel-meta.h"
@@ -801,9 +802,7 @@ uel_loader_load_all (UelLoader * loader, GError ** error)
 /* ------------------------------------------------------------------ */
 /* the stream */
 
-/* Counts the tensors read and not yet freed.  Shared with the buffers
- * (which may outlive the stream), hence reference-counted. */
-typedef struct
+struct _UelLiveCounter
 {
   gint ref_count;
   GMutex lock;
@@ -811,25 +810,40 @@ typedef struct
   guint64 bytes;
   guint64 peak_tensors;
   guint64 peak_bytes;
-} LiveCounter;
+};
 
 typedef struct
 {
-  LiveCounter *counter;
+  UelLiveCounter *counter;
   guint64 bytes;
 } LiveToken;
 
 static GQuark live_quark;
 
-static LiveCounter *
-live_counter_ref (LiveCounter * c)
+UelLiveCounter *
+uel_live_counter_new (void)
+{
+  static gsize once = 0;
+  UelLiveCounter *c = g_new0 (UelLiveCounter, 1);
+
+  if (g_once_init_enter (&once)) {
+    live_quark = g_quark_from_static_string ("uel-tensor-stream-live");
+    g_once_init_leave (&once, 1);
+  }
+  c->ref_count = 1;
+  g_mutex_init (&c->lock);
+  return c;
+}
+
+static UelLiveCounter *
+live_counter_ref (UelLiveCounter * c)
 {
   g_atomic_int_inc (&c->ref_count);
   return c;
 }
 
-static void
-live_counter_unref (LiveCounter * c)
+void
+uel_live_counter_unref (UelLiveCounter * c)
 {
   if (g_atomic_int_dec_and_test (&c->ref_count)) {
     g_mutex_clear (&c->lock);
@@ -846,13 +860,12 @@ live_token_free (gpointer data)
   t->counter->tensors--;
   t->counter->bytes -= t->bytes;
   g_mutex_unlock (&t->counter->lock);
-  live_counter_unref (t->counter);
+  uel_live_counter_unref (t->counter);
   g_free (t);
 }
 
-/* counts @buf as live until its last reference goes */
-static void
-live_track (LiveCounter * c, GstBuffer * buf)
+void
+uel_live_counter_track (UelLiveCounter * c, GstBuffer * buf)
 {
   LiveToken *t = g_new (LiveToken, 1);
 
@@ -866,6 +879,18 @@ live_track (LiveCounter * c, GstBuffer * buf)
   g_mutex_unlock (&c->lock);
   gst_mini_object_set_qdata (GST_MINI_OBJECT_CAST (buf), live_quark, t,
       live_token_free);
+}
+
+void
+uel_live_counter_get (UelLiveCounter * c, guint64 * tensors, guint64 * bytes,
+    guint64 * peak_tensors, guint64 * peak_bytes)
+{
+  g_mutex_lock (&c->lock);
+  *tensors = c->tensors;
+  *bytes = c->bytes;
+  *peak_tensors = c->peak_tensors;
+  *peak_bytes = c->peak_bytes;
+  g_mutex_unlock (&c->lock);
 }
 
 struct _UelTensorStream
@@ -898,7 +923,7 @@ struct _UelTensorStream
 
   /* the caller's */
   gboolean done;                /* no more batches */
-  LiveCounter *counter;
+  UelLiveCounter *counter;
   UelTensorStreamStats stats;   /* under lock */
 };
 
@@ -914,7 +939,7 @@ uel_tensor_stream_finalize (GObject * object)
   gst_clear_object (&self->pool);
   g_clear_object (&self->loader);
   g_clear_error (&self->error);
-  live_counter_unref (self->counter);
+  uel_live_counter_unref (self->counter);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
   G_OBJECT_CLASS (uel_tensor_stream_parent_class)->finalize (object);
@@ -924,15 +949,12 @@ static void
 uel_tensor_stream_class_init (UelTensorStreamClass * klass)
 {
   G_OBJECT_CLASS (klass)->finalize = uel_tensor_stream_finalize;
-  live_quark = g_quark_from_static_string ("uel-tensor-stream-live");
 }
 
 static void
 uel_tensor_stream_init (UelTensorStream * self)
 {
-  self->counter = g_new0 (LiveCounter, 1);
-  self->counter->ref_count = 1;
-  g_mutex_init (&self->counter->lock);
+  self->counter = uel_live_counter_new ();
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
   g_queue_init (&self->batches);
@@ -1012,7 +1034,7 @@ stream_thread (gpointer data)
         more = FALSE;
         break;
       }
-      live_track (self->counter, buf);
+      uel_live_counter_track (self->counter, buf);
       bytes += gst_buffer_get_size (buf);
       g_ptr_array_add (batch, buf);
     }
@@ -1310,12 +1332,8 @@ uel_tensor_stream_get_stats (UelTensorStream * stream,
   g_mutex_lock (&stream->lock);
   s = stream->stats;
   g_mutex_unlock (&stream->lock);
-  g_mutex_lock (&stream->counter->lock);
-  s.live_tensors = stream->counter->tensors;
-  s.live_bytes = stream->counter->bytes;
-  s.peak_live_tensors = stream->counter->peak_tensors;
-  s.peak_live_bytes = stream->counter->peak_bytes;
-  g_mutex_unlock (&stream->counter->lock);
+  uel_live_counter_get (stream->counter, &s.live_tensors, &s.live_bytes,
+      &s.peak_live_tensors, &s.peak_live_bytes);
   s.pinned_pool_bytes = stream->pool_size;
   *stats = s;
 }
