@@ -42,17 +42,10 @@
 
 #include "config.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <gio/gio.h>
 
 #include "uel-error.h"
 #include "uel-hostmem.h"
-#include "uel-io.h"
 #include "uel-loader.h"
 #include "uel-loader-private.h"
 #include "uel-meta.h"
