@@ -60,7 +60,7 @@ header_serialize (const GValue * value)
   if (!header)
     return g_strdup ("NULL");
   g_value_init (&location, G_TYPE_STRING);
-  g_value_set_string (&location, header->location);
+  g_value_set_string (&location, uel_header_get_location (header));
   text = gst_value_serialize (&location);
   g_value_unset (&location);
   return text;
