@@ -12,36 +12,9 @@
 
 #include "uel-error.h"
 #include "uel-header.h"
+#include "uel-header-private.h"
 #include "uel-io.h"
 #include "uel-json-private.h"
-
-typedef struct
-{
-  gchar *path;
-  guint64 size;
-  guint64 data_offset;
-  /* what the file was when it was validated: a later open, or a read,
-   * compares these to tell that it changed (uel_header_check_file()) */
-  guint64 dev;
-  guint64 ino;
-  gint64 mtime_sec;
-  gint64 mtime_nsec;
-} UelFile;
-
-struct _UelHeader
-{
-  gint ref_count;
-  gchar *location;
-  gboolean sharded;
-  GArray *files;                /* UelFile */
-  GArray *tensors;              /* UelTensorInfo, stream order */
-  GPtrArray *names;             /* owns the names of a single file */
-  guint64 *shapes;              /* owns the dims of a single file */
-  GPtrArray *shards;            /* UelHeader *: own a sharded table's data */
-  GHashTable *by_name;          /* name -> index + 1 */
-  GHashTable *metadata;         /* gchar * -> gchar * */
-  guint64 total_bytes;
-};
 
 G_DEFINE_BOXED_TYPE (UelHeader, uel_header, uel_header_ref,
     uel_header_unref);
@@ -64,8 +37,8 @@ file_clear (gpointer p)
   g_free (((UelFile *) p)->path);
 }
 
-static UelHeader *
-header_new (const gchar * location)
+UelHeader *
+uel_header_new_empty (const gchar * location)
 {
   UelHeader *h = g_new0 (UelHeader, 1);
 
@@ -116,8 +89,8 @@ uel_header_unref (UelHeader * header)
 }
 
 /* A printable, bounded rendering of an untrusted string for messages. */
-static gchar *
-quote (const gchar * s, gsize len)
+gchar *
+uel_quote (const gchar * s, gsize len)
 {
   g_autofree gchar *cut = g_strndup (s, MIN (len, 64));
   g_autofree gchar *esc = g_strescape (cut, NULL);
@@ -139,7 +112,7 @@ static const gchar *
 name_q (Name * n)
 {
   if (!n->quoted)
-    n->quoted = quote (n->s, n->len);
+    n->quoted = uel_quote (n->s, n->len);
   return n->quoted;
 }
 
@@ -242,7 +215,7 @@ read_metadata (UelJsonLexer * lx, UelHeader * h, const gchar * path,
 
     if (!key || !uel_json_expect (lx, ':', error))
       return FALSE;
-    qkey = quote (key, klen);
+    qkey = uel_quote (key, klen);
     if (uel_json_peek (lx) != '"') {
       g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
           "%s: rule 6: __metadata__ value of %s is %s, not a string", path,
@@ -329,7 +302,7 @@ read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
           return FALSE;
         t->dtype = uel_dtype_from_string (s, (gssize) slen);
         if (t->dtype == UEL_DTYPE_INVALID) {
-          g_autofree gchar *q = quote (s, slen);
+          g_autofree gchar *q = uel_quote (s, slen);
           g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
               "%s: tensor %s: rule 7: dtype %s is not a safetensors dtype "
               "(names are case-sensitive)", path, name_q (tname), q);
@@ -514,7 +487,7 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
       return FALSE;
     }
     if (t->begin != start) {
-      g_autofree gchar *pname = prev ? quote (prev, strlen (prev)) : NULL;
+      g_autofree gchar *pname = prev ? uel_quote (prev, strlen (prev)) : NULL;
 
       if (t->begin > start)
         g_set_error (error, UEL_ERROR, UEL_ERROR_OFFSETS_NOT_CONTIGUOUS,
@@ -629,8 +602,9 @@ file_set_identity (UelFile * file, const struct stat *st)
   file->mtime_nsec = (gint64) st->st_mtim.tv_nsec;
 }
 
-static gboolean
-check_regular (gint fd, const gchar * path, struct stat *st, GError ** error)
+gboolean
+uel_check_regular (gint fd, const gchar * path, struct stat *st,
+    GError ** error)
 {
   if (fstat (fd, st) < 0)
     return io_error (error, path, "cannot stat", errno);
@@ -676,7 +650,7 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
   g_return_val_if_fail (fd >= 0, NULL);
   g_return_val_if_fail (path != NULL, NULL);
 
-  if (!check_regular (fd, path, &st, error))
+  if (!uel_check_regular (fd, path, &st, error))
     return NULL;
   size = (guint64) st.st_size;
 
@@ -696,7 +670,7 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
    * first bytes, read as a length, are huge): say so first, and show the
    * bytes, rather than only a number nobody wrote. */
   if (n > UEL_MAX_HEADER_SIZE) {
-    g_autofree gchar *head = quote ((const gchar *) len_le, 8);
+    g_autofree gchar *head = uel_quote ((const gchar *) len_le, 8);
 
     g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
         "%s: not a safetensors file: rule 2: its first 8 bytes, %s, give a "
@@ -719,7 +693,7 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
     return NULL;
   json[n] = '\0';
 
-  h = header_new (path);
+  h = uel_header_new_empty (path);
   file.path = g_strdup (path);
   file_set_identity (&file, &st);
   file.data_offset = 8 + n;
@@ -729,11 +703,11 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
   return g_steal_pointer (&h);
 }
 
-static gint
-open_readonly (const gchar * path, gint flags, GError ** error)
+gint
+uel_open_readonly (const gchar * path, gint flags, GError ** error)
 {
   /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer before
-   * check_regular() could reject it.  Reads block again afterwards. */
+   * uel_check_regular() could reject it.  Reads block again afterwards. */
   gint fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
 
   if (fd < 0) {
@@ -746,11 +720,11 @@ open_readonly (const gchar * path, gint flags, GError ** error)
   return fd;
 }
 
-static UelHeader *
-open_single (const gchar * path, GError ** error)
+UelHeader *
+uel_header_open_single (const gchar * path, GError ** error)
 {
   UelHeader *h;
-  gint fd = open_readonly (path, 0, error);
+  gint fd = uel_open_readonly (path, 0, error);
 
   if (fd < 0)
     return NULL;
@@ -784,8 +758,8 @@ strcmp_ptr (gconstpointer a, gconstpointer b)
   return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
 }
 
-static UelHeader *
-open_index (const gchar * path, GError ** error)
+UelHeader *
+uel_index_open (const gchar * path, GError ** error)
 {
   g_autoptr (UelHeader) h = NULL;
   g_autoptr (JsonNode) root = NULL;
@@ -800,10 +774,10 @@ open_index (const gchar * path, GError ** error)
   gsize bad;
   gint fd;
 
-  fd = open_readonly (path, 0, error);
+  fd = uel_open_readonly (path, 0, error);
   if (fd < 0)
     return NULL;
-  if (!check_regular (fd, path, &st, error))
+  if (!uel_check_regular (fd, path, &st, error))
     goto fail_fd;
   if ((guint64) st.st_size > UEL_MAX_HEADER_SIZE) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_INDEX,
@@ -853,7 +827,7 @@ open_index (const gchar * path, GError ** error)
     return NULL;
   }
 
-  h = header_new (path);
+  h = uel_header_new_empty (path);
   h->sharded = TRUE;
   h->shards = g_ptr_array_new_with_free_func (
       (GDestroyNotify) uel_header_unref);
@@ -869,14 +843,14 @@ open_index (const gchar * path, GError ** error)
 
     if (!JSON_NODE_HOLDS_VALUE (v)
         || json_node_get_value_type (v) != G_TYPE_STRING) {
-      g_autofree gchar *q = quote (l->data, strlen (l->data));
+      g_autofree gchar *q = uel_quote (l->data, strlen (l->data));
       g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_INDEX,
           "%s: weight_map entry %s is not a file name", path, q);
       return NULL;
     }
     shard = json_node_get_string (v);
     if (!shard_name_ok (shard)) {
-      g_autofree gchar *q = quote (shard, strlen (shard));
+      g_autofree gchar *q = uel_quote (shard, strlen (shard));
       g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_SHARD_PATH,
           "%s: shard %s must be a plain file name in the index's folder "
           "(no absolute path, no '/', no '..')", path, q);
@@ -896,7 +870,7 @@ open_index (const gchar * path, GError ** error)
     UelFile file;
 
     g_hash_table_insert (shard_of, (gpointer) shard, GUINT_TO_POINTER (s + 1));
-    sh = open_single (shard_path, error);
+    sh = uel_header_open_single (shard_path, error);
     if (!sh) {
       g_prefix_error (error, "%s: shard %s: ", path, shard);
       return NULL;
@@ -913,7 +887,7 @@ open_index (const gchar * path, GError ** error)
     guint s = GPOINTER_TO_UINT (g_hash_table_lookup (shard_of, shard)) - 1;
 
     if (!uel_header_lookup (g_ptr_array_index (h->shards, s), l->data, NULL)) {
-      g_autofree gchar *q = quote (l->data, strlen (l->data));
+      g_autofree gchar *q = uel_quote (l->data, strlen (l->data));
       g_set_error (error, UEL_ERROR, UEL_ERROR_SHARD_MISSING_TENSOR,
           "%s: tensor %s is mapped to shard '%s' which does not contain it",
           path, q, shard);
@@ -988,8 +962,8 @@ uel_header_open (const gchar * location, GError ** error)
   g_return_val_if_fail (location != NULL, NULL);
 
   if (g_str_has_suffix (location, ".json"))
-    return open_index (location, error);
-  return open_single (location, error);
+    return uel_index_open (location, error);
+  return uel_header_open_single (location, error);
 }
 
 /**
@@ -1234,10 +1208,10 @@ uel_header_open_file (const UelHeader * header, guint file_index, gint flags,
 
   g_return_val_if_fail (file_index < header->files->len, -1);
   path = uel_header_get_file_path (header, file_index);
-  fd = open_readonly (path, flags, error);
+  fd = uel_open_readonly (path, flags, error);
   if (fd < 0)
     return -1;
-  if (!check_regular (fd, path, &st, error)
+  if (!uel_check_regular (fd, path, &st, error)
       || !check_identity (header, file_index, &st, error)) {
     close (fd);
     return -1;
