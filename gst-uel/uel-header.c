@@ -139,7 +139,7 @@ static gboolean
 read_dims (UelJsonLexer * lx, GArray * dims, gint code, const gchar * path,
     Name * tname, const gchar * field, GError ** error)
 {
-  guint i = 0;
+  gboolean more;
 
   if (uel_json_peek (lx) != '[') {
     g_set_error (error, UEL_ERROR, code,
@@ -147,12 +147,8 @@ read_dims (UelJsonLexer * lx, GArray * dims, gint code, const gchar * path,
         path, name_q (tname), field, uel_json_describe (lx));
     return FALSE;
   }
-  lx->p++;
-  if (uel_json_peek (lx) == ']') {
-    lx->p++;
-    return TRUE;
-  }
-  for (;; i++) {
+  more = uel_json_items_begin (lx, ']');
+  for (guint i = 0; more; i++) {
     const gchar *at;
     gchar c = uel_json_peek (lx);
     guint64 v;
@@ -175,13 +171,10 @@ read_dims (UelJsonLexer * lx, GArray * dims, gint code, const gchar * path,
       return FALSE;
     }
     g_array_append_val (dims, v);
-    c = uel_json_peek (lx);
-    if (c == ',') {
-      lx->p++;
-      continue;
-    }
-    return uel_json_expect (lx, ']', error);
+    if (!uel_json_items_next (lx, ']', &more, error))
+      return FALSE;
   }
+  return TRUE;
 }
 
 static gboolean
@@ -189,6 +182,7 @@ read_metadata (UelJsonLexer * lx, UelHeader * h, const gchar * path,
     GError ** error)
 {
   gchar c = uel_json_peek (lx);
+  gboolean more;
 
   if (c == 'n')
     return uel_json_skip_value (lx, error);
@@ -202,12 +196,8 @@ read_metadata (UelJsonLexer * lx, UelHeader * h, const gchar * path,
         what);
     return FALSE;
   }
-  lx->p++;
-  if (uel_json_peek (lx) == '}') {
-    lx->p++;
-    return TRUE;
-  }
-  for (;;) {
+  more = uel_json_items_begin (lx, '}');
+  while (more) {
     gsize klen, vlen;
     g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
     g_autofree gchar *val = NULL;
@@ -238,13 +228,10 @@ read_metadata (UelJsonLexer * lx, UelHeader * h, const gchar * path,
     }
     g_hash_table_insert (h->metadata, g_steal_pointer (&key),
         g_steal_pointer (&val));
-    c = uel_json_peek (lx);
-    if (c == ',') {
-      lx->p++;
-      continue;
-    }
-    return uel_json_expect (lx, '}', error);
+    if (!uel_json_items_next (lx, '}', &more, error))
+      return FALSE;
   }
+  return TRUE;
 }
 
 static gboolean
@@ -252,6 +239,7 @@ read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
     Name * tname, GError ** error)
 {
   gboolean have_dtype = FALSE, have_shape = FALSE, have_offsets = FALSE;
+  gboolean more;
   const gchar *missing;
 
   if (uel_json_peek (lx) != '{') {
@@ -261,88 +249,77 @@ read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
         uel_json_describe (lx));
     return FALSE;
   }
-  lx->p++;
   lx->depth++;
-  if (uel_json_peek (lx) == '}')
-    lx->p++;
-  else {
-    for (;;) {
-      gsize klen;
-      g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
-      gboolean *have = NULL;
-      gchar c;
+  more = uel_json_items_begin (lx, '}');
+  while (more) {
+    gsize klen;
+    g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
+    gboolean *have = NULL;
 
-      if (!key || !uel_json_expect (lx, ':', error))
-        return FALSE;
-      if (strcmp (key, "dtype") == 0 && klen == 5)
-        have = &have_dtype;
-      else if (strcmp (key, "shape") == 0 && klen == 5)
-        have = &have_shape;
-      else if (strcmp (key, "data_offsets") == 0 && klen == 12)
-        have = &have_offsets;
+    if (!key || !uel_json_expect (lx, ':', error))
+      return FALSE;
+    if (strcmp (key, "dtype") == 0 && klen == 5)
+      have = &have_dtype;
+    else if (strcmp (key, "shape") == 0 && klen == 5)
+      have = &have_shape;
+    else if (strcmp (key, "data_offsets") == 0 && klen == 12)
+      have = &have_offsets;
 
-      if (have && *have) {
-        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_ENTRY,
-            "%s: tensor %s: rule 7: \"%s\" appears twice", path,
-            name_q (tname), key);
-        return FALSE;
-      }
-      if (have == &have_dtype) {
-        g_autofree gchar *s = NULL;
-        gsize slen;
-
-        if (uel_json_peek (lx) != '"') {
-          g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
-              "%s: tensor %s: rule 7: \"dtype\" is %s, not a string", path,
-              name_q (tname), uel_json_describe (lx));
-          return FALSE;
-        }
-        s = uel_json_read_string (lx, &slen, error);
-        if (!s)
-          return FALSE;
-        t->dtype = uel_dtype_from_string (s, (gssize) slen);
-        if (t->dtype == UEL_DTYPE_INVALID) {
-          g_autofree gchar *q = uel_quote (s, slen);
-          g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
-              "%s: tensor %s: rule 7: dtype %s is not a safetensors dtype "
-              "(names are case-sensitive)", path, name_q (tname), q);
-          return FALSE;
-        }
-      } else if (have == &have_shape) {
-        t->shape_start = dims->len;
-        if (!read_dims (lx, dims, UEL_ERROR_INVALID_SHAPE, path, tname,
-                "shape", error))
-          return FALSE;
-        t->n_dims = dims->len - t->shape_start;
-      } else if (have == &have_offsets) {
-        g_autoptr (GArray) off = g_array_new (FALSE, FALSE, sizeof (guint64));
-
-        if (!read_dims (lx, off, UEL_ERROR_INVALID_OFFSETS, path, tname,
-                "data_offsets", error))
-          return FALSE;
-        if (off->len != 2) {
-          g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_OFFSETS,
-              "%s: tensor %s: rule 7: \"data_offsets\" has %u integers, "
-              "not 2", path, name_q (tname), off->len);
-          return FALSE;
-        }
-        t->begin = g_array_index (off, guint64, 0);
-        t->end = g_array_index (off, guint64, 1);
-      } else if (!uel_json_skip_value (lx, error)) {
-        /* unknown members are ignored, as the reference does */
-        return FALSE;
-      }
-      if (have)
-        *have = TRUE;
-      c = uel_json_peek (lx);
-      if (c == ',') {
-        lx->p++;
-        continue;
-      }
-      if (!uel_json_expect (lx, '}', error))
-        return FALSE;
-      break;
+    if (have && *have) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_ENTRY,
+          "%s: tensor %s: rule 7: \"%s\" appears twice", path,
+          name_q (tname), key);
+      return FALSE;
     }
+    if (have == &have_dtype) {
+      g_autofree gchar *s = NULL;
+      gsize slen;
+
+      if (uel_json_peek (lx) != '"') {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
+            "%s: tensor %s: rule 7: \"dtype\" is %s, not a string", path,
+            name_q (tname), uel_json_describe (lx));
+        return FALSE;
+      }
+      s = uel_json_read_string (lx, &slen, error);
+      if (!s)
+        return FALSE;
+      t->dtype = uel_dtype_from_string (s, (gssize) slen);
+      if (t->dtype == UEL_DTYPE_INVALID) {
+        g_autofree gchar *q = uel_quote (s, slen);
+        g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
+            "%s: tensor %s: rule 7: dtype %s is not a safetensors dtype "
+            "(names are case-sensitive)", path, name_q (tname), q);
+        return FALSE;
+      }
+    } else if (have == &have_shape) {
+      t->shape_start = dims->len;
+      if (!read_dims (lx, dims, UEL_ERROR_INVALID_SHAPE, path, tname,
+              "shape", error))
+        return FALSE;
+      t->n_dims = dims->len - t->shape_start;
+    } else if (have == &have_offsets) {
+      g_autoptr (GArray) off = g_array_new (FALSE, FALSE, sizeof (guint64));
+
+      if (!read_dims (lx, off, UEL_ERROR_INVALID_OFFSETS, path, tname,
+              "data_offsets", error))
+        return FALSE;
+      if (off->len != 2) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_OFFSETS,
+            "%s: tensor %s: rule 7: \"data_offsets\" has %u integers, "
+            "not 2", path, name_q (tname), off->len);
+        return FALSE;
+      }
+      t->begin = g_array_index (off, guint64, 0);
+      t->end = g_array_index (off, guint64, 1);
+    } else if (!uel_json_skip_value (lx, error)) {
+      /* unknown members are ignored, as the reference does */
+      return FALSE;
+    }
+    if (have)
+      *have = TRUE;
+    if (!uel_json_items_next (lx, '}', &more, error))
+      return FALSE;
   }
   lx->depth--;
 
@@ -384,7 +361,7 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
   g_autoptr (GArray) pending = g_array_new (FALSE, TRUE, sizeof (Pending));
   g_autoptr (GArray) dims = g_array_new (FALSE, FALSE, sizeof (guint64));
   g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
-  gboolean have_metadata = FALSE;
+  gboolean have_metadata = FALSE, more;
   UelJsonLexer lx;
   guint64 start = 0, data_end;
   const gchar *prev = NULL;
@@ -413,60 +390,49 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
           "%s: rule 5: the header is %s, not a JSON object", path, what);
     goto json_error;
   }
-  lx.p++;
   lx.depth = 1;
-  if (uel_json_peek (&lx) == '}')
-    lx.p++;
-  else {
-    for (;;) {
-      gsize klen;
-      g_autofree gchar *key = uel_json_read_string (&lx, &klen, error);
-      g_auto (Name) tn = { NULL, 0, NULL };
-      Pending t = { 0, };
-      gchar c;
+  more = uel_json_items_begin (&lx, '}');
+  while (more) {
+    gsize klen;
+    g_autofree gchar *key = uel_json_read_string (&lx, &klen, error);
+    g_auto (Name) tn = { NULL, 0, NULL };
+    Pending t = { 0, };
 
-      if (!key || !uel_json_expect (&lx, ':', error))
-        goto json_error;
-      if (klen == 12 && memcmp (key, "__metadata__", 12) == 0) {
-        if (have_metadata) {
-          g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
-              "%s: rule 6: __metadata__ appears twice", path);
-          return FALSE;
-        }
-        have_metadata = TRUE;
-        if (!read_metadata (&lx, h, path, error))
-          goto json_error;
-      } else {
-        tn.s = key;
-        tn.len = klen;
-        if (memchr (key, 0, klen)) {
-          g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
-              "%s: tensor %s: its name contains a NUL character", path,
-              name_q (&tn));
-          return FALSE;
-        }
-        if (g_hash_table_contains (seen, key)) {
-          g_set_error (error, UEL_ERROR, UEL_ERROR_DUPLICATE_TENSOR,
-              "%s: tensor %s: the name appears twice in the header", path,
-              name_q (&tn));
-          return FALSE;
-        }
-        if (!read_entry (&lx, &t, dims, path, &tn, error))
-          goto json_error;
-        t.order = pending->len;
-        t.name = g_steal_pointer (&key);
-        g_array_append_val (pending, t);
-        g_hash_table_add (seen, t.name);
+    if (!key || !uel_json_expect (&lx, ':', error))
+      goto json_error;
+    if (klen == 12 && memcmp (key, "__metadata__", 12) == 0) {
+      if (have_metadata) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
+            "%s: rule 6: __metadata__ appears twice", path);
+        return FALSE;
       }
-      c = uel_json_peek (&lx);
-      if (c == ',') {
-        lx.p++;
-        continue;
-      }
-      if (!uel_json_expect (&lx, '}', error))
+      have_metadata = TRUE;
+      if (!read_metadata (&lx, h, path, error))
         goto json_error;
-      break;
+    } else {
+      tn.s = key;
+      tn.len = klen;
+      if (memchr (key, 0, klen)) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
+            "%s: tensor %s: its name contains a NUL character", path,
+            name_q (&tn));
+        return FALSE;
+      }
+      if (g_hash_table_contains (seen, key)) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_DUPLICATE_TENSOR,
+            "%s: tensor %s: the name appears twice in the header", path,
+            name_q (&tn));
+        return FALSE;
+      }
+      if (!read_entry (&lx, &t, dims, path, &tn, error))
+        goto json_error;
+      t.order = pending->len;
+      t.name = g_steal_pointer (&key);
+      g_array_append_val (pending, t);
+      g_hash_table_add (seen, t.name);
     }
+    if (!uel_json_items_next (&lx, '}', &more, error))
+      goto json_error;
   }
   if (!uel_json_at_end (&lx, error))
     goto json_error;
