@@ -10,102 +10,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <gst/gst.h>
-
 #include "uel-error.h"
 #include "uel-header.h"
+#include "uel-header-private.h"
 #include "uel-io.h"
 #include "uel-json-private.h"
-#include "uel-meta-private.h"
-
-typedef struct
-{
-  gchar *path;
-  guint64 size;
-  guint64 data_offset;
-  /* what the file was when it was validated: a later open, or a read,
-   * compares these to tell that it changed (uel_header_check_file()) */
-  guint64 dev;
-  guint64 ino;
-  gint64 mtime_sec;
-  gint64 mtime_nsec;
-} UelFile;
-
-struct _UelHeader
-{
-  gint ref_count;
-  gchar *location;
-  gboolean sharded;
-  GArray *files;                /* UelFile */
-  GArray *tensors;              /* UelTensorInfo, stream order */
-  GPtrArray *names;             /* owns the names of a single file */
-  guint64 *shapes;              /* owns the dims of a single file */
-  GPtrArray *shards;            /* UelHeader *: own a sharded table's data */
-  GHashTable *by_name;          /* name -> index + 1 */
-  GHashTable *metadata;         /* gchar * -> gchar * */
-  guint64 total_bytes;
-};
-
-/* A header prints as the location it was read from, and parses back by
- * reading that location's header again: a printed `uel-header` message
- * (gst-launch-1.0 -m) is then a structure gst_structure_from_string()
- * accepts, as every printed structure should be. */
-static gchar *
-header_serialize (const GValue * value)
-{
-  const UelHeader *header = g_value_get_boxed (value);
-  GValue location = G_VALUE_INIT;
-  gchar *text;
-
-  if (!header)
-    return g_strdup ("NULL");
-  g_value_init (&location, G_TYPE_STRING);
-  g_value_set_string (&location, header->location);
-  text = gst_value_serialize (&location);
-  g_value_unset (&location);
-  return text;
-}
-
-static gboolean
-header_deserialize (GValue * dest, const gchar * s)
-{
-  GValue location = G_VALUE_INIT;
-  UelHeader *header = NULL;
-
-  if (g_strcmp0 (s, "NULL") == 0) {
-    g_value_set_boxed (dest, NULL);
-    return TRUE;
-  }
-  g_value_init (&location, G_TYPE_STRING);
-  if (gst_value_deserialize (&location, s))
-    header = uel_header_open (g_value_get_string (&location), NULL);
-  g_value_unset (&location);
-  if (!header)
-    return FALSE;
-  g_value_take_boxed (dest, header);
-  return TRUE;
-}
 
 G_DEFINE_BOXED_TYPE (UelHeader, uel_header, uel_header_ref,
     uel_header_unref);
-
-/* Once, after gst_init() (GStreamer's value tables exist only then):
- * uel_init() and every uel-header structure call it. */
-void
-uel_header_register_value_table (void)
-{
-  static gsize done = 0;
-
-  if (g_once_init_enter (&done)) {
-    static GstValueTable table;
-
-    table.type = uel_header_get_type ();
-    table.serialize = header_serialize;
-    table.deserialize = header_deserialize;
-    gst_value_register (&table);
-    g_once_init_leave (&done, 1);
-  }
-}
 
 /* a tensor while the table is being read, before validation */
 typedef struct
@@ -125,8 +37,8 @@ file_clear (gpointer p)
   g_free (((UelFile *) p)->path);
 }
 
-static UelHeader *
-header_new (const gchar * location)
+UelHeader *
+uel_header_new_empty (const gchar * location)
 {
   UelHeader *h = g_new0 (UelHeader, 1);
 
@@ -177,8 +89,8 @@ uel_header_unref (UelHeader * header)
 }
 
 /* A printable, bounded rendering of an untrusted string for messages. */
-static gchar *
-quote (const gchar * s, gsize len)
+gchar *
+uel_quote (const gchar * s, gsize len)
 {
   g_autofree gchar *cut = g_strndup (s, MIN (len, 64));
   g_autofree gchar *esc = g_strescape (cut, NULL);
@@ -200,7 +112,7 @@ static const gchar *
 name_q (Name * n)
 {
   if (!n->quoted)
-    n->quoted = quote (n->s, n->len);
+    n->quoted = uel_quote (n->s, n->len);
   return n->quoted;
 }
 
@@ -227,7 +139,7 @@ static gboolean
 read_dims (UelJsonLexer * lx, GArray * dims, gint code, const gchar * path,
     Name * tname, const gchar * field, GError ** error)
 {
-  guint i = 0;
+  gboolean more;
 
   if (uel_json_peek (lx) != '[') {
     g_set_error (error, UEL_ERROR, code,
@@ -235,12 +147,8 @@ read_dims (UelJsonLexer * lx, GArray * dims, gint code, const gchar * path,
         path, name_q (tname), field, uel_json_describe (lx));
     return FALSE;
   }
-  lx->p++;
-  if (uel_json_peek (lx) == ']') {
-    lx->p++;
-    return TRUE;
-  }
-  for (;; i++) {
+  more = uel_json_items_begin (lx, ']');
+  for (guint i = 0; more; i++) {
     const gchar *at;
     gchar c = uel_json_peek (lx);
     guint64 v;
@@ -263,13 +171,10 @@ read_dims (UelJsonLexer * lx, GArray * dims, gint code, const gchar * path,
       return FALSE;
     }
     g_array_append_val (dims, v);
-    c = uel_json_peek (lx);
-    if (c == ',') {
-      lx->p++;
-      continue;
-    }
-    return uel_json_expect (lx, ']', error);
+    if (!uel_json_items_next (lx, ']', &more, error))
+      return FALSE;
   }
+  return TRUE;
 }
 
 static gboolean
@@ -277,6 +182,7 @@ read_metadata (UelJsonLexer * lx, UelHeader * h, const gchar * path,
     GError ** error)
 {
   gchar c = uel_json_peek (lx);
+  gboolean more;
 
   if (c == 'n')
     return uel_json_skip_value (lx, error);
@@ -290,12 +196,8 @@ read_metadata (UelJsonLexer * lx, UelHeader * h, const gchar * path,
         what);
     return FALSE;
   }
-  lx->p++;
-  if (uel_json_peek (lx) == '}') {
-    lx->p++;
-    return TRUE;
-  }
-  for (;;) {
+  more = uel_json_items_begin (lx, '}');
+  while (more) {
     gsize klen, vlen;
     g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
     g_autofree gchar *val = NULL;
@@ -303,7 +205,7 @@ read_metadata (UelJsonLexer * lx, UelHeader * h, const gchar * path,
 
     if (!key || !uel_json_expect (lx, ':', error))
       return FALSE;
-    qkey = quote (key, klen);
+    qkey = uel_quote (key, klen);
     if (uel_json_peek (lx) != '"') {
       g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
           "%s: rule 6: __metadata__ value of %s is %s, not a string", path,
@@ -326,13 +228,10 @@ read_metadata (UelJsonLexer * lx, UelHeader * h, const gchar * path,
     }
     g_hash_table_insert (h->metadata, g_steal_pointer (&key),
         g_steal_pointer (&val));
-    c = uel_json_peek (lx);
-    if (c == ',') {
-      lx->p++;
-      continue;
-    }
-    return uel_json_expect (lx, '}', error);
+    if (!uel_json_items_next (lx, '}', &more, error))
+      return FALSE;
   }
+  return TRUE;
 }
 
 static gboolean
@@ -340,6 +239,7 @@ read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
     Name * tname, GError ** error)
 {
   gboolean have_dtype = FALSE, have_shape = FALSE, have_offsets = FALSE;
+  gboolean more;
   const gchar *missing;
 
   if (uel_json_peek (lx) != '{') {
@@ -349,88 +249,77 @@ read_entry (UelJsonLexer * lx, Pending * t, GArray * dims, const gchar * path,
         uel_json_describe (lx));
     return FALSE;
   }
-  lx->p++;
   lx->depth++;
-  if (uel_json_peek (lx) == '}')
-    lx->p++;
-  else {
-    for (;;) {
-      gsize klen;
-      g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
-      gboolean *have = NULL;
-      gchar c;
+  more = uel_json_items_begin (lx, '}');
+  while (more) {
+    gsize klen;
+    g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
+    gboolean *have = NULL;
 
-      if (!key || !uel_json_expect (lx, ':', error))
-        return FALSE;
-      if (strcmp (key, "dtype") == 0 && klen == 5)
-        have = &have_dtype;
-      else if (strcmp (key, "shape") == 0 && klen == 5)
-        have = &have_shape;
-      else if (strcmp (key, "data_offsets") == 0 && klen == 12)
-        have = &have_offsets;
+    if (!key || !uel_json_expect (lx, ':', error))
+      return FALSE;
+    if (strcmp (key, "dtype") == 0 && klen == 5)
+      have = &have_dtype;
+    else if (strcmp (key, "shape") == 0 && klen == 5)
+      have = &have_shape;
+    else if (strcmp (key, "data_offsets") == 0 && klen == 12)
+      have = &have_offsets;
 
-      if (have && *have) {
-        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_ENTRY,
-            "%s: tensor %s: rule 7: \"%s\" appears twice", path,
-            name_q (tname), key);
-        return FALSE;
-      }
-      if (have == &have_dtype) {
-        g_autofree gchar *s = NULL;
-        gsize slen;
-
-        if (uel_json_peek (lx) != '"') {
-          g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
-              "%s: tensor %s: rule 7: \"dtype\" is %s, not a string", path,
-              name_q (tname), uel_json_describe (lx));
-          return FALSE;
-        }
-        s = uel_json_read_string (lx, &slen, error);
-        if (!s)
-          return FALSE;
-        t->dtype = uel_dtype_from_string (s, (gssize) slen);
-        if (t->dtype == UEL_DTYPE_INVALID) {
-          g_autofree gchar *q = quote (s, slen);
-          g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
-              "%s: tensor %s: rule 7: dtype %s is not a safetensors dtype "
-              "(names are case-sensitive)", path, name_q (tname), q);
-          return FALSE;
-        }
-      } else if (have == &have_shape) {
-        t->shape_start = dims->len;
-        if (!read_dims (lx, dims, UEL_ERROR_INVALID_SHAPE, path, tname,
-                "shape", error))
-          return FALSE;
-        t->n_dims = dims->len - t->shape_start;
-      } else if (have == &have_offsets) {
-        g_autoptr (GArray) off = g_array_new (FALSE, FALSE, sizeof (guint64));
-
-        if (!read_dims (lx, off, UEL_ERROR_INVALID_OFFSETS, path, tname,
-                "data_offsets", error))
-          return FALSE;
-        if (off->len != 2) {
-          g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_OFFSETS,
-              "%s: tensor %s: rule 7: \"data_offsets\" has %u integers, "
-              "not 2", path, name_q (tname), off->len);
-          return FALSE;
-        }
-        t->begin = g_array_index (off, guint64, 0);
-        t->end = g_array_index (off, guint64, 1);
-      } else if (!uel_json_skip_value (lx, error)) {
-        /* unknown members are ignored, as the reference does */
-        return FALSE;
-      }
-      if (have)
-        *have = TRUE;
-      c = uel_json_peek (lx);
-      if (c == ',') {
-        lx->p++;
-        continue;
-      }
-      if (!uel_json_expect (lx, '}', error))
-        return FALSE;
-      break;
+    if (have && *have) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_ENTRY,
+          "%s: tensor %s: rule 7: \"%s\" appears twice", path,
+          name_q (tname), key);
+      return FALSE;
     }
+    if (have == &have_dtype) {
+      g_autofree gchar *s = NULL;
+      gsize slen;
+
+      if (uel_json_peek (lx) != '"') {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
+            "%s: tensor %s: rule 7: \"dtype\" is %s, not a string", path,
+            name_q (tname), uel_json_describe (lx));
+        return FALSE;
+      }
+      s = uel_json_read_string (lx, &slen, error);
+      if (!s)
+        return FALSE;
+      t->dtype = uel_dtype_from_string (s, (gssize) slen);
+      if (t->dtype == UEL_DTYPE_INVALID) {
+        g_autofree gchar *q = uel_quote (s, slen);
+        g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
+            "%s: tensor %s: rule 7: dtype %s is not a safetensors dtype "
+            "(names are case-sensitive)", path, name_q (tname), q);
+        return FALSE;
+      }
+    } else if (have == &have_shape) {
+      t->shape_start = dims->len;
+      if (!read_dims (lx, dims, UEL_ERROR_INVALID_SHAPE, path, tname,
+              "shape", error))
+        return FALSE;
+      t->n_dims = dims->len - t->shape_start;
+    } else if (have == &have_offsets) {
+      g_autoptr (GArray) off = g_array_new (FALSE, FALSE, sizeof (guint64));
+
+      if (!read_dims (lx, off, UEL_ERROR_INVALID_OFFSETS, path, tname,
+              "data_offsets", error))
+        return FALSE;
+      if (off->len != 2) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_OFFSETS,
+            "%s: tensor %s: rule 7: \"data_offsets\" has %u integers, "
+            "not 2", path, name_q (tname), off->len);
+        return FALSE;
+      }
+      t->begin = g_array_index (off, guint64, 0);
+      t->end = g_array_index (off, guint64, 1);
+    } else if (!uel_json_skip_value (lx, error)) {
+      /* unknown members are ignored, as the reference does */
+      return FALSE;
+    }
+    if (have)
+      *have = TRUE;
+    if (!uel_json_items_next (lx, '}', &more, error))
+      return FALSE;
   }
   lx->depth--;
 
@@ -472,7 +361,7 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
   g_autoptr (GArray) pending = g_array_new (FALSE, TRUE, sizeof (Pending));
   g_autoptr (GArray) dims = g_array_new (FALSE, FALSE, sizeof (guint64));
   g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
-  gboolean have_metadata = FALSE;
+  gboolean have_metadata = FALSE, more;
   UelJsonLexer lx;
   guint64 start = 0, data_end;
   const gchar *prev = NULL;
@@ -501,60 +390,49 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
           "%s: rule 5: the header is %s, not a JSON object", path, what);
     goto json_error;
   }
-  lx.p++;
   lx.depth = 1;
-  if (uel_json_peek (&lx) == '}')
-    lx.p++;
-  else {
-    for (;;) {
-      gsize klen;
-      g_autofree gchar *key = uel_json_read_string (&lx, &klen, error);
-      g_auto (Name) tn = { NULL, 0, NULL };
-      Pending t = { 0, };
-      gchar c;
+  more = uel_json_items_begin (&lx, '}');
+  while (more) {
+    gsize klen;
+    g_autofree gchar *key = uel_json_read_string (&lx, &klen, error);
+    g_auto (Name) tn = { NULL, 0, NULL };
+    Pending t = { 0, };
 
-      if (!key || !uel_json_expect (&lx, ':', error))
-        goto json_error;
-      if (klen == 12 && memcmp (key, "__metadata__", 12) == 0) {
-        if (have_metadata) {
-          g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
-              "%s: rule 6: __metadata__ appears twice", path);
-          return FALSE;
-        }
-        have_metadata = TRUE;
-        if (!read_metadata (&lx, h, path, error))
-          goto json_error;
-      } else {
-        tn.s = key;
-        tn.len = klen;
-        if (memchr (key, 0, klen)) {
-          g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
-              "%s: tensor %s: its name contains a NUL character", path,
-              name_q (&tn));
-          return FALSE;
-        }
-        if (g_hash_table_contains (seen, key)) {
-          g_set_error (error, UEL_ERROR, UEL_ERROR_DUPLICATE_TENSOR,
-              "%s: tensor %s: the name appears twice in the header", path,
-              name_q (&tn));
-          return FALSE;
-        }
-        if (!read_entry (&lx, &t, dims, path, &tn, error))
-          goto json_error;
-        t.order = pending->len;
-        t.name = g_steal_pointer (&key);
-        g_array_append_val (pending, t);
-        g_hash_table_add (seen, t.name);
+    if (!key || !uel_json_expect (&lx, ':', error))
+      goto json_error;
+    if (klen == 12 && memcmp (key, "__metadata__", 12) == 0) {
+      if (have_metadata) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
+            "%s: rule 6: __metadata__ appears twice", path);
+        return FALSE;
       }
-      c = uel_json_peek (&lx);
-      if (c == ',') {
-        lx.p++;
-        continue;
-      }
-      if (!uel_json_expect (&lx, '}', error))
+      have_metadata = TRUE;
+      if (!read_metadata (&lx, h, path, error))
         goto json_error;
-      break;
+    } else {
+      tn.s = key;
+      tn.len = klen;
+      if (memchr (key, 0, klen)) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
+            "%s: tensor %s: its name contains a NUL character", path,
+            name_q (&tn));
+        return FALSE;
+      }
+      if (g_hash_table_contains (seen, key)) {
+        g_set_error (error, UEL_ERROR, UEL_ERROR_DUPLICATE_TENSOR,
+            "%s: tensor %s: the name appears twice in the header", path,
+            name_q (&tn));
+        return FALSE;
+      }
+      if (!read_entry (&lx, &t, dims, path, &tn, error))
+        goto json_error;
+      t.order = pending->len;
+      t.name = g_steal_pointer (&key);
+      g_array_append_val (pending, t);
+      g_hash_table_add (seen, t.name);
     }
+    if (!uel_json_items_next (&lx, '}', &more, error))
+      goto json_error;
   }
   if (!uel_json_at_end (&lx, error))
     goto json_error;
@@ -575,7 +453,7 @@ parse_table (UelHeader * h, const gchar * json, gsize n, GError ** error)
       return FALSE;
     }
     if (t->begin != start) {
-      g_autofree gchar *pname = prev ? quote (prev, strlen (prev)) : NULL;
+      g_autofree gchar *pname = prev ? uel_quote (prev, strlen (prev)) : NULL;
 
       if (t->begin > start)
         g_set_error (error, UEL_ERROR, UEL_ERROR_OFFSETS_NOT_CONTIGUOUS,
@@ -690,8 +568,9 @@ file_set_identity (UelFile * file, const struct stat *st)
   file->mtime_nsec = (gint64) st->st_mtim.tv_nsec;
 }
 
-static gboolean
-check_regular (gint fd, const gchar * path, struct stat *st, GError ** error)
+gboolean
+uel_check_regular (gint fd, const gchar * path, struct stat *st,
+    GError ** error)
 {
   if (fstat (fd, st) < 0)
     return io_error (error, path, "cannot stat", errno);
@@ -737,7 +616,7 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
   g_return_val_if_fail (fd >= 0, NULL);
   g_return_val_if_fail (path != NULL, NULL);
 
-  if (!check_regular (fd, path, &st, error))
+  if (!uel_check_regular (fd, path, &st, error))
     return NULL;
   size = (guint64) st.st_size;
 
@@ -757,7 +636,7 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
    * first bytes, read as a length, are huge): say so first, and show the
    * bytes, rather than only a number nobody wrote. */
   if (n > UEL_MAX_HEADER_SIZE) {
-    g_autofree gchar *head = quote ((const gchar *) len_le, 8);
+    g_autofree gchar *head = uel_quote ((const gchar *) len_le, 8);
 
     g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
         "%s: not a safetensors file: rule 2: its first 8 bytes, %s, give a "
@@ -780,7 +659,7 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
     return NULL;
   json[n] = '\0';
 
-  h = header_new (path);
+  h = uel_header_new_empty (path);
   file.path = g_strdup (path);
   file_set_identity (&file, &st);
   file.data_offset = 8 + n;
@@ -790,11 +669,11 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
   return g_steal_pointer (&h);
 }
 
-static gint
-open_readonly (const gchar * path, gint flags, GError ** error)
+gint
+uel_open_readonly (const gchar * path, gint flags, GError ** error)
 {
   /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer before
-   * check_regular() could reject it.  Reads block again afterwards. */
+   * uel_check_regular() could reject it.  Reads block again afterwards. */
   gint fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | flags);
 
   if (fd < 0) {
@@ -807,221 +686,17 @@ open_readonly (const gchar * path, gint flags, GError ** error)
   return fd;
 }
 
-static UelHeader *
-open_single (const gchar * path, GError ** error)
+UelHeader *
+uel_header_open_single (const gchar * path, GError ** error)
 {
   UelHeader *h;
-  gint fd = open_readonly (path, 0, error);
+  gint fd = uel_open_readonly (path, 0, error);
 
   if (fd < 0)
     return NULL;
   h = uel_header_new_from_fd (fd, path, error);
   close (fd);
   return h;
-}
-
-/* ------------------------------------------------------------------ */
-/* sharded checkpoints */
-
-static gboolean
-shard_name_ok (const gchar * name)
-{
-  return name[0] != '\0' && strchr (name, '/') == NULL
-      && strcmp (name, ".") != 0 && strcmp (name, "..") != 0
-      && !g_path_is_absolute (name);
-}
-
-static gboolean
-index_error (GError ** error, const gchar * path, const gchar * what)
-{
-  g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_INDEX, "%s: %s", path,
-      what);
-  return FALSE;
-}
-
-static gint
-strcmp_ptr (gconstpointer a, gconstpointer b)
-{
-  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
-}
-
-static UelHeader *
-open_index (const gchar * path, GError ** error)
-{
-  g_autoptr (UelHeader) h = NULL;
-  g_autoptr (JsonNode) root = NULL;
-  g_autoptr (GPtrArray) shard_names = NULL;
-  g_autoptr (GHashTable) shard_of = NULL;       /* shard name -> index + 1 */
-  g_autoptr (GList) members = NULL;
-  g_autofree gchar *json = NULL;
-  g_autofree gchar *dir = NULL;
-  JsonObject *top, *map, *meta = NULL;
-  JsonNode *meta_node;
-  struct stat st;
-  gsize bad;
-  gint fd;
-
-  fd = open_readonly (path, 0, error);
-  if (fd < 0)
-    return NULL;
-  if (!check_regular (fd, path, &st, error))
-    goto fail_fd;
-  if ((guint64) st.st_size > UEL_MAX_HEADER_SIZE) {
-    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_INDEX,
-        "%s: the index is %" G_GUINT64_FORMAT " bytes, larger than the limit "
-        "of %" G_GUINT64_FORMAT, path, (guint64) st.st_size,
-        UEL_MAX_HEADER_SIZE);
-    goto fail_fd;
-  }
-  json = g_malloc ((gsize) st.st_size + 1);
-  if (!uel_pread_full (fd, json, (gsize) st.st_size, 0, path, error))
-    goto fail_fd;
-  json[st.st_size] = '\0';
-  close (fd);
-
-  if (!uel_utf8_validate (json, (gsize) st.st_size, &bad)) {
-    index_error (error, path, "the index is not valid UTF-8");
-    return NULL;
-  }
-  root = uel_json_parse (json, (gsize) st.st_size, TRUE,
-      UEL_ERROR_INVALID_INDEX, error);
-  if (!root) {
-    g_prefix_error (error, "%s: the index is not strict JSON: ", path);
-    return NULL;
-  }
-  if (!JSON_NODE_HOLDS_OBJECT (root)) {
-    index_error (error, path, "the index is not a JSON object");
-    return NULL;
-  }
-  top = json_node_get_object (root);
-  if (!json_object_has_member (top, "weight_map")
-      || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (top, "weight_map"))) {
-    index_error (error, path, "the index has no \"weight_map\" object");
-    return NULL;
-  }
-  map = json_object_get_object_member (top, "weight_map");
-  /* a header of no file at all would be a checkpoint of nothing: refused,
-   * so that every header has a file 0 (found by fuzz/fuzz-index.c) */
-  if (json_object_get_size (map) == 0) {
-    index_error (error, path, "the index's \"weight_map\" is empty");
-    return NULL;
-  }
-  meta_node = json_object_get_member (top, "metadata");
-  if (meta_node && JSON_NODE_HOLDS_OBJECT (meta_node))
-    meta = json_node_get_object (meta_node);
-  else if (meta_node && !JSON_NODE_HOLDS_NULL (meta_node)) {
-    index_error (error, path, "the index's \"metadata\" is not an object");
-    return NULL;
-  }
-
-  h = header_new (path);
-  h->sharded = TRUE;
-  h->shards = g_ptr_array_new_with_free_func (
-      (GDestroyNotify) uel_header_unref);
-  dir = g_path_get_dirname (path);
-
-  /* the shards, in the order of their names */
-  shard_names = g_ptr_array_new ();
-  shard_of = g_hash_table_new (g_str_hash, g_str_equal);
-  members = json_object_get_members (map);
-  for (GList * l = members; l; l = l->next) {
-    JsonNode *v = json_object_get_member (map, l->data);
-    const gchar *shard;
-
-    if (!JSON_NODE_HOLDS_VALUE (v)
-        || json_node_get_value_type (v) != G_TYPE_STRING) {
-      g_autofree gchar *q = quote (l->data, strlen (l->data));
-      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_INDEX,
-          "%s: weight_map entry %s is not a file name", path, q);
-      return NULL;
-    }
-    shard = json_node_get_string (v);
-    if (!shard_name_ok (shard)) {
-      g_autofree gchar *q = quote (shard, strlen (shard));
-      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_SHARD_PATH,
-          "%s: shard %s must be a plain file name in the index's folder "
-          "(no absolute path, no '/', no '..')", path, q);
-      return NULL;
-    }
-    if (!g_hash_table_contains (shard_of, shard)) {
-      g_hash_table_insert (shard_of, (gpointer) shard, GUINT_TO_POINTER (1));
-      g_ptr_array_add (shard_names, (gpointer) shard);
-    }
-  }
-  g_ptr_array_sort (shard_names, strcmp_ptr);
-
-  for (guint s = 0; s < shard_names->len; s++) {
-    const gchar *shard = g_ptr_array_index (shard_names, s);
-    g_autofree gchar *shard_path = g_build_filename (dir, shard, NULL);
-    UelHeader *sh;
-    UelFile file;
-
-    g_hash_table_insert (shard_of, (gpointer) shard, GUINT_TO_POINTER (s + 1));
-    sh = open_single (shard_path, error);
-    if (!sh) {
-      g_prefix_error (error, "%s: shard %s: ", path, shard);
-      return NULL;
-    }
-    g_ptr_array_add (h->shards, sh);
-    file = g_array_index (sh->files, UelFile, 0);
-    file.path = g_strdup (shard_path);
-    g_array_append_val (h->files, file);
-  }
-
-  /* every mapped tensor must exist in its shard */
-  for (GList * l = members; l; l = l->next) {
-    const gchar *shard = json_object_get_string_member (map, l->data);
-    guint s = GPOINTER_TO_UINT (g_hash_table_lookup (shard_of, shard)) - 1;
-
-    if (!uel_header_lookup (g_ptr_array_index (h->shards, s), l->data, NULL)) {
-      g_autofree gchar *q = quote (l->data, strlen (l->data));
-      g_set_error (error, UEL_ERROR, UEL_ERROR_SHARD_MISSING_TENSOR,
-          "%s: tensor %s is mapped to shard '%s' which does not contain it",
-          path, q, shard);
-      return NULL;
-    }
-  }
-
-  /* the logical table: shard by shard, each in file order; tensors of a
-   * shard that the index does not map there are not part of it */
-  for (guint s = 0; s < h->shards->len; s++) {
-    UelHeader *sh = g_ptr_array_index (h->shards, s);
-
-    for (guint i = 0; i < sh->tensors->len; i++) {
-      UelTensorInfo info = g_array_index (sh->tensors, UelTensorInfo, i);
-      JsonNode *v = json_object_get_member (map, info.name);
-
-      if (!v || strcmp (json_node_get_string (v),
-              g_ptr_array_index (shard_names, s)) != 0)
-        continue;
-      info.file_index = s;
-      g_hash_table_insert (h->by_name, (gpointer) info.name,
-          GUINT_TO_POINTER (h->tensors->len + 1));
-      g_array_append_val (h->tensors, info);
-      h->total_bytes += info.n_bytes;
-    }
-  }
-
-  if (meta) {
-    g_autoptr (GList) keys = json_object_get_members (meta);
-
-    for (GList * l = keys; l; l = l->next) {
-      JsonNode *v = json_object_get_member (meta, l->data);
-      gchar *text;
-
-      if (JSON_NODE_HOLDS_VALUE (v)
-          && json_node_get_value_type (v) == G_TYPE_STRING)
-        text = g_strdup (json_node_get_string (v));
-      else
-        text = json_to_string (v, FALSE);
-      g_hash_table_insert (h->metadata, g_strdup (l->data), text);
-    }
-  }
-  return g_steal_pointer (&h);
-
-fail_fd:
-  close (fd);
-  return NULL;
 }
 
 /**
@@ -1049,8 +724,8 @@ uel_header_open (const gchar * location, GError ** error)
   g_return_val_if_fail (location != NULL, NULL);
 
   if (g_str_has_suffix (location, ".json"))
-    return open_index (location, error);
-  return open_single (location, error);
+    return uel_index_open (location, error);
+  return uel_header_open_single (location, error);
 }
 
 /**
@@ -1295,10 +970,10 @@ uel_header_open_file (const UelHeader * header, guint file_index, gint flags,
 
   g_return_val_if_fail (file_index < header->files->len, -1);
   path = uel_header_get_file_path (header, file_index);
-  fd = open_readonly (path, flags, error);
+  fd = uel_open_readonly (path, flags, error);
   if (fd < 0)
     return -1;
-  if (!check_regular (fd, path, &st, error)
+  if (!uel_check_regular (fd, path, &st, error)
       || !check_identity (header, file_index, &st, error)) {
     close (fd);
     return -1;

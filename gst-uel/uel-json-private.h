@@ -34,6 +34,16 @@ G_GNUC_INTERNAL void uel_json_skip_ws (UelJsonLexer * lx);
 G_GNUC_INTERNAL gchar uel_json_peek (UelJsonLexer * lx);
 G_GNUC_INTERNAL gboolean uel_json_expect (UelJsonLexer * lx, gchar c,
     GError ** error);
+/* The items of an object or an array, the one loop every reader of them
+ * runs: at its opening '{' or '[', uel_json_items_begin() steps over it
+ * and says whether an item follows (an empty one's closing @close is read
+ * too); after each item, uel_json_items_next() reads the ',' before the
+ * next one (*more TRUE) or the closing @close (*more FALSE), and returns
+ * FALSE on anything else. */
+G_GNUC_INTERNAL gboolean uel_json_items_begin (UelJsonLexer * lx,
+    gchar close);
+G_GNUC_INTERNAL gboolean uel_json_items_next (UelJsonLexer * lx, gchar close,
+    gboolean * more, GError ** error);
 G_GNUC_INTERNAL gboolean uel_json_at_end (UelJsonLexer * lx, GError ** error);
 G_GNUC_INTERNAL gchar *uel_json_read_string (UelJsonLexer * lx, gsize * len,
     GError ** error);

@@ -105,6 +105,30 @@ uel_json_expect (UelJsonLexer * lx, gchar c, GError ** error)
 }
 
 gboolean
+uel_json_items_begin (UelJsonLexer * lx, gchar close)
+{
+  lx->p++;
+  if (uel_json_peek (lx) == close) {
+    lx->p++;
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+uel_json_items_next (UelJsonLexer * lx, gchar close, gboolean * more,
+    GError ** error)
+{
+  if (uel_json_peek (lx) == ',') {
+    lx->p++;
+    *more = TRUE;
+    return TRUE;
+  }
+  *more = FALSE;
+  return uel_json_expect (lx, close, error);
+}
+
+gboolean
 uel_json_at_end (UelJsonLexer * lx, GError ** error)
 {
   uel_json_skip_ws (lx);
@@ -361,52 +385,43 @@ read_value (UelJsonLexer * lx, gboolean dups, JsonNode ** out,
     case '{':{
       g_autoptr (JsonObject) obj = out ? json_object_new () : NULL;
       g_autoptr (GHashTable) seen = NULL;
+      gboolean more;
 
       if (!enter (lx, error))
         return FALSE;
-      lx->p++;
+      more = uel_json_items_begin (lx, '}');
       if (dups && !out)
         seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-      if (uel_json_peek (lx) == '}') {
-        lx->p++;
-      } else {
-        for (;;) {
-          JsonNode *member = NULL;
-          const gchar *key_at = lx->p;
-          gsize klen;
-          g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
+      while (more) {
+        JsonNode *member = NULL;
+        const gchar *key_at = lx->p;
+        gsize klen;
+        g_autofree gchar *key = uel_json_read_string (lx, &klen, error);
 
-          if (!key || !uel_json_expect (lx, ':', error))
-            return FALSE;
-          if (out && memchr (key, 0, klen)) {
-            /* json-glib member names are C strings: the name would be cut
-             * at the NUL and could then match another one */
-            lx->p = key_at;
-            uel_json_skip_ws (lx);
-            return syntax_error (lx, error,
-                "member name with a NUL character (\\u0000)");
-          }
-          if (dups && ((obj && json_object_has_member (obj, key))
-                  || (seen && g_hash_table_contains (seen, key)))) {
-            lx->p = key_at;
-            uel_json_skip_ws (lx);
-            return syntax_error (lx, error, "duplicate key");
-          }
-          if (!read_value (lx, dups, out ? &member : NULL, error))
-            return FALSE;
-          if (obj)
-            json_object_set_member (obj, key, member);
-          else if (seen)
-            g_hash_table_add (seen, g_steal_pointer (&key));
-          c = uel_json_peek (lx);
-          if (c == ',') {
-            lx->p++;
-            continue;
-          }
-          if (!uel_json_expect (lx, '}', error))
-            return FALSE;
-          break;
+        if (!key || !uel_json_expect (lx, ':', error))
+          return FALSE;
+        if (out && memchr (key, 0, klen)) {
+          /* json-glib member names are C strings: the name would be cut
+           * at the NUL and could then match another one */
+          lx->p = key_at;
+          uel_json_skip_ws (lx);
+          return syntax_error (lx, error,
+              "member name with a NUL character (\\u0000)");
         }
+        if (dups && ((obj && json_object_has_member (obj, key))
+                || (seen && g_hash_table_contains (seen, key)))) {
+          lx->p = key_at;
+          uel_json_skip_ws (lx);
+          return syntax_error (lx, error, "duplicate key");
+        }
+        if (!read_value (lx, dups, out ? &member : NULL, error))
+          return FALSE;
+        if (obj)
+          json_object_set_member (obj, key, member);
+        else if (seen)
+          g_hash_table_add (seen, g_steal_pointer (&key));
+        if (!uel_json_items_next (lx, '}', &more, error))
+          return FALSE;
       }
       lx->depth--;
       if (out)
@@ -415,29 +430,20 @@ read_value (UelJsonLexer * lx, gboolean dups, JsonNode ** out,
     }
     case '[':{
       g_autoptr (JsonArray) arr = out ? json_array_new () : NULL;
+      gboolean more;
 
       if (!enter (lx, error))
         return FALSE;
-      lx->p++;
-      if (uel_json_peek (lx) == ']') {
-        lx->p++;
-      } else {
-        for (;;) {
-          JsonNode *elem = NULL;
+      more = uel_json_items_begin (lx, ']');
+      while (more) {
+        JsonNode *elem = NULL;
 
-          if (!read_value (lx, dups, out ? &elem : NULL, error))
-            return FALSE;
-          if (arr)
-            json_array_add_element (arr, elem);
-          c = uel_json_peek (lx);
-          if (c == ',') {
-            lx->p++;
-            continue;
-          }
-          if (!uel_json_expect (lx, ']', error))
-            return FALSE;
-          break;
-        }
+        if (!read_value (lx, dups, out ? &elem : NULL, error))
+          return FALSE;
+        if (arr)
+          json_array_add_element (arr, elem);
+        if (!uel_json_items_next (lx, ']', &more, error))
+          return FALSE;
       }
       lx->depth--;
       if (out)

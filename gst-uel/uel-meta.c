@@ -254,6 +254,64 @@ uel_buffer_get_footprint (GstBuffer * buffer)
   return bytes;
 }
 
+/* A header prints as the location it was read from, and parses back by
+ * reading that location's header again: a printed `uel-header` message
+ * (gst-launch-1.0 -m) is then a structure gst_structure_from_string()
+ * accepts, as every printed structure should be. */
+static gchar *
+header_serialize (const GValue * value)
+{
+  const UelHeader *header = g_value_get_boxed (value);
+  GValue location = G_VALUE_INIT;
+  gchar *text;
+
+  if (!header)
+    return g_strdup ("NULL");
+  g_value_init (&location, G_TYPE_STRING);
+  g_value_set_string (&location, uel_header_get_location (header));
+  text = gst_value_serialize (&location);
+  g_value_unset (&location);
+  return text;
+}
+
+static gboolean
+header_deserialize (GValue * dest, const gchar * s)
+{
+  GValue location = G_VALUE_INIT;
+  UelHeader *header = NULL;
+
+  if (g_strcmp0 (s, "NULL") == 0) {
+    g_value_set_boxed (dest, NULL);
+    return TRUE;
+  }
+  g_value_init (&location, G_TYPE_STRING);
+  if (gst_value_deserialize (&location, s))
+    header = uel_header_open (g_value_get_string (&location), NULL);
+  g_value_unset (&location);
+  if (!header)
+    return FALSE;
+  g_value_take_boxed (dest, header);
+  return TRUE;
+}
+
+/* Once, after gst_init() (GStreamer's value tables exist only then):
+ * uel_init() and every uel-header structure call it. */
+void
+uel_header_register_value_table (void)
+{
+  static gsize done = 0;
+
+  if (g_once_init_enter (&done)) {
+    static GstValueTable table;
+
+    table.type = uel_header_get_type ();
+    table.serialize = header_serialize;
+    table.deserialize = header_deserialize;
+    gst_value_register (&table);
+    g_once_init_leave (&done, 1);
+  }
+}
+
 /**
  * uel_header_structure_new:
  * @header: a #UelHeader
