@@ -32,9 +32,13 @@ G_GNUC_INTERNAL gboolean uel_cuda_malloc (gsize size, gpointer * dev_ptr,
 G_GNUC_INTERNAL void uel_cuda_free (gpointer dev_ptr);
 G_GNUC_INTERNAL gboolean uel_cuda_memcpy_h2d_async (gpointer dst,
     gconstpointer src, gsize n, gpointer stream, GError ** error);
+/* synchronous copies: each returns once the bytes have arrived, so that
+ * work on any stream (non-blocking ones too) sees them afterwards */
 G_GNUC_INTERNAL gboolean uel_cuda_memcpy_d2h (gpointer dst,
     gconstpointer src, gsize n, GError ** error);
 G_GNUC_INTERNAL gboolean uel_cuda_memcpy_h2d (gpointer dst,
+    gconstpointer src, gsize n, GError ** error);
+G_GNUC_INTERNAL gboolean uel_cuda_memcpy_d2d (gpointer dst,
     gconstpointer src, gsize n, GError ** error);
 G_GNUC_INTERNAL gpointer uel_cuda_stream_new (GError ** error);
 G_GNUC_INTERNAL void uel_cuda_stream_free (gpointer stream);

@@ -117,24 +117,43 @@ uel_cuda_memcpy_h2d_async (gpointer dst, gconstpointer src, gsize n,
       cuda_error (error, "host-to-device copy failed", err);
 }
 
+/* cudaMemcpy, then a wait for the legacy default stream: from pageable
+ * memory a host-to-device cudaMemcpy returns once the driver has staged
+ * the bytes, and a device-to-device one may return before the copy is
+ * done */
+static gboolean
+memcpy_sync (gpointer dst, gconstpointer src, gsize n,
+    enum cudaMemcpyKind kind, const gchar * what, GError ** error)
+{
+  cudaError_t err = cudaMemcpy (dst, src, n, kind);
+
+  if (err == cudaSuccess)
+    err = cudaStreamSynchronize (0);
+  return err == cudaSuccess ? TRUE : cuda_error (error, what, err);
+}
+
 gboolean
 uel_cuda_memcpy_d2h (gpointer dst, gconstpointer src, gsize n,
     GError ** error)
 {
-  cudaError_t err = cudaMemcpy (dst, src, n, cudaMemcpyDeviceToHost);
-
-  return err == cudaSuccess ? TRUE :
-      cuda_error (error, "device-to-host copy failed", err);
+  return memcpy_sync (dst, src, n, cudaMemcpyDeviceToHost,
+      "device-to-host copy failed", error);
 }
 
 gboolean
 uel_cuda_memcpy_h2d (gpointer dst, gconstpointer src, gsize n,
     GError ** error)
 {
-  cudaError_t err = cudaMemcpy (dst, src, n, cudaMemcpyHostToDevice);
+  return memcpy_sync (dst, src, n, cudaMemcpyHostToDevice,
+      "host-to-device copy failed", error);
+}
 
-  return err == cudaSuccess ? TRUE :
-      cuda_error (error, "host-to-device copy failed", err);
+gboolean
+uel_cuda_memcpy_d2d (gpointer dst, gconstpointer src, gsize n,
+    GError ** error)
+{
+  return memcpy_sync (dst, src, n, cudaMemcpyDeviceToDevice,
+      "device-to-device copy failed", error);
 }
 
 gpointer
@@ -317,6 +336,13 @@ uel_cuda_memcpy_d2h (gpointer dst, gconstpointer src, gsize n,
 
 gboolean
 uel_cuda_memcpy_h2d (gpointer dst, gconstpointer src, gsize n,
+    GError ** error)
+{
+  return no_cuda (error);
+}
+
+gboolean
+uel_cuda_memcpy_d2d (gpointer dst, gconstpointer src, gsize n,
     GError ** error)
 {
   return no_cuda (error);

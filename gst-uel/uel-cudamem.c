@@ -11,6 +11,33 @@
  * share.  #UelCudaUploader copies tensors into it.  Both work through the
  * internal CUDA interface, so this file compiles the same without the
  * toolkit; every call then fails with %UEL_ERROR_CUDA.
+ *
+ * ## Mapping
+ *
+ * `gst_memory_map()` with `GST_MAP_READ | UEL_MAP_CUDA` (or
+ * `GST_MAP_READWRITE | UEL_MAP_CUDA`) gives the device pointer.  A map
+ * without %UEL_MAP_CUDA gives a host staging copy that the memory keeps
+ * until it is freed: the first host map downloads the bytes, later host
+ * maps reuse them without another copy for as long as nothing was written
+ * on the device.  A host map with %GST_MAP_WRITE is uploaded back to the
+ * device when the last such map is unmapped (a CUDA map made while one is
+ * still open uploads first); a CUDA map with %GST_MAP_WRITE makes the next
+ * host map download again.  Work written on the device through a CUDA map
+ * must be finished (its stream synchronised) before that map is unmapped.
+ * Maps of one memory and of the views gst_memory_share() made of it are
+ * serialised by one lock and share one staging copy of the whole
+ * allocation (a view's first host map downloads all of its parent), so
+ * threads mapping at once see the same bytes and download them once.  The
+ * staging copy costs host memory of the allocation's size for as long as
+ * the memory lives.  Every transfer is synchronous; a failed one is logged
+ * and fails the map (an upload that fails at unmap is retried by the next
+ * CUDA map).
+ *
+ * ## Copying
+ *
+ * gst_memory_copy() (and so a deep gst_buffer_copy()) stays on the device:
+ * the requested range is copied device to device into new memory of the
+ * same allocator.
  */
 
 #include "config.h"
@@ -47,6 +74,16 @@ typedef struct
   guint8 *dev;
   Span *span;                   /* NULL: @dev is our own cudaMalloc */
   gint device;
+
+  /* The host side.  Only a root memory's fields are used: a view made by
+   * mem_share holds copies of them, taken when it was made, which nothing
+   * reads; maps of a view go through its parent's. */
+  GMutex lock;
+  guint8 *staging;              /* host copy of the maxsize bytes */
+  gboolean staging_valid;       /* @staging holds the device's bytes */
+  gboolean host_dirty;          /* @staging has writes the device lacks */
+  guint host_writers;           /* host maps for writing not yet unmapped */
+  guint cuda_writers;           /* CUDA maps for writing not yet unmapped */
 } UelCudaMemory;
 
 struct _UelCudaAllocator
@@ -70,11 +107,12 @@ static GstMemory *
 cuda_memory_new (GstAllocator * allocator, guint8 * dev, gsize size,
     Span * span)
 {
-  UelCudaMemory *mem = g_new (UelCudaMemory, 1);
+  UelCudaMemory *mem = g_new0 (UelCudaMemory, 1);
 
   mem->dev = dev;
   mem->span = span;
   mem->device = UEL_CUDA_ALLOCATOR (allocator)->device;
+  g_mutex_init (&mem->lock);
   if (span)
     g_atomic_int_inc (&span->ref_count);
   gst_memory_init (GST_MEMORY_CAST (mem), 0, allocator, NULL, size, 0, 0,
@@ -108,63 +146,176 @@ cuda_free (GstAllocator * allocator, GstMemory * memory)
       span_unref (mem->span);
     else
       uel_cuda_free (mem->dev);
+    g_free (mem->staging);
+    g_mutex_clear (&mem->lock);
   }
   g_free (mem);
 }
 
-/* Mapping without UEL_MAP_CUDA gives a host copy: device memory cannot be
- * read by the CPU. */
+/* the memory whose lock and staging copy @memory uses */
+static UelCudaMemory *
+root_of (GstMemory * memory)
+{
+  return (UelCudaMemory *) (memory->parent ? memory->parent : memory);
+}
+
+/* Device → staging copy, with @root's lock held. */
+static gboolean
+download (UelCudaMemory * root)
+{
+  gsize n = root->mem.maxsize;
+  GError *err = NULL;
+
+  if (!root->staging) {
+    root->staging = g_try_malloc (MAX (n, 1));
+    if (!root->staging) {
+      GST_ERROR_OBJECT (root->mem.allocator, "memory %p: no host memory for "
+          "a copy of its %" G_GSIZE_FORMAT " bytes", root, n);
+      return FALSE;
+    }
+  }
+  GST_LOG_OBJECT (root->mem.allocator, "memory %p: downloading %"
+      G_GSIZE_FORMAT " bytes", root, n);
+  if (n > 0 && (!uel_cuda_set_device (root->device, &err)
+          || !uel_cuda_memcpy_d2h (root->staging, root->dev, n, &err))) {
+    GST_ERROR_OBJECT (root->mem.allocator, "memory %p: cannot read its %"
+        G_GSIZE_FORMAT " bytes back from the device: %s", root, n,
+        err->message);
+    g_clear_error (&err);
+    return FALSE;
+  }
+  root->staging_valid = TRUE;
+  return TRUE;
+}
+
+/* Staging → device copy, with @root's lock held.  The staging copy stays
+ * dirty while a host map for writing is open: it may be written again. */
+static gboolean
+upload (UelCudaMemory * root)
+{
+  gsize n = root->mem.maxsize;
+  GError *err = NULL;
+
+  GST_LOG_OBJECT (root->mem.allocator, "memory %p: uploading %"
+      G_GSIZE_FORMAT " bytes", root, n);
+  if (n > 0 && (!uel_cuda_set_device (root->device, &err)
+          || !uel_cuda_memcpy_h2d (root->dev, root->staging, n, &err))) {
+    GST_ERROR_OBJECT (root->mem.allocator, "memory %p: cannot write the "
+        "host's %" G_GSIZE_FORMAT " bytes to the device: %s", root, n,
+        err->message);
+    g_clear_error (&err);
+    return FALSE;
+  }
+  root->host_dirty = root->host_writers > 0;
+  return TRUE;
+}
+
 static gpointer
 cuda_map_full (GstMemory * memory, GstMapInfo * info, gsize maxsize)
 {
-  UelCudaMemory *mem = (UelCudaMemory *) memory;
-  GError *err = NULL;
-  guint8 *host;
+  UelCudaMemory *root = root_of (memory);
+  gboolean writing = (info->flags & GST_MAP_WRITE) != 0;
+  gpointer data = NULL;
 
-  /* GstMapInfo comes from the caller, uninitialised: unmap must know
-   * whether there is a host copy to free */
-  info->user_data[0] = NULL;
-  if (info->flags & UEL_MAP_CUDA)
-    return mem->dev;
-  host = g_try_malloc (MAX (maxsize, 1));
-  if (!host) {
-    GST_ERROR ("no host memory for a copy of %" G_GSIZE_FORMAT " bytes",
-        maxsize);
-    return NULL;
+  g_mutex_lock (&root->lock);
+  if (info->flags & UEL_MAP_CUDA) {
+    /* the device must hold what the host wrote before anyone uses it */
+    if (root->host_dirty && !upload (root))
+      goto out;
+    if (writing) {
+      root->cuda_writers++;
+      root->staging_valid = FALSE;
+    }
+    data = root->dev;
+  } else {
+    /* while a CUDA map for writing is open the device may change at any
+     * time: no staging copy is trusted then */
+    if ((!root->staging_valid || root->cuda_writers > 0) && !download (root))
+      goto out;
+    if (writing) {
+      root->host_writers++;
+      root->host_dirty = TRUE;
+    }
+    data = root->staging;
   }
-  if (!uel_cuda_set_device (mem->device, &err)
-      || !uel_cuda_memcpy_d2h (host, mem->dev, maxsize, &err)) {
-    GST_ERROR ("%s", err->message);
-    g_clear_error (&err);
-    g_free (host);
-    return NULL;
-  }
-  info->user_data[0] = host;
-  return host;
+out:
+  g_mutex_unlock (&root->lock);
+  return data;
 }
 
 static void
 cuda_unmap_full (GstMemory * memory, GstMapInfo * info)
 {
-  UelCudaMemory *mem = (UelCudaMemory *) memory;
-  guint8 *host = info->user_data[0];
-  GError *err = NULL;
+  UelCudaMemory *root = root_of (memory);
 
-  if (!host)
+  if (!(info->flags & GST_MAP_WRITE))
     return;
-  if ((info->flags & GST_MAP_WRITE)
-      && (!uel_cuda_set_device (mem->device, &err)
-          || !uel_cuda_memcpy_h2d (mem->dev, host, memory->maxsize, &err))) {
-    GST_ERROR ("%s", err->message);
-    g_clear_error (&err);
+  g_mutex_lock (&root->lock);
+  if (info->flags & UEL_MAP_CUDA) {
+    /* the device was written after the last host map: download again */
+    root->cuda_writers--;
+    root->staging_valid = FALSE;
+  } else {
+    root->host_writers--;
+    /* on failure the staging copy stays dirty: the next CUDA map retries
+     * the upload, and fails if it fails again */
+    if (root->host_writers == 0 && root->host_dirty)
+      upload (root);
   }
-  g_free (host);
+  g_mutex_unlock (&root->lock);
 }
 
 static GstMemory *
 cuda_share (GstMemory * memory, gssize offset, gssize size)
 {
-  return uel_memory_share (memory, offset, size, sizeof (UelCudaMemory));
+  UelCudaMemory *view = (UelCudaMemory *) uel_memory_share (memory, offset,
+      size, sizeof (UelCudaMemory));
+
+  /* the parent's, which only the parent frees */
+  view->staging = NULL;
+  return GST_MEMORY_CAST (view);
+}
+
+/* A deep copy that stays on the device.  Like gst_memory_share(), @offset
+ * counts from @memory's offset and may be negative, and @size -1 means up
+ * to its end. */
+static GstMemory *
+cuda_copy (GstMemory * memory, gssize offset, gssize size)
+{
+  UelCudaMemory *root = root_of (memory);
+  gssize start = (gssize) memory->offset + offset;
+  GstMemory *copy = NULL;
+  GError *err = NULL;
+
+  if (size == -1)
+    size = (gssize) memory->size > offset ? (gssize) memory->size - offset : 0;
+  if (start < 0 || size < 0 || (gsize) start > memory->maxsize
+      || (gsize) size > memory->maxsize - (gsize) start) {
+    GST_ERROR_OBJECT (memory->allocator, "memory %p: cannot copy %"
+        G_GSSIZE_FORMAT " bytes at "
+        "%" G_GSSIZE_FORMAT ": outside its %" G_GSIZE_FORMAT " bytes",
+        memory, size, start, memory->maxsize);
+    return NULL;
+  }
+
+  g_mutex_lock (&root->lock);
+  if (root->host_dirty && !upload (root))
+    goto out;
+  copy = cuda_alloc (memory->allocator, (gsize) size, NULL);
+  if (!copy)
+    goto out;
+  if (size > 0 && !uel_cuda_memcpy_d2d (((UelCudaMemory *) copy)->dev,
+          root->dev + start, (gsize) size, &err)) {
+    GST_ERROR_OBJECT (memory->allocator, "memory %p: cannot copy %"
+        G_GSSIZE_FORMAT " bytes on the "
+        "device: %s", memory, size, err->message);
+    g_clear_error (&err);
+    gst_memory_unref (copy);
+    copy = NULL;
+  }
+out:
+  g_mutex_unlock (&root->lock);
+  return copy;
 }
 
 static void
@@ -187,6 +338,7 @@ uel_cuda_allocator_init (UelCudaAllocator * self)
   alloc->mem_map_full = cuda_map_full;
   alloc->mem_unmap_full = cuda_unmap_full;
   alloc->mem_share = cuda_share;
+  alloc->mem_copy = cuda_copy;
   /* never the default: only elements that know device memory use it */
   GST_OBJECT_FLAG_SET (self, GST_ALLOCATOR_FLAG_CUSTOM_ALLOC);
 }

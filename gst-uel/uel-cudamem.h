@@ -15,9 +15,12 @@ G_BEGIN_DECLS
  * UEL_MAP_CUDA:
  *
  * Map flag for CUDA device memory: gst_memory_map() with
- * `GST_MAP_READ | UEL_MAP_CUDA` gives the device pointer.  Without it,
- * mapping gives a host copy of the bytes (written back on unmap when mapped
- * for writing), so `appsink`, tests and tools can look at them.
+ * `GST_MAP_READ | UEL_MAP_CUDA` gives the device pointer (add
+ * %GST_MAP_WRITE when the device side will be written).  Without it,
+ * mapping gives a host copy of the bytes, so `appsink`, tests and tools
+ * can look at them: downloaded at the first host map and kept with the
+ * memory, downloaded again only after a CUDA map for writing, and written
+ * back to the device when the last host map for writing is unmapped.
  */
 #define UEL_MAP_CUDA ((GstMapFlags) (GST_MAP_FLAG_LAST << 1))
 

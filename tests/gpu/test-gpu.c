@@ -9,6 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#if HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+#include "cudamem-checks.h"
 #include "test-utils.h"
 
 #define MiB (G_GUINT64_CONSTANT (1) << 20)
@@ -453,6 +458,51 @@ test_device_memory_exhausted (void)
   g_assert_cmpuint (after + 4 * MiB, >=, before);
 }
 
+/* The device-memory checks (cudamem-checks.c) on the real device: they
+ * reach the device side behind the allocator's back with this program's
+ * own CUDA runtime, a second static copy that shares the primary context
+ * (and so the device pointers) with the library's. */
+#if HAVE_CUDA
+static void
+cuda_ok (cudaError_t err)
+{
+  if (err != cudaSuccess)
+    g_error ("CUDA error %d: %s", (int) err, cudaGetErrorString (err));
+}
+
+static void
+device_read (gpointer host, gconstpointer dev, gsize n)
+{
+  cuda_ok (cudaMemcpy (host, dev, n, cudaMemcpyDeviceToHost));
+}
+
+static void
+device_write (gpointer dev, gconstpointer host, gsize n)
+{
+  cuda_ok (cudaMemcpy (dev, host, n, cudaMemcpyHostToDevice));
+  cuda_ok (cudaDeviceSynchronize ());
+}
+#else
+/* never called: without the toolkit need_device() skips every check */
+static void
+device_read (gpointer host, gconstpointer dev, gsize n)
+{
+  g_assert_not_reached ();
+}
+
+static void
+device_write (gpointer dev, gconstpointer host, gsize n)
+{
+  g_assert_not_reached ();
+}
+#endif
+
+/* an odd size of a few MiB: a download takes long enough for threads
+ * mapping at once to meet */
+static const UelCudaMemChecks device_checks = {
+  "/gpu/memory", 8 * MiB + 3, need_device, device_read, device_write, NULL,
+};
+
 int
 main (int argc, char **argv)
 {
@@ -468,5 +518,6 @@ main (int argc, char **argv)
       test_upload_shares_pool);
   g_test_add_func ("/gpu/device-memory-exhausted-fails-clearly",
       test_device_memory_exhausted);
+  uel_cudamem_checks_add (&device_checks);
   return g_test_run ();
 }
