@@ -727,18 +727,19 @@ uel_cuda_uploader_submit (UelCudaUploader * uploader, GstBuffer * buffer,
     }
     if (!start_tensor (u, buffer, meta, error))
       return FALSE;
-  } else if (!u->out || offset != u->expected) {
+  } else if (!u->out) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
-        "tensor '%s': chunk at byte %" G_GUINT64_FORMAT " out of order "
-        "(expected %" G_GUINT64_FORMAT ")", name, offset, u->expected);
-    drop_current (u);
+        "tensor '%s': chunk at byte %" G_GUINT64_FORMAT " arrived without "
+        "the chunks before it", name, offset);
     return FALSE;
   }
-  if (offset + size > u->total || (last && offset + size != u->total)) {
+  /* without a meta the buffer is a whole tensor of its own size */
+  if (meta && !uel_tensor_meta_is_next_chunk (meta, size, u->expected)) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
         "tensor '%s': chunk [%" G_GUINT64_FORMAT ", %" G_GUINT64_FORMAT
-        ") does not fit its %" G_GUINT64_FORMAT " bytes", name, offset,
-        offset + size, u->total);
+        ")%s out of order or does not fit (expected byte %" G_GUINT64_FORMAT
+        " of %" G_GUINT64_FORMAT ")", name, offset, offset + size,
+        last ? " (last)" : "", u->expected, u->total);
     drop_current (u);
     return FALSE;
   }
@@ -753,7 +754,8 @@ uel_cuda_uploader_submit (UelCudaUploader * uploader, GstBuffer * buffer,
       return FALSE;
     }
     src->buffer = gst_buffer_ref (buffer);
-    if (!uel_memory_is_pinned (gst_buffer_peek_memory (buffer, 0))
+    /* several memories map as one merged, pageable copy */
+    if (!(gst_buffer_n_memory (buffer) == 1 && uel_buffer_is_pinned (buffer))
         && !uel_cuda_host_is_pinned (src->map.data)) {
       u->stats.pageable++;
       if (!u->warned_pageable) {
