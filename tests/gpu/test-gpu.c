@@ -342,6 +342,73 @@ test_no_leak (void)
   g_assert_cmpuint (after + 4 * MiB, >=, before);
 }
 
+typedef struct
+{
+  GstElement *up;
+  gint stop;
+  guint reads;
+} StatsPoll;
+
+static gpointer
+poll_stats (gpointer data)
+{
+  StatsPoll *sp = data;
+
+  while (!g_atomic_int_get (&sp->stop)) {
+    GstStructure *s = NULL;
+
+    g_object_get (sp->up, "stats", &s, NULL);
+    g_assert_nonnull (s);
+    gst_structure_free (s);
+    sp->reads++;
+  }
+  return NULL;
+}
+
+/* The application reads the stats while the pipeline starts and stops
+ * (the uploader is made at start and freed at stop): never a read of a
+ * freed uploader, and after stop the last run's counts remain. */
+static void
+test_stats_while_stopping (void)
+{
+  g_autofree gchar *path = NULL;
+  g_autofree gchar *launch = NULL;
+  StatsPoll sp = { NULL, 0, 0 };
+  GstElement *p;
+  GThread *t;
+  guint64 tensors = 0;
+  GstStructure *s = NULL;
+
+  if (!need_device ())
+    return;
+  path = write_model ();
+  launch = g_strdup_printf ("uelsrc location=\"%s\" ! uelcudaupload name=up "
+      "! fakesink name=sink", path);
+  p = gst_parse_launch (launch, NULL);
+  sp.up = gst_bin_get_by_name (GST_BIN (p), "up");
+  t = g_thread_new ("stats", poll_stats, &sp);
+  for (guint i = 0; i < 20; i++) {
+    GstMessage *msg;
+
+    gst_element_set_state (p, GST_STATE_PLAYING);
+    msg = gst_bus_timed_pop_filtered (GST_ELEMENT_BUS (p),
+        GST_CLOCK_TIME_NONE, GST_MESSAGE_EOS | GST_MESSAGE_ERROR);
+    g_assert_cmpint (GST_MESSAGE_TYPE (msg), ==, GST_MESSAGE_EOS);
+    gst_message_unref (msg);
+    g_assert_cmpint (gst_element_set_state (p, GST_STATE_NULL), ==,
+        GST_STATE_CHANGE_SUCCESS);
+  }
+  g_atomic_int_set (&sp.stop, 1);
+  g_thread_join (t);
+  g_assert_cmpuint (sp.reads, >, 0);
+  g_object_get (sp.up, "stats", &s, NULL);
+  g_assert_true (gst_structure_get_uint64 (s, "tensors", &tensors));
+  g_assert_cmpuint (tensors, ==, G_N_ELEMENTS (dtypes) + 5);
+  gst_structure_free (s);
+  gst_object_unref (sp.up);
+  gst_object_unref (p);
+}
+
 static void
 test_bad_device_id (void)
 {
@@ -514,6 +581,8 @@ main (int argc, char **argv)
       test_convert_matches_cpu);
   g_test_add_func ("/gpu/repeated-runs-leak-no-device-memory", test_no_leak);
   g_test_add_func ("/gpu/bad-device-id-fails-clearly", test_bad_device_id);
+  g_test_add_func ("/gpu/stats-read-while-stopping",
+      test_stats_while_stopping);
   g_test_add_func ("/gpu/upload-draws-from-the-application-pool",
       test_upload_shares_pool);
   g_test_add_func ("/gpu/device-memory-exhausted-fails-clearly",
