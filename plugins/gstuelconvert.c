@@ -166,21 +166,16 @@ static GstCaps *
 gst_uel_convert_transform_caps (GstBaseTransform * trans,
     GstPadDirection direction, GstCaps * caps, GstCaps * filter)
 {
-  GstCaps *res;
-
   /* whatever comes in, system memory goes out; system or pinned memory
    * can come in for system memory out */
-  if (direction == GST_PAD_SINK)
-    res = gst_static_pad_template_get_caps (&src_template);
-  else
-    res = gst_static_pad_template_get_caps (&sink_template);
-  if (filter) {
-    GstCaps *tmp = gst_caps_intersect_full (filter, res,
-        GST_CAPS_INTERSECT_FIRST);
+  GstCaps *other = gst_static_pad_template_get_caps (direction ==
+      GST_PAD_SINK ? &src_template : &sink_template);
+  GstCaps *res;
 
-    gst_caps_unref (res);
-    res = tmp;
-  }
+  if (!filter)
+    return other;
+  res = gst_caps_intersect_full (filter, other, GST_CAPS_INTERSECT_FIRST);
+  gst_caps_unref (other);
   return res;
 }
 
