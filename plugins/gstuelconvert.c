@@ -192,7 +192,9 @@ gst_uel_convert_prepare_output_buffer (GstBaseTransform * trans,
   UelTensorMeta *m;
 
   if (to == UEL_DTYPE_INVALID) {
-    *out = gst_buffer_ref (in);
+    /* no reference added: the base class takes an output equal to the
+     * input as that same reference (it unrefs the input only otherwise) */
+    *out = in;
     return GST_FLOW_OK;
   }
 
