@@ -169,8 +169,9 @@ uel_cuda_convert_launch (int from, int to, const void *src_dev,
 {
   cudaStream_t stream = (cudaStream_t) stream_ptr;
 
-  if (from < 0 || from >= UEL_CVT_N_FORMATS || to < 0
-      || to >= UEL_CVT_N_FORMATS || (to == UEL_CVT_F64 && from != to))
+  /* no kernels for the 8-bit formats: the CPU converts them */
+  if (from < 0 || from >= UEL_CVT_N_GPU_FORMATS || to < 0
+      || to >= UEL_CVT_N_GPU_FORMATS || (to == UEL_CVT_F64 && from != to))
     return (int) cudaErrorInvalidValue;
   if (n == 0)
     return (int) cudaSuccess;

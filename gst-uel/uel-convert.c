@@ -11,6 +11,12 @@
  * uel_convert_cpu() is the reference: the GPU kernels run the very same
  * integer algorithm, so both give the same bits.
  *
+ * On the CPU only (uel_convert_cpu_supported()), the 8-bit floats
+ * F8_E4M3 (float8_e4m3fn) and F8_E5M2 convert to and from F32, F16, BF16
+ * and each other, and F64 converts to them, with the results of the Python
+ * package ml_dtypes (0.4) bit for bit; the rules that differ are listed
+ * below.  `uelconvert` does these conversions in a pipeline.
+ *
  * The rules, for every supported pair:
  *
  * - Finite values round to the nearest representable value, ties to even
@@ -35,6 +41,24 @@
  *   infinity.
  * - Converting a dtype to itself copies the bytes unchanged, signaling NaNs
  *   included.
+ *
+ * Where F8_E4M3 or F8_E5M2 is one side of the pair, as ml_dtypes does:
+ *
+ * - F8_E4M3 has no infinity: its largest finite value is 448 (S.1111.110)
+ *   and S.1111.111 is its only NaN.  A magnitude that rounds above 448
+ *   (anything above 464; 464 itself is a tie and rounds to 448) becomes
+ *   that NaN with the input's sign, and so do ±Inf.
+ * - F8_E5M2 is IEEE-like: 57344 is its largest finite value, 61440 (a tie)
+ *   and above become ±Inf.
+ * - A NaN becomes the target's canonical quiet NaN with the sign kept, its
+ *   payload dropped: 0x7F / 0xFF in F8_E4M3, 0x7E / 0xFE in F8_E5M2,
+ *   0x7FC00000 / 0xFFC00000 in F32 (0x7E00 in F16, 0x7FC0 in BF16).  Every
+ *   F8_E5M2 NaN (S.11111.01, .10, .11) widens to that same NaN.
+ * - F64 converts through F32 (rounded to nearest even, then again to the
+ *   8-bit format), as ml_dtypes and PyTorch do: a F64 within 2^-24
+ *   relative of an FP8 tie can round as the tie does.
+ * - Subnormals of both sides, ±0 and rounding to nearest even are as for
+ *   the other formats.
  *
  * Elements are read and written in the host's byte order, which is the
  * safetensors format's little-endian on every platform gst-uel supports.
@@ -68,6 +92,10 @@ cvt_format (UelDType dtype)
       return UEL_CVT_F16;
     case UEL_DTYPE_BF16:
       return UEL_CVT_BF16;
+    case UEL_DTYPE_F8_E4M3:
+      return UEL_CVT_F8_E4M3;
+    case UEL_DTYPE_F8_E5M2:
+      return UEL_CVT_F8_E5M2;
     default:
       return -1;
   }
@@ -78,16 +106,41 @@ cvt_format (UelDType dtype)
  * @from: the dtype of the input
  * @to: the dtype of the output
  *
- * Whether uel_convert_cpu() (and the GPU conversion of `uelcudaupload`)
- * converts @from to @to: F32, F16 and BF16 convert into one another, F64
+ * Whether both uel_convert_cpu() and the GPU conversion of `uelcudaupload`
+ * convert @from to @to: F32, F16 and BF16 convert into one another, F64
  * converts to each of F32, F16 and BF16, and any of these four converts to
  * itself (a copy).  Widening to F64 and every other dtype (integers, BOOL,
- * C64, the F8/F6/F4 types) are not supported.
+ * C64, the F8/F6/F4 types) are not supported.  The CPU alone converts the
+ * 8-bit floats too: see uel_convert_cpu_supported().
  *
- * Returns: %TRUE if the pair is supported
+ * Returns: %TRUE if the pair is supported on the CPU and the GPU
  */
 gboolean
 uel_convert_supported (UelDType from, UelDType to)
+{
+  gint f = cvt_format (from), t = cvt_format (to);
+
+  if (f < 0 || t < 0 || f >= UEL_CVT_N_GPU_FORMATS
+      || t >= UEL_CVT_N_GPU_FORMATS)
+    return FALSE;
+  return t != UEL_CVT_F64 || f == UEL_CVT_F64;
+}
+
+/**
+ * uel_convert_cpu_supported:
+ * @from: the dtype of the input
+ * @to: the dtype of the output
+ *
+ * Whether uel_convert_cpu() converts @from to @to: the pairs of
+ * uel_convert_supported(), and besides F8_E4M3 and F8_E5M2 to and from
+ * F32, F16, BF16 and each other, and F64 to either of them.  Widening to
+ * F64, the other 8-bit, 6-bit and 4-bit floats (F8_E8M0, the FNUZ types,
+ * F6_*, F4), integers, BOOL and C64 are not supported.
+ *
+ * Returns: %TRUE if uel_convert_cpu() converts the pair
+ */
+gboolean
+uel_convert_cpu_supported (UelDType from, UelDType to)
 {
   gint f = cvt_format (from), t = cvt_format (to);
 
@@ -106,7 +159,7 @@ uel_convert_supported (UelDType from, UelDType to)
  * @to.
  *
  * Returns: the output size in bytes, or 0 when the pair is not supported
- *   (see uel_convert_supported()), @in_bytes is not a whole number of
+ *   (see uel_convert_cpu_supported()), @in_bytes is not a whole number of
  *   elements, or the output size does not fit in a #gsize
  */
 gsize
@@ -114,7 +167,7 @@ uel_convert_output_size (UelDType from, UelDType to, gsize in_bytes)
 {
   gsize in_size, out_size, n;
 
-  if (!uel_convert_supported (from, to))
+  if (!uel_convert_cpu_supported (from, to))
     return 0;
   in_size = (gsize) uel_cvt_size (cvt_format (from));
   out_size = (gsize) uel_cvt_size (cvt_format (to));
@@ -126,18 +179,27 @@ uel_convert_output_size (UelDType from, UelDType to, gsize in_bytes)
   return n * out_size;
 }
 
-/* checks the pair and the byte sizes of @n_elements for both sides */
+/* checks the pair (for the GPU or the CPU) and the byte sizes of
+ * @n_elements for both sides */
 static gboolean
-check_args (UelDType from, UelDType to, gsize n_elements, GError ** error)
+check_args (UelDType from, UelDType to, gboolean gpu, gsize n_elements,
+    GError ** error)
 {
   const gchar *fname = uel_dtype_to_string (from);
   const gchar *tname = uel_dtype_to_string (to);
 
-  if (!uel_convert_supported (from, to)) {
+  if (gpu && !uel_convert_supported (from, to)) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
-        "cannot convert %s to %s: only F32, F16 and BF16 convert into one "
-        "another, and F64 to each of them", fname ? fname : "(invalid)",
-        tname ? tname : "(invalid)");
+        "cannot convert %s to %s on the GPU: only F32, F16 and BF16 "
+        "convert into one another, and F64 to each of them",
+        fname ? fname : "(invalid)", tname ? tname : "(invalid)");
+    return FALSE;
+  }
+  if (!uel_convert_cpu_supported (from, to)) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
+        "cannot convert %s to %s: only F32, F16, BF16, F8_E4M3 and F8_E5M2 "
+        "convert into one another, and F64 to each of them",
+        fname ? fname : "(invalid)", tname ? tname : "(invalid)");
     return FALSE;
   }
   if (n_elements > G_MAXSIZE / 8) {
@@ -154,16 +216,128 @@ check_args (UelDType from, UelDType to, gsize n_elements, GError ** error)
  * aligned to its element size. */
 #define CONVERT_LOOP(F, T, TYPE_F, TYPE_T)                              \
   G_STMT_START {                                                        \
-    const guint8 *s = src;                                              \
-    guint8 *d = dst;                                                    \
     for (gsize i = 0; i < n_elements; i++) {                            \
       TYPE_F x;                                                         \
       TYPE_T y;                                                         \
-      memcpy (&x, s + i * sizeof (TYPE_F), sizeof (TYPE_F));            \
+      memcpy (&x, src + i * sizeof (TYPE_F), sizeof (TYPE_F));          \
       y = (TYPE_T) uel_cvt_bits ((F), (T), x);                          \
-      memcpy (d + i * sizeof (TYPE_T), &y, sizeof (TYPE_T));            \
+      memcpy (dst + i * sizeof (TYPE_T), &y, sizeof (TYPE_T));          \
     }                                                                   \
   } G_STMT_END
+
+/* every pair of different formats, with the word types of both sides */
+#define PAIR(F, T, TYPE_F, TYPE_T)                                      \
+  case UEL_CVT_##F * UEL_CVT_N_FORMATS + UEL_CVT_##T:                   \
+    CONVERT_LOOP (UEL_CVT_##F, UEL_CVT_##T, TYPE_F, TYPE_T);            \
+    break
+
+/* converts @n_elements from @f to @t (different formats), in this thread */
+static void
+convert_range (gint f, gint t, const guint8 * src, guint8 * dst,
+    gsize n_elements)
+{
+  switch (f * UEL_CVT_N_FORMATS + t) {
+      PAIR (F32, F16, guint32, guint16);
+      PAIR (F32, BF16, guint32, guint16);
+      PAIR (F32, F8_E4M3, guint32, guint8);
+      PAIR (F32, F8_E5M2, guint32, guint8);
+      PAIR (F16, F32, guint16, guint32);
+      PAIR (F16, BF16, guint16, guint16);
+      PAIR (F16, F8_E4M3, guint16, guint8);
+      PAIR (F16, F8_E5M2, guint16, guint8);
+      PAIR (BF16, F32, guint16, guint32);
+      PAIR (BF16, F16, guint16, guint16);
+      PAIR (BF16, F8_E4M3, guint16, guint8);
+      PAIR (BF16, F8_E5M2, guint16, guint8);
+      PAIR (F8_E4M3, F32, guint8, guint32);
+      PAIR (F8_E4M3, F16, guint8, guint16);
+      PAIR (F8_E4M3, BF16, guint8, guint16);
+      PAIR (F8_E4M3, F8_E5M2, guint8, guint8);
+      PAIR (F8_E5M2, F32, guint8, guint32);
+      PAIR (F8_E5M2, F16, guint8, guint16);
+      PAIR (F8_E5M2, BF16, guint8, guint16);
+      PAIR (F8_E5M2, F8_E4M3, guint8, guint8);
+      PAIR (F64, F32, guint64, guint32);
+      PAIR (F64, F16, guint64, guint16);
+      PAIR (F64, BF16, guint64, guint16);
+      PAIR (F64, F8_E4M3, guint64, guint8);
+      PAIR (F64, F8_E5M2, guint64, guint8);
+    default:
+      g_assert_not_reached ();
+  }
+}
+
+#undef PAIR
+#undef CONVERT_LOOP
+
+/* Each thread converts at least this many elements: below it, starting a
+ * thread (some tens of microseconds) costs more than the share of work it
+ * takes over (a few nanoseconds an element).  Parts start at multiples of
+ * 64 elements, so that two threads never write the same cache line. */
+#define PARALLEL_MIN_ELEMENTS ((gsize) 1 << 20)
+#define PARALLEL_MAX_THREADS 32
+#define PART_ALIGN 64
+
+typedef struct
+{
+  gint f, t;
+  const guint8 *src;
+  guint8 *dst;
+  gsize n;
+} Part;
+
+static gpointer
+convert_part (gpointer data)
+{
+  Part *p = data;
+
+  convert_range (p->f, p->t, p->src, p->dst, p->n);
+  return NULL;
+}
+
+/* the number of threads uel_convert_cpu() converts @n_elements with */
+static guint
+convert_threads (gsize n_elements)
+{
+  gsize by_size = n_elements / PARALLEL_MIN_ELEMENTS;
+  guint cpus = (guint) MAX (g_get_num_processors (), 1);
+
+  return (guint) MAX (MIN (MIN (by_size, (gsize) cpus),
+          (gsize) PARALLEL_MAX_THREADS), 1);
+}
+
+/* Splits the elements among @n_threads: the calling thread takes the
+ * first part, new threads the others.  A thread that cannot start leaves
+ * its part to the calling thread, so the conversion never fails for it. */
+static void
+convert_parallel (gint f, gint t, const guint8 * src, guint8 * dst,
+    gsize n_elements, guint n_threads)
+{
+  const gsize fs = (gsize) uel_cvt_size (f), ts = (gsize) uel_cvt_size (t);
+  gsize per = n_elements / n_threads;
+  Part parts[PARALLEL_MAX_THREADS];
+  GThread *threads[PARALLEL_MAX_THREADS] = { NULL };
+  gsize start = 0;
+
+  per -= per % PART_ALIGN;
+  for (guint k = 0; k < n_threads; k++) {
+    gsize n = k + 1 == n_threads ? n_elements - start : per;
+
+    parts[k] = (Part) {
+    f, t, src + start * fs, dst + start * ts, n};
+    start += n;
+  }
+  for (guint k = 1; k < n_threads; k++)
+    threads[k] = g_thread_try_new ("uel-convert", convert_part, &parts[k],
+        NULL);
+  convert_part (&parts[0]);
+  for (guint k = 1; k < n_threads; k++) {
+    if (threads[k])
+      g_thread_join (threads[k]);
+    else
+      convert_part (&parts[k]);
+  }
+}
 
 /**
  * uel_convert_cpu:
@@ -177,26 +351,30 @@ check_args (UelDType from, UelDType to, gsize n_elements, GError ** error)
  *
  * Converts @n_elements floating-point values from @from to @to on the CPU,
  * with the rules of the section's description (round to nearest even,
- * subnormals kept, overflow to infinity, NaN payload rule).  This is the
- * reference the GPU conversion is tested against.
+ * subnormals kept, overflow to infinity, or to NaN in F8_E4M3, NaN rules).
+ * This is the reference the GPU conversion is tested against.  Large
+ * tensors (from 2^21 elements) are split among up to one thread per CPU
+ * core, each converting at least 2^20 elements; the result does not depend
+ * on the split.
  *
  * Neither buffer needs any alignment.  They must not overlap, except for
  * @src == @dst when @from and @to have the same size (an in-place
  * conversion, e.g. F16 ↔ BF16).
  *
  * Returns: %TRUE on success; %FALSE with %UEL_ERROR_INVALID_ARGUMENT when
- *   the pair is not supported (see uel_convert_supported()) or the byte size
- *   of @n_elements elements overflows
+ *   the pair is not supported (see uel_convert_cpu_supported()) or the byte
+ *   size of @n_elements elements overflows
  */
 gboolean
 uel_convert_cpu (UelDType from, UelDType to, gconstpointer src,
     gpointer dst, gsize n_elements, GError ** error)
 {
   gint f, t;
+  guint n_threads;
 
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!check_args (from, to, n_elements, error))
+  if (!check_args (from, to, FALSE, n_elements, error))
     return FALSE;
   if (n_elements == 0)
     return TRUE;
@@ -211,37 +389,11 @@ uel_convert_cpu (UelDType from, UelDType to, gconstpointer src,
     return TRUE;
   }
 
-  switch (f * UEL_CVT_N_FORMATS + t) {
-    case UEL_CVT_F32 * UEL_CVT_N_FORMATS + UEL_CVT_F16:
-      CONVERT_LOOP (UEL_CVT_F32, UEL_CVT_F16, guint32, guint16);
-      break;
-    case UEL_CVT_F32 * UEL_CVT_N_FORMATS + UEL_CVT_BF16:
-      CONVERT_LOOP (UEL_CVT_F32, UEL_CVT_BF16, guint32, guint16);
-      break;
-    case UEL_CVT_F16 * UEL_CVT_N_FORMATS + UEL_CVT_F32:
-      CONVERT_LOOP (UEL_CVT_F16, UEL_CVT_F32, guint16, guint32);
-      break;
-    case UEL_CVT_F16 * UEL_CVT_N_FORMATS + UEL_CVT_BF16:
-      CONVERT_LOOP (UEL_CVT_F16, UEL_CVT_BF16, guint16, guint16);
-      break;
-    case UEL_CVT_BF16 * UEL_CVT_N_FORMATS + UEL_CVT_F32:
-      CONVERT_LOOP (UEL_CVT_BF16, UEL_CVT_F32, guint16, guint32);
-      break;
-    case UEL_CVT_BF16 * UEL_CVT_N_FORMATS + UEL_CVT_F16:
-      CONVERT_LOOP (UEL_CVT_BF16, UEL_CVT_F16, guint16, guint16);
-      break;
-    case UEL_CVT_F64 * UEL_CVT_N_FORMATS + UEL_CVT_F32:
-      CONVERT_LOOP (UEL_CVT_F64, UEL_CVT_F32, guint64, guint32);
-      break;
-    case UEL_CVT_F64 * UEL_CVT_N_FORMATS + UEL_CVT_F16:
-      CONVERT_LOOP (UEL_CVT_F64, UEL_CVT_F16, guint64, guint16);
-      break;
-    case UEL_CVT_F64 * UEL_CVT_N_FORMATS + UEL_CVT_BF16:
-      CONVERT_LOOP (UEL_CVT_F64, UEL_CVT_BF16, guint64, guint16);
-      break;
-    default:
-      g_assert_not_reached ();
-  }
+  n_threads = convert_threads (n_elements);
+  if (n_threads > 1)
+    convert_parallel (f, t, src, dst, n_elements, n_threads);
+  else
+    convert_range (f, t, src, dst, n_elements);
   return TRUE;
 }
 
@@ -257,7 +409,7 @@ uel_cuda_convert (UelDType from, UelDType to, gconstpointer src_dev,
 
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!check_args (from, to, n_elements, error))
+  if (!check_args (from, to, TRUE, n_elements, error))
     return FALSE;
 
 #if HAVE_CUDA

@@ -10,6 +10,8 @@ G_BEGIN_DECLS
 
 gboolean uel_convert_supported   (UelDType from,
                                   UelDType to);
+gboolean uel_convert_cpu_supported (UelDType from,
+                                    UelDType to);
 gsize    uel_convert_output_size (UelDType from,
                                   UelDType to,
                                   gsize in_bytes);

@@ -20,6 +20,7 @@ plugin_init (GstPlugin * plugin)
   ret |= GST_ELEMENT_REGISTER (ueldictdecode, plugin);
   ret |= GST_ELEMENT_REGISTER (uelpin, plugin);
   ret |= GST_ELEMENT_REGISTER (uelcudaupload, plugin);
+  ret |= GST_ELEMENT_REGISTER (uelconvert, plugin);
   return ret;
 }
 

@@ -8,6 +8,12 @@
  * that ordered table, breaking ties with the parity of the bit pattern; the
  * float/_Float16 casts of the host FPU give a third opinion where they
  * exist.  NaNs are checked against the documented payload rule.
+ *
+ * The 8-bit formats are checked against vectors that the Python package
+ * ml_dtypes computed (tests/data/make-fp8-vectors.py wrote them into
+ * tests/data/fp8/; no Python is needed here): every result must match bit
+ * for bit, NaNs included — the library gives ml_dtypes' canonical NaN
+ * with the input's sign, so a NaN with another sign or payload fails.
  */
 #include "config.h"
 
@@ -34,6 +40,8 @@ static const Fmt F64 = { UEL_DTYPE_F64, 52, 11, 8 };
 static const Fmt F32 = { UEL_DTYPE_F32, 23, 8, 4 };
 static const Fmt F16 = { UEL_DTYPE_F16, 10, 5, 2 };
 static const Fmt BF16 = { UEL_DTYPE_BF16, 7, 8, 2 };
+static const Fmt E4M3 = { UEL_DTYPE_F8_E4M3, 3, 4, 1 };
+static const Fmt E5M2 = { UEL_DTYPE_F8_E5M2, 2, 5, 1 };
 
 static guint64
 fmt_inf (const Fmt * f)
@@ -357,13 +365,35 @@ test_supported (void)
           want);
     }
   for (guint d = 0; d < UEL_DTYPE_N_TYPES + 2; d++) {
+    gboolean fp8 = d == UEL_DTYPE_F8_E4M3 || d == UEL_DTYPE_F8_E5M2;
+
     if (d == UEL_DTYPE_F64 || d == UEL_DTYPE_F32 || d == UEL_DTYPE_F16
         || d == UEL_DTYPE_BF16)
       continue;
+    /* the GPU and CPU pairs: no 8-bit formats */
     g_assert_false (uel_convert_supported ((UelDType) d, UEL_DTYPE_F32));
     g_assert_false (uel_convert_supported (UEL_DTYPE_F32, (UelDType) d));
     g_assert_false (uel_convert_supported ((UelDType) d, (UelDType) d));
+    /* the CPU's: F8_E4M3 and F8_E5M2 with every float but F64 as target */
+    g_assert_cmpint (uel_convert_cpu_supported ((UelDType) d,
+            UEL_DTYPE_BF16), ==, fp8);
+    g_assert_cmpint (uel_convert_cpu_supported (UEL_DTYPE_F64,
+            (UelDType) d), ==, fp8);
+    g_assert_cmpint (uel_convert_cpu_supported ((UelDType) d,
+            UEL_DTYPE_F8_E5M2), ==, fp8);
+    g_assert_cmpint (uel_convert_cpu_supported ((UelDType) d,
+            (UelDType) d), ==, fp8);
+    g_assert_false (uel_convert_cpu_supported ((UelDType) d,
+            UEL_DTYPE_F64));
   }
+  for (guint i = 0; i < G_N_ELEMENTS (floats); i++)
+    for (guint j = 0; j < G_N_ELEMENTS (floats); j++)
+      g_assert_cmpint (uel_convert_cpu_supported (floats[i], floats[j]), ==,
+          uel_convert_supported (floats[i], floats[j]));
+  g_assert_cmpuint (uel_convert_output_size (UEL_DTYPE_F32,
+          UEL_DTYPE_F8_E4M3, 400), ==, 100);
+  g_assert_cmpuint (uel_convert_output_size (UEL_DTYPE_F8_E5M2,
+          UEL_DTYPE_BF16, 7), ==, 14);
 
   g_assert_cmpuint (uel_convert_output_size (UEL_DTYPE_F32, UEL_DTYPE_F16,
           400), ==, 200);
@@ -405,7 +435,7 @@ test_rejects_unsupported (void)
   g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT);
   g_clear_error (&err);
 
-  g_assert_false (uel_convert_cpu (UEL_DTYPE_F8_E4M3, UEL_DTYPE_BF16, in,
+  g_assert_false (uel_convert_cpu (UEL_DTYPE_F8_E8M0, UEL_DTYPE_BF16, in,
           out, 2, &err));
   g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT);
   g_clear_error (&err);
@@ -969,6 +999,225 @@ test_gpu_without_device_fails_cleanly (void)
           &err));
   g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT);
   g_clear_error (&err);
+
+  /* no kernels for the 8-bit formats: refused before CUDA is asked */
+  g_assert_false (uel_cuda_convert (UEL_DTYPE_F8_E4M3, UEL_DTYPE_F32,
+          GSIZE_TO_POINTER (0x1000), GSIZE_TO_POINTER (0x2000), 16, NULL,
+          &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (err->message, "on the GPU"));
+  g_clear_error (&err);
+  g_assert_false (uel_cuda_convert (UEL_DTYPE_F32, UEL_DTYPE_F8_E5M2,
+          GSIZE_TO_POINTER (0x1000), GSIZE_TO_POINTER (0x2000), 16, NULL,
+          &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&err);
+}
+
+/* ------------------------------------------------------------------ */
+/* the 8-bit formats against ml_dtypes */
+
+static const struct
+{
+  const gchar *name;
+  const Fmt *fmt;
+} fp8_names[] = {
+  {"f64", &F64}, {"f32", &F32}, {"f16", &F16}, {"bf16", &BF16},
+  {"f8_e4m3", &E4M3}, {"f8_e5m2", &E5M2},
+};
+
+static const gchar *
+fmt_file_name (const Fmt * f)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (fp8_names); i++)
+    if (fp8_names[i].fmt == f)
+      return fp8_names[i].name;
+  g_assert_not_reached ();
+}
+
+/* a file of tests/data/fp8, whose size must be @n elements of @f */
+static guint8 *
+load_vectors (const gchar * file, const Fmt * f, gsize * n)
+{
+  g_autofree gchar *path = g_build_filename (UEL_FP8_VECTORS_DIR, file,
+      NULL);
+  GError *err = NULL;
+  gchar *data;
+  gsize len;
+
+  g_file_get_contents (path, &data, &len, &err);
+  g_assert_no_error (err);
+  g_assert_cmpuint (len % f->size, ==, 0);
+  if (*n == 0)
+    *n = len / f->size;
+  g_assert_cmpuint (len, ==, *n * f->size);
+  return (guint8 *) data;
+}
+
+/* converts @n elements of @in and compares with ml_dtypes' @want */
+static void
+compare_with_ml_dtypes (const Fmt * from, const Fmt * to, const guint8 * in,
+    const guint8 * want, gsize n)
+{
+  guint8 *got = convert (from, to, in, n);
+
+  for (gsize i = 0; i < n; i++) {
+    guint64 g = load (to, got, i), w = load (to, want, i);
+
+    if (g != w)
+      g_error ("%s -> %s of 0x%0*" G_GINT64_MODIFIER "x (element %"
+          G_GSIZE_FORMAT "): got 0x%0*" G_GINT64_MODIFIER "x, ml_dtypes "
+          "gives 0x%0*" G_GINT64_MODIFIER "x", uel_dtype_to_string
+          (from->dtype), uel_dtype_to_string (to->dtype),
+          (gint) from->size * 2, load (from, in, i), i, (gint) to->size * 2,
+          g, (gint) to->size * 2, w);
+  }
+  g_test_message ("%s -> %s: %" G_GSIZE_FORMAT " results match ml_dtypes",
+      uel_dtype_to_string (from->dtype), uel_dtype_to_string (to->dtype), n);
+  g_free (got);
+}
+
+/* every bit pattern of @from, converted to @to */
+static void
+check_all_patterns (const Fmt * from, const Fmt * to)
+{
+  g_autofree gchar *file = g_strdup_printf ("%s-all-to-%s.bin",
+      fmt_file_name (from), fmt_file_name (to));
+  gsize n = (gsize) 1 << (8 * from->size);
+  g_autofree guint8 *in = g_malloc (n * from->size);
+  g_autofree guint8 *want = load_vectors (file, to, &n);
+
+  for (gsize i = 0; i < n; i++)
+    store (from, in, i, i);
+  compare_with_ml_dtypes (from, to, in, want, n);
+}
+
+static void
+test_fp8_narrowing_exhaustive (void)
+{
+  check_all_patterns (&F16, &E4M3);
+  check_all_patterns (&F16, &E5M2);
+  check_all_patterns (&BF16, &E4M3);
+  check_all_patterns (&BF16, &E5M2);
+}
+
+static void
+test_fp8_widening_exhaustive (void)
+{
+  const Fmt *fp8[] = { &E4M3, &E5M2 };
+  const Fmt *wide[] = { &F32, &F16, &BF16 };
+
+  for (guint i = 0; i < G_N_ELEMENTS (fp8); i++) {
+    for (guint j = 0; j < G_N_ELEMENTS (wide); j++)
+      check_all_patterns (fp8[i], wide[j]);
+    check_all_patterns (fp8[i], fp8[1 - i]);
+  }
+}
+
+/* the chosen F32 and F64 inputs: specials, ties, maxima, subnormals */
+static void
+test_fp8_chosen_values (void)
+{
+  const Fmt *srcs[] = { &F32, &F64 };
+  const Fmt *fp8[] = { &E4M3, &E5M2 };
+
+  for (guint i = 0; i < G_N_ELEMENTS (srcs); i++) {
+    g_autofree gchar *in_file = g_strdup_printf ("%s-inputs.bin",
+        fmt_file_name (srcs[i]));
+    gsize n = 0;
+    g_autofree guint8 *in = load_vectors (in_file, srcs[i], &n);
+
+    g_assert_cmpuint (n, >, 1000);
+    for (guint j = 0; j < G_N_ELEMENTS (fp8); j++) {
+      g_autofree gchar *file = g_strdup_printf ("%s-to-%s.bin",
+          fmt_file_name (srcs[i]), fmt_file_name (fp8[j]));
+      g_autofree guint8 *want = load_vectors (file, fp8[j], &n);
+
+      compare_with_ml_dtypes (srcs[i], fp8[j], in, want, n);
+    }
+  }
+}
+
+/* the rules of the documentation, spelled out */
+static void
+test_fp8_rules (void)
+{
+  static const Case cases[] = {
+    /* E4M3: 448 is the maximum, 464 ties to it, above is NaN, not Inf */
+    {&F32, &E4M3, 0x43E00000, 0x7E},
+    {&F32, &E4M3, 0x43E80000, 0x7E},
+    {&F32, &E4M3, 0x43E80001, 0x7F},
+    {&F32, &E4M3, 0xC3E80001, 0xFF},
+    {&F32, &E4M3, 0x7F800000, 0x7F},
+    {&F32, &E4M3, 0xFF800000, 0xFF},
+    {&F16, &E4M3, 0x7C00, 0x7F},
+    /* NaNs: canonical, sign kept, payload dropped */
+    {&F32, &E4M3, 0xFFA12345, 0xFF},
+    {&F32, &E5M2, 0x7F800001, 0x7E},
+    {&F32, &E5M2, 0xFFBFFFFF, 0xFE},
+    {&E5M2, &F32, 0x7D, 0x7FC00000},
+    {&E5M2, &F32, 0xFF, 0xFFC00000},
+    {&E4M3, &F16, 0xFF, 0xFE00},
+    {&E4M3, &E5M2, 0x7F, 0x7E},
+    {&E5M2, &E4M3, 0xFC, 0xFF},
+    /* E5M2: 57344 is the maximum, 61440 ties to Inf */
+    {&F32, &E5M2, 0x47600000, 0x7B},
+    {&F32, &E5M2, 0x476FFFFF, 0x7B},
+    {&F32, &E5M2, 0x47700000, 0x7C},
+    {&BF16, &E5M2, 0xFF80, 0xFC},
+    /* zeros and subnormals: 2^-9 and 2^-16 are the smallest */
+    {&F32, &E4M3, 0x80000000, 0x80},
+    {&F32, &E4M3, 0x3B000000, 0x01},
+    {&F32, &E4M3, 0x3A800000, 0x00},
+    {&F32, &E4M3, 0xBA800001, 0x81},
+    {&F32, &E5M2, 0x37800000, 0x01},
+    {&F32, &E5M2, 0x37000000, 0x00},
+    {&E4M3, &F32, 0x01, 0x3B000000},
+    {&E4M3, &F32, 0x7E, 0x43E00000},
+    {&E5M2, &F16, 0x01, 0x0100},
+    /* F64 rounds through F32: 1 + 2^-4 + 2^-40 is a tie there */
+    {&F64, &E4M3, 0x3FF1000000000100, 0x38},
+    {&F64, &E4M3, 0x3FF1000020000000, 0x39},
+  };
+
+  check_cases (cases, G_N_ELEMENTS (cases));
+}
+
+/* Large tensors are split among threads: the result is the one of small
+ * (single-threaded) conversions, unaligned and in place too. */
+static void
+test_large_tensors_split (void)
+{
+  const gsize n = ((gsize) 5 << 20) + 13;
+  guint8 *in = g_malloc (n * 4 + 1), *out = g_malloc (n + 1);
+  guint8 *want = g_malloc (n);
+  GError *err = NULL;
+
+  uel_test_fill (in + 1, n * 4, 7);
+  for (gsize i = 0; i < n; i += 4096) {
+    gsize k = MIN (4096, n - i);
+
+    g_assert_true (uel_convert_cpu (UEL_DTYPE_F32, UEL_DTYPE_F8_E4M3,
+            in + 1 + i * 4, want + i, k, &err));
+    g_assert_no_error (err);
+  }
+  g_assert_true (uel_convert_cpu (UEL_DTYPE_F32, UEL_DTYPE_F8_E4M3, in + 1,
+          out + 1, n, &err));
+  g_assert_no_error (err);
+  g_assert_cmpmem (out + 1, n, want, n);
+
+  /* F16 -> BF16 in place: its first 2048 elements against a small
+   * conversion of them */
+  g_assert_true (uel_convert_cpu (UEL_DTYPE_F16, UEL_DTYPE_BF16, in + 1,
+          out, 2048, &err));
+  g_assert_no_error (err);
+  g_assert_true (uel_convert_cpu (UEL_DTYPE_F16, UEL_DTYPE_BF16, in + 1,
+          in + 1, n * 2, &err));
+  g_assert_no_error (err);
+  g_assert_cmpmem (in + 1, 4096, out, 4096);
+  g_free (in);
+  g_free (out);
+  g_free (want);
 }
 
 int
@@ -1000,6 +1249,15 @@ main (int argc, char **argv)
   g_test_add_func ("/convert/identity-copies-bytes", test_identity_copies);
   g_test_add_func ("/convert/unaligned-and-in-place",
       test_unaligned_and_in_place);
+  g_test_add_func ("/convert/fp8-narrowing-matches-ml-dtypes-exhaustively",
+      test_fp8_narrowing_exhaustive);
+  g_test_add_func ("/convert/fp8-widening-matches-ml-dtypes-exhaustively",
+      test_fp8_widening_exhaustive);
+  g_test_add_func ("/convert/fp8-chosen-values-match-ml-dtypes",
+      test_fp8_chosen_values);
+  g_test_add_func ("/convert/fp8-rules", test_fp8_rules);
+  g_test_add_func ("/convert/large-tensors-split-among-threads",
+      test_large_tensors_split);
   g_test_add_func ("/convert/gpu-matches-cpu", test_gpu_matches_cpu);
   g_test_add_func ("/convert/gpu-without-device-fails-cleanly",
       test_gpu_without_device_fails_cleanly);
