@@ -358,12 +358,16 @@ uel_writer_add_tensor (UelWriter * writer, const gchar * name,
   g_return_val_if_fail (n_dims == 0 || shape != NULL, FALSE);
   g_return_val_if_fail (writer->state == STATE_DECLARING, FALSE);
 
-  if (!is_utf8 (name) || strcmp (name, "__metadata__") == 0) {
+  if (!is_utf8 (name)) {
     q = quote_name (name);
     g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
-        "%s: tensor %s: %s", writer->location, q, name[0] == '_' ?
-        "the name is the header's key of the metadata, which a reader "
-        "would take for it" : "the name is not valid UTF-8");
+        "%s: tensor %s: the name is not valid UTF-8", writer->location, q);
+    return FALSE;
+  }
+  if (strcmp (name, "__metadata__") == 0) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
+        "%s: tensor '__metadata__': the name is the header's key of the "
+        "metadata, which a reader would take for it", writer->location);
     return FALSE;
   }
   if (g_hash_table_contains (writer->by_name, name)) {
@@ -755,6 +759,70 @@ mark_written (Tensor * t, guint64 begin, guint64 end, Range * clash)
   return TRUE;
 }
 
+/* Under the lock, takes bytes [@offset, @offset + @len) of the tensor
+ * @name for a write, refusing what the table does not allow; *@at is
+ * where they go in the file. */
+static gboolean
+claim (UelWriter * w, const gchar * name, guint64 offset, guint64 len,
+    guint64 * at, GError ** error)
+{
+  g_autofree gchar *q = NULL;
+  Tensor *t;
+  Range clash;
+  guint i;
+
+  if (w->state == STATE_FAILED)
+    return failed (w, error);
+  if (w->state == STATE_DECLARING && !write_header_locked (w, error))
+    return FALSE;
+
+  i = GPOINTER_TO_UINT (g_hash_table_lookup (w->by_name, name));
+  if (i == 0) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_TENSOR,
+        "%s: tensor %s: not declared", w->location, q);
+    return FALSE;
+  }
+  t = &g_array_index (w->tensors, Tensor, i - 1);
+  if (offset > t->info.n_bytes || len > t->info.n_bytes - offset) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_WRITE_OUT_OF_RANGE,
+        "%s: tensor %s: a write of %" G_GUINT64_FORMAT " bytes at byte %"
+        G_GUINT64_FORMAT " runs past the end of its %" G_GUINT64_FORMAT
+        " bytes", w->location, q, len, offset, t->info.n_bytes);
+    return FALSE;
+  }
+  if (len > 0 && !mark_written (t, offset, offset + len, &clash)) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_WRITE_OVERLAP,
+        "%s: tensor %s: bytes %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT
+        " would be written a second time (%" G_GUINT64_FORMAT " to %"
+        G_GUINT64_FORMAT " already are)", w->location, q, offset,
+        offset + len, clash.begin, clash.end);
+    return FALSE;
+  }
+  *at = t->info.file_offset + offset;
+  return TRUE;
+}
+
+/* claim() for a caller that does not hold the lock */
+static gboolean
+claim_unlocked (UelWriter * w, const gchar * name, guint64 offset,
+    guint64 len, guint64 * at, GError ** error)
+{
+  gboolean ok;
+
+  g_mutex_lock (&w->lock);
+  ok = w->state != STATE_FINISHED && w->state != STATE_ABORTED;
+  if (ok)
+    ok = claim (w, name, offset, len, at, error);
+  else
+    g_critical ("%s: the writer of %s is already %s", G_STRFUNC, w->location,
+        w->state == STATE_FINISHED ? "finished" : "aborted");
+  g_mutex_unlock (&w->lock);
+  return ok;
+}
+
 /**
  * uel_writer_write:
  * @writer: a #UelWriter
@@ -782,9 +850,6 @@ uel_writer_write (UelWriter * writer, const gchar * name, guint64 offset,
 {
   g_autofree gchar *q = NULL;
   GError *err = NULL;
-  Tensor *t;
-  Range clash;
-  guint i;
   guint64 at;
   gint saved_errno;
 
@@ -792,51 +857,8 @@ uel_writer_write (UelWriter * writer, const gchar * name, guint64 offset,
   g_return_val_if_fail (name != NULL, FALSE);
   g_return_val_if_fail (data != NULL || len == 0, FALSE);
 
-  g_mutex_lock (&writer->lock);
-  if (writer->state == STATE_FINISHED || writer->state == STATE_ABORTED) {
-    g_mutex_unlock (&writer->lock);
-    g_return_val_if_reached (FALSE);
-  }
-  if (writer->state == STATE_FAILED) {
-    failed (writer, error);
-    goto refused;
-  }
-  if (writer->state == STATE_DECLARING
-      && !write_header_locked (writer, error))
-    goto refused;
-
-  i = GPOINTER_TO_UINT (g_hash_table_lookup (writer->by_name, name));
-  if (i == 0) {
-    q = quote_name (name);
-    g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_TENSOR,
-        "%s: tensor %s: not declared", writer->location, q);
-    goto refused;
-  }
-  t = &g_array_index (writer->tensors, Tensor, i - 1);
-  if (offset > t->info.n_bytes || len > t->info.n_bytes - offset) {
-    q = quote_name (name);
-    g_set_error (error, UEL_ERROR, UEL_ERROR_WRITE_OUT_OF_RANGE,
-        "%s: tensor %s: a write of %" G_GSIZE_FORMAT " bytes at byte %"
-        G_GUINT64_FORMAT " runs past the end of its %" G_GUINT64_FORMAT
-        " bytes", writer->location, q, len, offset, t->info.n_bytes);
-    goto refused;
-  }
-  if (len == 0) {
-    g_mutex_unlock (&writer->lock);
-    return TRUE;
-  }
-  if (!mark_written (t, offset, offset + len, &clash)) {
-    q = quote_name (name);
-    g_set_error (error, UEL_ERROR, UEL_ERROR_WRITE_OVERLAP,
-        "%s: tensor %s: bytes %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT
-        " would be written a second time (%" G_GUINT64_FORMAT " to %"
-        G_GUINT64_FORMAT " already are)", writer->location, q, offset,
-        offset + len, clash.begin, clash.end);
-    goto refused;
-  }
-  at = t->info.file_offset + offset;
-  g_mutex_unlock (&writer->lock);
-
+  if (!claim_unlocked (writer, name, offset, len, &at, error))
+    return FALSE;
   if (pwrite_all (writer->fd, data, len, at))
     return TRUE;
 
@@ -847,10 +869,38 @@ uel_writer_write (UelWriter * writer, const gchar * name, guint64 offset,
       writer->location, q, len, offset);
   g_mutex_lock (&writer->lock);
   fail (writer, err, error);
-
-refused:
   g_mutex_unlock (&writer->lock);
   return FALSE;
+}
+
+/**
+ * uel_writer_write_zeros:
+ * @writer: a #UelWriter
+ * @name: a declared tensor
+ * @offset: where in the tensor the zeros go, from its first byte
+ * @len: how many
+ * @error: return location for a #GError
+ *
+ * Writes @len zero bytes of one tensor, as uel_writer_write() would, but
+ * without writing anything: the temporary file got its full size when the
+ * header was written, and bytes never written there read as zeros (a
+ * hole, on the file systems that have them: no disk space is taken).
+ * The same rules hold: each byte is written once, by one call or the
+ * other.
+ *
+ * Returns: %TRUE when the bytes are counted as written; the refusals of
+ *   uel_writer_write()
+ */
+gboolean
+uel_writer_write_zeros (UelWriter * writer, const gchar * name,
+    guint64 offset, guint64 len, GError ** error)
+{
+  guint64 at;
+
+  g_return_val_if_fail (writer != NULL, FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+
+  return claim_unlocked (writer, name, offset, len, &at, error);
 }
 
 /**

@@ -82,6 +82,11 @@ gboolean             uel_writer_write           (UelWriter * writer,
                                                  gconstpointer data,
                                                  gsize len,
                                                  GError ** error);
+gboolean             uel_writer_write_zeros     (UelWriter * writer,
+                                                 const gchar * name,
+                                                 guint64 offset,
+                                                 guint64 len,
+                                                 GError ** error);
 gboolean             uel_writer_write_tensor    (UelWriter * writer,
                                                  const gchar * name,
                                                  gconstpointer data,

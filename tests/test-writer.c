@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -514,6 +515,53 @@ test_threads (void)
       uel_header_get_data_offset (h, 0), 3 * n_bytes, data, 3 * n_bytes);
 }
 
+/* zeros are counted, not written: a tensor of 1 GiB of them takes no
+ * disk space (the file systems tests run on have holes) */
+static void
+test_zeros (void)
+{
+  g_autofree gchar *path = uel_test_path ("zeros.safetensors");
+  g_autoptr (UelWriter) w = writer_ok (path);
+  g_autoptr (UelHeader) h = NULL;
+  const guint64 gib = G_GUINT64_CONSTANT (1) << 30, shape[] = { gib };
+  const UelTensorInfo *info;
+  guint8 tail[16], zeros[16] = { 0 };
+  GError *err = NULL;
+  GStatBuf st;
+  gint fd;
+
+  add_ok (w, "zeros", UEL_DTYPE_U8, 1, shape);
+  add_ok (w, "x", UEL_DTYPE_U8, 1, (const guint64[]) { 3 });
+  g_assert_true (uel_writer_write_zeros (w, "zeros", 4096, gib - 4096,
+          &err));
+  g_assert_no_error (err);
+  g_assert_false (uel_writer_write_zeros (w, "zeros", 4000, 100, &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_WRITE_OVERLAP);
+  g_clear_error (&err);
+  g_assert_false (uel_writer_write_zeros (w, "zeros", 0, gib + 1, &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_WRITE_OUT_OF_RANGE);
+  g_clear_error (&err);
+  g_assert_false (uel_writer_finish (w, &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_INCOMPLETE);
+  g_clear_error (&err);
+  write_ok (w, "zeros", 0, zeros, 16);
+  g_assert_true (uel_writer_write_zeros (w, "zeros", 16, 4080, &err));
+  write_ok (w, "x", 0, "abc", 3);
+  finish_ok (w);
+
+  h = open_ok (path);
+  info = uel_header_lookup (h, "zeros", NULL);
+  g_assert_cmpuint (info->n_bytes, ==, gib);
+  g_assert_cmpint (g_stat (path, &st), ==, 0);
+  g_assert_cmpuint (st.st_size, ==, uel_header_get_data_offset (h, 0) + gib
+      + 3);
+  g_assert_cmpuint ((guint64) st.st_blocks * 512, <, 1 << 20);
+  fd = g_open (path, O_RDONLY, 0);
+  g_assert_cmpint (pread (fd, tail, 16, info->file_offset + gib - 16), ==, 16);
+  g_assert_cmpmem (tail, 16, zeros, 16);
+  close (fd);
+}
+
 /* an existing file is replaced, with the permissions of a new file */
 static void
 test_replaces_existing (void)
@@ -882,6 +930,7 @@ main (int argc, char **argv)
   g_test_add_func ("/writer/writes-an-empty-file-as-the-reference",
       test_nothing);
   g_test_add_func ("/writer/takes-pieces-from-several-threads", test_threads);
+  g_test_add_func ("/writer/zeros-take-no-disk-space", test_zeros);
   g_test_add_func ("/writer/replaces-an-existing-file-at-the-end",
       test_replaces_existing);
   g_test_add_func ("/writer/refuses-what-a-reader-would-refuse",
