@@ -427,6 +427,17 @@ uel_test_write_one_byte_tensors (const gchar * path, guint n)
   writer_wrote (path);
 }
 
+UelHeader *
+uel_test_header_open (const gchar * path)
+{
+  GError *err = NULL;
+  UelHeader *h = uel_header_open (path, &err);
+
+  g_assert_no_error (err);
+  g_assert_nonnull (h);
+  return h;
+}
+
 void
 uel_test_rewrite_in_place (const gchar * path, goffset from)
 {

@@ -69,6 +69,9 @@ gchar *uel_test_write_checkpoint (const gchar * name, guint n_shards,
  * UelWriter): the pathological file of many tiny tensors. */
 void uel_test_write_one_byte_tensors (const gchar * path, guint n);
 
+/* uel_header_open(), asserting that it succeeds */
+UelHeader *uel_test_header_open (const gchar * path);
+
 /* Rewrites @path in place from byte @from to its end (0xee), the size
  * kept, and sets its modification time 10 s later: a change that only the
  * time tells (set explicitly: a write in the same tick of the kernel's

@@ -13,16 +13,6 @@
 
 #include "test-utils.h"
 
-static UelHeader *
-open_ok (const gchar * path)
-{
-  GError *err = NULL;
-  UelHeader *h = uel_header_open (path, &err);
-
-  g_assert_no_error (err);
-  return h;
-}
-
 static UelWriter *
 writer_ok (const gchar * path)
 {
@@ -111,6 +101,18 @@ assert_error_names (const GError * err, const gchar * path,
     g_assert_nonnull (strstr (err->message, tensor));
 }
 
+/* a call that returned @ok failed with @domain and @code, naming @path and
+ * @named in its message; frees @err */
+static void
+assert_refused (gboolean ok, GError * err, GQuark domain, gint code,
+    const gchar * path, const gchar * named)
+{
+  g_assert_false (ok);
+  g_assert_error (err, domain, code);
+  assert_error_names (err, path, named);
+  g_error_free (err);
+}
+
 /* ------------------------------------------------------------------ */
 /* the reference's bytes */
 
@@ -155,8 +157,8 @@ assert_same_file (const gchar * reference, const gchar * written)
 {
   g_autoptr (GBytes) a = read_file (reference);
   g_autoptr (GBytes) b = read_file (written);
-  g_autoptr (UelHeader) ha = open_ok (reference);
-  g_autoptr (UelHeader) hb = open_ok (written);
+  g_autoptr (UelHeader) ha = uel_test_header_open (reference);
+  g_autoptr (UelHeader) hb = uel_test_header_open (written);
   gsize len, from, to;
   const gchar *pa = g_bytes_get_data (a, &len);
   const gchar *pb = g_bytes_get_data (b, NULL);
@@ -180,7 +182,7 @@ assert_same_file (const gchar * reference, const gchar * written)
 static void
 recreate (const gchar * reference, const gchar * out)
 {
-  g_autoptr (UelHeader) h = open_ok (reference);
+  g_autoptr (UelHeader) h = uel_test_header_open (reference);
   g_autoptr (GBytes) bytes = read_file (reference);
   const guint8 *data = g_bytes_get_data (bytes, NULL);
   g_autoptr (UelWriter) w = writer_ok (out);
@@ -255,7 +257,7 @@ test_reference_samples (void)
     g_autofree gchar *mine = uel_test_path (file);
     g_autoptr (GBytes) a = NULL;
     g_autoptr (GBytes) b = NULL;
-    g_autoptr (UelHeader) ha = open_ok (ref);
+    g_autoptr (UelHeader) ha = uel_test_header_open (ref);
     g_autoptr (UelHeader) hb = NULL;
     const guint8 *pa, *pb;
     gsize la, lb, ha_len, hb_len;
@@ -265,7 +267,7 @@ test_reference_samples (void)
     b = read_file (mine);
     pa = g_bytes_get_data (a, &la);
     pb = g_bytes_get_data (b, &lb);
-    hb = open_ok (mine);
+    hb = uel_test_header_open (mine);
     ha_len = uel_header_get_data_offset (ha, 0) - 8;
     hb_len = uel_header_get_data_offset (hb, 0) - 8;
     g_assert_cmpuint (hb_len % 8, ==, 0);
@@ -352,7 +354,7 @@ test_round_trip (void)
   finish_ok (w);
   g_assert_cmpuint (count_temporaries (path), ==, 0);
 
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==,
       uel_writer_get_n_tensors (w));
   g_assert_cmpuint (uel_header_get_total_bytes (h), ==,
@@ -438,7 +440,7 @@ test_reference_order (void)
     write_ok (w, t->name, 0, data, t->n_bytes);
   }
   finish_ok (w);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   for (guint i = 0; i < G_N_ELEMENTS (expected); i++)
     g_assert_cmpstr (uel_header_get_tensor (h, i)->name, ==, expected[i]);
 }
@@ -509,7 +511,7 @@ test_threads (void)
   for (guint i = 0; i < 4; i++)
     g_thread_join (threads[i]);
   finish_ok (w);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   file = read_file (path);
   g_assert_cmpmem ((const guint8 *) g_bytes_get_data (file, NULL) +
       uel_header_get_data_offset (h, 0), 3 * n_bytes, data, 3 * n_bytes);
@@ -549,7 +551,7 @@ test_zeros (void)
   write_ok (w, "x", 0, "abc", 3);
   finish_ok (w);
 
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   info = uel_header_lookup (h, "zeros", NULL);
   g_assert_cmpuint (info->n_bytes, ==, gib);
   g_assert_cmpint (g_stat (path, &st), ==, 0);
@@ -581,7 +583,7 @@ test_replaces_existing (void)
   /* nothing happens to the old file before the end */
   g_assert_true (g_stat (path, &st) == 0 && st.st_size == 3);
   finish_ok (w);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 1);
   g_assert_cmpint (g_stat (path, &st), ==, 0);
   g_assert_cmpint (st.st_mode & 0777, ==, 0666 & ~mask);
@@ -591,94 +593,74 @@ test_replaces_existing (void)
 /* ------------------------------------------------------------------ */
 /* refusals */
 
+/* declarations a reader would refuse, with the error each gets */
+static const struct
+{
+  const gchar *name;
+  UelDType dtype;
+  guint n_dims;
+  guint64 shape[2];
+  gint code;
+  const gchar *named;           /* how the message names the tensor */
+} refused[] = {
+  {"a", UEL_DTYPE_U8, 1, {1}, UEL_ERROR_DUPLICATE_TENSOR, "'a'"},
+  {"__metadata__", UEL_DTYPE_U8, 1, {1}, UEL_ERROR_INVALID_TENSOR_NAME,
+      "'__metadata__'"},
+  {"bad\xff\xfe", UEL_DTYPE_U8, 1, {1}, UEL_ERROR_INVALID_TENSOR_NAME,
+      "'bad"},
+  {"nodtype", UEL_DTYPE_INVALID, 1, {1}, UEL_ERROR_UNKNOWN_DTYPE,
+      "'nodtype'"},
+  {"nodtype", UEL_DTYPE_N_TYPES, 1, {1}, UEL_ERROR_UNKNOWN_DTYPE,
+      "'nodtype'"},
+  /* 2^64 elements; 2^62 elements of 32 bits */
+  {"count", UEL_DTYPE_U8, 2, {G_GUINT64_CONSTANT (1) << 32,
+          G_GUINT64_CONSTANT (1) << 32}, UEL_ERROR_SIZE_OVERFLOW, "'count'"},
+  {"bits", UEL_DTYPE_F32, 1, {G_GUINT64_CONSTANT (1) << 62},
+      UEL_ERROR_SIZE_OVERFLOW, "'bits'"},
+  /* 3 × 4 bits, 2 × 6 bits */
+  {"f4", UEL_DTYPE_F4, 1, {3}, UEL_ERROR_PARTIAL_BYTE, "'f4'"},
+  {"f6", UEL_DTYPE_F6_E2M3, 1, {2}, UEL_ERROR_PARTIAL_BYTE, "'f6'"},
+};
+
+
 static void
 test_refuses_declarations (void)
 {
   g_autofree gchar *path = uel_test_path ("refused.safetensors");
   g_autoptr (UelWriter) w = writer_ok (path);
-  g_autoptr (UelHeader) h = NULL;
-  const guint64 big[] = { G_GUINT64_CONSTANT (1) << 32,
-    G_GUINT64_CONSTANT (1) << 32
-  };
-  const guint64 wide[] = { G_GUINT64_CONSTANT (1) << 62 };
   const guint64 huge[] = { G_GUINT64_CONSTANT (1) << 60, 1 };
-  const guint64 three[] = { 3 }, two[] = { 2 }, one[] = { 1 };
   GError *err = NULL;
+  gboolean ok;
 
-  add_ok (w, "a", UEL_DTYPE_F32, 1, one);
-
-  g_assert_false (uel_writer_add_tensor (w, "a", UEL_DTYPE_U8, 1, one, &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_DUPLICATE_TENSOR);
-  assert_error_names (err, path, "'a'");
-  g_clear_error (&err);
-
-  g_assert_false (uel_writer_add_tensor (w, "__metadata__", UEL_DTYPE_U8, 1,
-          one, &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME);
-  assert_error_names (err, path, "'__metadata__'");
-  g_clear_error (&err);
-
-  g_assert_false (uel_writer_add_tensor (w, "bad\xff\xfe", UEL_DTYPE_U8, 1,
-          one, &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME);
-  assert_error_names (err, path, "'bad");
-  g_clear_error (&err);
-
-  g_assert_false (uel_writer_add_tensor (w, "nodtype", UEL_DTYPE_INVALID, 1,
-          one, &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE);
-  assert_error_names (err, path, "'nodtype'");
-  g_clear_error (&err);
-  g_assert_false (uel_writer_add_tensor (w, "nodtype", UEL_DTYPE_N_TYPES, 1,
-          one, &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE);
-  g_clear_error (&err);
-
-  /* 2^64 elements; 2^62 elements of 32 bits */
-  g_assert_false (uel_writer_add_tensor (w, "count", UEL_DTYPE_U8, 2, big,
-          &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW);
-  assert_error_names (err, path, "'count'");
-  g_clear_error (&err);
-  g_assert_false (uel_writer_add_tensor (w, "bits", UEL_DTYPE_F32, 1, wide,
-          &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW);
-  assert_error_names (err, path, "'bits'");
-  g_clear_error (&err);
+  add_ok (w, "a", UEL_DTYPE_F32, 1, (const guint64[]) { 1 });
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++) {
+    ok = uel_writer_add_tensor (w, refused[i].name, refused[i].dtype,
+        refused[i].n_dims, refused[i].shape, &err);
+    assert_refused (ok, err, UEL_ERROR, refused[i].code, path,
+        refused[i].named);
+    err = NULL;
+  }
   /* a tensor of 2^60 bytes fits (its size in bits just does); eight of
    * them are more than a file can be */
   for (guint i = 0; i < 7; i++) {
     g_autofree gchar *name = g_strdup_printf ("huge%u", i);
     add_ok (w, name, UEL_DTYPE_U8, 2, huge);
   }
-  g_assert_false (uel_writer_add_tensor (w, "huge7", UEL_DTYPE_U8, 2, huge,
-          &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW);
-  assert_error_names (err, path, "'huge7'");
-  g_clear_error (&err);
+  ok = uel_writer_add_tensor (w, "huge7", UEL_DTYPE_U8, 2, huge, &err);
+  assert_refused (ok, err, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW, path,
+      "'huge7'");
+  err = NULL;
+  add_ok (w, "f4", UEL_DTYPE_F4, 1, (const guint64[]) { 2 });
 
-  /* 3 × 4 bits, 2 × 6 bits */
-  g_assert_false (uel_writer_add_tensor (w, "f4", UEL_DTYPE_F4, 1, three,
-          &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_PARTIAL_BYTE);
-  assert_error_names (err, path, "'f4'");
-  g_clear_error (&err);
-  g_assert_false (uel_writer_add_tensor (w, "f6", UEL_DTYPE_F6_E2M3, 1, two,
-          &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_PARTIAL_BYTE);
-  g_clear_error (&err);
-  add_ok (w, "f4", UEL_DTYPE_F4, 1, two);
+  ok = uel_writer_set_metadata (w, "k\xc0", "v", &err);
+  assert_refused (ok, err, UEL_ERROR, UEL_ERROR_INVALID_METADATA, path,
+      "key");
+  err = NULL;
+  ok = uel_writer_set_metadata (w, "k", "v\xed\xa0\x80", &err);
+  assert_refused (ok, err, UEL_ERROR, UEL_ERROR_INVALID_METADATA, path,
+      "value");
 
-  g_assert_false (uel_writer_set_metadata (w, "k\xc0", "v", &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_METADATA);
-  assert_error_names (err, path, "key");
-  g_clear_error (&err);
-  g_assert_false (uel_writer_set_metadata (w, "k", "v\xed\xa0\x80", &err));
-  g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_METADATA);
-  assert_error_names (err, path, "value");
-  g_clear_error (&err);
-
-  /* the refusals changed nothing: the file has what was accepted */
+  /* the refusals changed nothing */
   g_assert_cmpuint (uel_writer_get_n_tensors (w), ==, 9);
   g_assert_cmpuint (uel_writer_get_total_bytes (w), ==,
       7 * (G_GUINT64_CONSTANT (1) << 60) + 5);
@@ -751,7 +733,7 @@ test_refuses_writes (void)
   g_assert_error (err, UEL_ERROR, UEL_ERROR_WRITE_OVERLAP);
   g_clear_error (&err);
   finish_ok (w);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   file = read_file (path);
   g_assert_cmpmem ((const guint8 *) g_bytes_get_data (file, NULL) +
       uel_header_lookup (h, "t", NULL)->file_offset, 30, data, 30);
@@ -867,29 +849,31 @@ test_existing_untouched_on_error (void)
   }
 }
 
+/* no writer for @path: the file system's error, naming it */
+static void
+assert_no_writer (const gchar * path, gint code)
+{
+  GError *err = NULL;
+  UelWriter *w = uel_writer_new (path, &err);
+
+  assert_refused (w != NULL, err, G_FILE_ERROR, code, path, NULL);
+}
+
 static void
 test_missing_folder (void)
 {
   g_autofree gchar *path = uel_test_path ("no-such-folder/x.safetensors");
-  GError *err = NULL;
 
-  g_assert_null (uel_writer_new (path, &err));
-  g_assert_error (err, G_FILE_ERROR, G_FILE_ERROR_NOENT);
-  assert_error_names (err, path, NULL);
-  g_clear_error (&err);
+  assert_no_writer (path, G_FILE_ERROR_NOENT);
 }
 
 static void
 test_location_is_a_folder (void)
 {
   g_autofree gchar *path = uel_test_path ("a-folder");
-  GError *err = NULL;
 
   g_assert_cmpint (g_mkdir (path, 0755), ==, 0);
-  g_assert_null (uel_writer_new (path, &err));
-  g_assert_error (err, G_FILE_ERROR, G_FILE_ERROR_ISDIR);
-  assert_error_names (err, path, NULL);
-  g_clear_error (&err);
+  assert_no_writer (path, G_FILE_ERROR_ISDIR);
 }
 
 /* a folder the user cannot write to (as root, in a subprocess that
@@ -899,7 +883,6 @@ test_read_only_folder (void)
 {
   g_autofree gchar *dir = uel_test_path ("read-only");
   g_autofree gchar *path = g_build_filename (dir, "x.safetensors", NULL);
-  GError *err = NULL;
 
   if (!g_test_subprocess ()) {
     g_assert_cmpint (g_mkdir (dir, 0555), ==, 0);
@@ -908,10 +891,7 @@ test_read_only_folder (void)
   } else {
     uel_test_drop_privileges ();
   }
-  g_assert_null (uel_writer_new (path, &err));
-  g_assert_error (err, G_FILE_ERROR, G_FILE_ERROR_ACCES);
-  assert_error_names (err, path, NULL);
-  g_clear_error (&err);
+  assert_no_writer (path, G_FILE_ERROR_ACCES);
 }
 
 int
