@@ -716,6 +716,7 @@ static gboolean
 mark_written (Tensor * t, guint64 begin, guint64 end, Range * clash)
 {
   Range r = { begin, end };
+  const Range *next;
   guint lo = 0, hi;
 
   if (t->written == 0 && begin == 0 && end == t->info.n_bytes) {
@@ -738,13 +739,14 @@ mark_written (Tensor * t, guint64 begin, guint64 end, Range * clash)
     else
       hi = mid;
   }
-  if (lo < t->ranges->len && g_array_index (t->ranges, Range, lo).begin < end) {
-    *clash = g_array_index (t->ranges, Range, lo);
+  next = lo < t->ranges->len ? &g_array_index (t->ranges, Range, lo) : NULL;
+  if (next && next->begin < end) {
+    *clash = *next;
     return FALSE;
   }
   /* merge with the neighbours it touches */
-  if (lo < t->ranges->len && g_array_index (t->ranges, Range, lo).begin == end) {
-    r.end = g_array_index (t->ranges, Range, lo).end;
+  if (next && next->begin == end) {
+    r.end = next->end;
     g_array_remove_index (t->ranges, lo);
   }
   if (lo > 0 && g_array_index (t->ranges, Range, lo - 1).end == begin) {
