@@ -22,7 +22,8 @@ GQuark uel_error_quark (void);
  * @UEL_ERROR_FILE_TOO_SMALL: rule 1: the file is shorter than the 8-byte
  *   header length.
  * @UEL_ERROR_HEADER_TOO_LARGE: rule 2: the header length is larger than
- *   100,000,000 bytes (checked before the file size).
+ *   100,000,000 bytes (checked before the file size); or, writing, the
+ *   header of the declared table would be.
  * @UEL_ERROR_HEADER_TRUNCATED: rule 3: 8 + header length runs past the end
  *   of the file.
  * @UEL_ERROR_HEADER_NOT_UTF8: rule 4: the header is not valid UTF-8.
@@ -32,27 +33,32 @@ GQuark uel_error_quark (void);
  * @UEL_ERROR_HEADER_NOT_OBJECT: rule 5: the header's JSON value is not an
  *   object.
  * @UEL_ERROR_INVALID_METADATA: rule 6: `__metadata__` is neither absent,
- *   null, nor an object mapping strings to strings.
+ *   null, nor an object mapping strings to strings; or, writing, a key or
+ *   value is not UTF-8.
  * @UEL_ERROR_INVALID_TENSOR_ENTRY: rule 7: a tensor entry is not an object,
  *   lacks `dtype`, `shape` or `data_offsets`, or repeats one of them.
  * @UEL_ERROR_UNKNOWN_DTYPE: rule 7: `dtype` is not one of the 22 names of
- *   the format (case-sensitive).
+ *   the format (case-sensitive); or, writing, not a #UelDType.
  * @UEL_ERROR_INVALID_SHAPE: rule 7: `shape` is not an array of integers in
  *   [0, 2^64).
  * @UEL_ERROR_INVALID_OFFSETS: rule 7: `data_offsets` is not an array of
  *   exactly two integers in [0, 2^64).
  * @UEL_ERROR_DUPLICATE_TENSOR: a tensor name appears twice (our choice: the
- *   format forbids it; we reject rather than keep the last).
+ *   format forbids it; we reject rather than keep the last), or is
+ *   declared twice to a #UelWriter.
  * @UEL_ERROR_INVALID_TENSOR_NAME: a tensor name is empty of meaning to C: it
- *   contains a NUL character (our choice).
+ *   contains a NUL character (our choice); or, writing, a name a reader
+ *   would refuse or misread: not UTF-8, or `__metadata__`.
  * @UEL_ERROR_OFFSETS_NOT_CONTIGUOUS: rule 8: sorted by (begin, end), the
  *   tensors do not tile the data section from 0 (a gap, an overlap, a shared
  *   or a reversed range).
- * @UEL_ERROR_SIZE_OVERFLOW: rule 9: element count × bits overflows 64 bits.
+ * @UEL_ERROR_SIZE_OVERFLOW: rule 9: element count × bits overflows 64 bits;
+ *   or, writing, the data section would be larger than a file can be.
  * @UEL_ERROR_PARTIAL_BYTE: rule 10: the tensor's size in bits is not a
  *   multiple of 8.
  * @UEL_ERROR_SIZE_MISMATCH: rule 11: end − begin differs from the byte size
- *   given by dtype and shape.
+ *   given by dtype and shape; or, writing a whole tensor, the bytes given
+ *   differ from that size.
  * @UEL_ERROR_FILE_SIZE_MISMATCH: rule 12: 8 + header length + the last end
  *   differs from the file size (trailing bytes or truncation).
  * @UEL_ERROR_INVALID_INDEX: a sharded checkpoint's `*.index.json` is not a
@@ -90,6 +96,14 @@ GQuark uel_error_quark (void);
  * @UEL_ERROR_NO_MEMORY: memory could not be had: a tensor's host memory, a
  *   pinned pool that cannot be mapped or faulted in, a tensor larger than
  *   the address space.
+ * @UEL_ERROR_UNKNOWN_TENSOR: a #UelWriter was given bytes for a tensor that
+ *   was not declared.
+ * @UEL_ERROR_WRITE_OUT_OF_RANGE: a #UelWriter was given bytes past the end
+ *   of their tensor.
+ * @UEL_ERROR_WRITE_OVERLAP: a #UelWriter was given bytes of a tensor that
+ *   were already written: each byte is written exactly once.
+ * @UEL_ERROR_INCOMPLETE: a #UelWriter was finished before every byte of
+ *   every tensor was written.
  *
  * One code per distinct failure.  The rules are numbered as in the
  * safetensors reference implementation's order of checks.
@@ -130,6 +144,10 @@ typedef enum
   UEL_ERROR_DICT_CHUNKED,
   UEL_ERROR_CUDA,
   UEL_ERROR_NO_MEMORY,
+  UEL_ERROR_UNKNOWN_TENSOR,
+  UEL_ERROR_WRITE_OUT_OF_RANGE,
+  UEL_ERROR_WRITE_OVERLAP,
+  UEL_ERROR_INCOMPLETE,
 } UelError;
 
 G_END_DECLS

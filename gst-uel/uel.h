@@ -19,6 +19,7 @@
 #include <gst-uel/uel-reader.h>
 #include <gst-uel/uel-select.h>
 #include <gst-uel/uel-transfer.h>
+#include <gst-uel/uel-writer.h>
 
 G_BEGIN_DECLS
 

@@ -1,5 +1,5 @@
 /* gst-uel: hostile files, injected read faults and allocation failures,
- * through uelsrc, UelLoader and uelpin
+ * through uelsrc, UelLoader and uelpin; a full disk under UelWriter
  * SPDX-License-Identifier: MIT
  *
  * Faults come from the LD_PRELOAD shim uel-fault-shim.c (meson test sets
@@ -1324,6 +1324,98 @@ test_src_host_block_not_faulted_in (void)
   run_clear (&run);
 }
 
+/* ------------------------------------------------------------------ */
+/* the writer on a full disk, with a failed write-back */
+
+/* @path holds @bytes, and no temporary file of it is left */
+static void
+assert_untouched (const gchar * path, const gchar * bytes)
+{
+  g_autofree gchar *now = NULL;
+  g_autofree gchar *dir = g_path_get_dirname (path);
+  g_autofree gchar *prefix = NULL;
+  GDir *d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+
+  g_assert_true (g_file_get_contents (path, &now, NULL, NULL));
+  g_assert_cmpstr (now, ==, bytes);
+  prefix = g_strdup_printf (".%s.", strrchr (path, '/') + 1);
+  while ((name = g_dir_read_name (d)))
+    g_assert_false (g_str_has_prefix (name, prefix));
+  g_dir_close (d);
+}
+
+/* the disk fills 100 bytes into the second tensor: the write fails with
+ * ENOSPC, naming the file and the tensor, and so does every later call */
+static void
+test_writer_full_disk (void)
+{
+  g_autofree gchar *path = uel_test_path ("full.safetensors");
+  g_autofree guint8 *data = g_malloc (64 * KiB);
+  const guint64 shape[] = { 64 * KiB };
+  g_autoptr (UelWriter) w = NULL;
+  const UelTensorInfo *second;
+  UelFaultCounters c;
+  GError *err = NULL;
+
+  uel_test_write_bytes (path, "before", 7);
+  uel_test_fill (data, 64 * KiB, 1);
+  w = uel_writer_new (path, &err);
+  g_assert_no_error (err);
+  g_assert_true (uel_writer_add_tensor (w, "a", UEL_DTYPE_U8, 1, shape, &err));
+  g_assert_true (uel_writer_add_tensor (w, "b", UEL_DTYPE_U8, 1, shape, &err));
+  g_assert_true (uel_writer_write_header (w, &err));
+  g_assert_no_error (err);
+  second = uel_writer_get_tensor (w, 1);
+
+  inject (UEL_FAULT_NOSPC, ".full.safetensors.", second->file_offset + 100,
+      0, -1, 0);
+  g_assert_true (uel_writer_write (w, uel_writer_get_tensor (w, 0)->name, 0,
+          data, 64 * KiB, &err));
+  g_assert_no_error (err);
+  g_assert_false (uel_writer_write (w, second->name, 0, data, 64 * KiB,
+          &err));
+  c = inject_none ();
+  g_assert_cmpuint (c.faults, ==, 2);
+  g_assert_error (err, G_FILE_ERROR, G_FILE_ERROR_NOSPC);
+  assert_contains (err->message, path);
+  assert_contains (err->message, "tensor 'b'");
+  g_clear_error (&err);
+  assert_untouched (path, "before");
+
+  g_assert_false (uel_writer_write (w, "a", 0, data, 1, &err));
+  g_assert_error (err, G_FILE_ERROR, G_FILE_ERROR_NOSPC);
+  g_clear_error (&err);
+  g_assert_false (uel_writer_finish (w, &err));
+  g_assert_error (err, G_FILE_ERROR, G_FILE_ERROR_NOSPC);
+  g_clear_error (&err);
+  assert_untouched (path, "before");
+}
+
+/* fdatasync fails: finish fails, nothing is renamed */
+static void
+test_writer_failed_sync (void)
+{
+  g_autofree gchar *path = uel_test_path ("unsynced.safetensors");
+  const guint64 shape[] = { 4 };
+  g_autoptr (UelWriter) w = NULL;
+  GError *err = NULL;
+
+  uel_test_write_bytes (path, "before", 7);
+  w = uel_writer_new (path, &err);
+  g_assert_no_error (err);
+  g_assert_true (uel_writer_add_tensor (w, "a", UEL_DTYPE_U8, 1, shape, &err));
+  g_assert_true (uel_writer_write (w, "a", 0, "abcd", 4, &err));
+  g_assert_no_error (err);
+  inject (UEL_FAULT_SYNC_EIO, ".unsynced.safetensors.", 0, 0, -1, 0);
+  g_assert_false (uel_writer_finish (w, &err));
+  g_assert_cmpuint (inject_none ().faults, ==, 1);
+  g_assert_error (err, G_FILE_ERROR, G_FILE_ERROR_IO);
+  assert_contains (err->message, path);
+  g_clear_error (&err);
+  assert_untouched (path, "before");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1386,6 +1478,10 @@ main (int argc, char **argv)
       test_pin_unpinnable_pool);
   g_test_add_func ("/faults/uelpin/pool-larger-than-memory-is-an-error",
       test_pin_pool_larger_than_memory);
+  g_test_add_func ("/faults/writer/full-disk-fails-leaving-the-file-as-it-was",
+      test_writer_full_disk);
+  g_test_add_func ("/faults/writer/failed-sync-fails-leaving-the-file-as-it-"
+      "was", test_writer_failed_sync);
 
   ret = g_test_run ();
   g_clear_pointer (&shared_sample, sample_free);

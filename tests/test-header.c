@@ -68,17 +68,6 @@ write_with_data (const gchar * path, const gchar * header, gsize len,
   write_raw (path, len, header, len, data, data_len);
 }
 
-static UelHeader *
-open_ok (const gchar * path)
-{
-  GError *err = NULL;
-  UelHeader *h = uel_header_open (path, &err);
-
-  g_assert_no_error (err);
-  g_assert_nonnull (h);
-  return h;
-}
-
 /* @location is rejected with exactly @domain and @code, and the message
  * names the file (and @what, where it is not NULL: a tensor, a shard) */
 static void
@@ -313,7 +302,7 @@ test_conformance_single (gconstpointer data)
   guint index = G_MAXUINT;
 
   file_layout (path, &header_len, &file_size);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   check_vector_file (h, path, header_len, file_size);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 1);
   g_assert_cmpuint (uel_header_get_total_bytes (h), ==, 6 * v->item_size);
@@ -333,7 +322,7 @@ test_conformance_overall (void)
   guint64 header_len, file_size, begin = 0;
 
   file_layout (path, &header_len, &file_size);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   check_vector_file (h, path, header_len, file_size);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, G_N_ELEMENTS (vectors));
 
@@ -406,7 +395,7 @@ test_every_dtype (void)
   }
   data = uel_test_builder_write (b, path, &data_len);
 
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 22);
   for (guint i = 0; i < G_N_ELEMENTS (all_dtypes); i++) {
     const UelTensorInfo *info = uel_header_get_tensor (h, i);
@@ -463,7 +452,7 @@ test_sub_byte_sizes (void)
         cases[i].n_bytes, NULL);
   }
   uel_test_builder_write (b, path, NULL);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, G_N_ELEMENTS (cases));
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
     g_autofree gchar *name = g_strdup_printf ("t%u", i);
@@ -495,7 +484,7 @@ test_scalars (void)
   } want[] = { {"f32", 4}, {"u8", 1}, {"f64", 8}, {"bool", 1}, {"c64", 8} };
 
   write_with_data (path, header, strlen (header), 22);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 5);
   for (guint i = 0; i < G_N_ELEMENTS (want); i++) {
     const UelTensorInfo *info = uel_header_get_tensor (h, i);
@@ -534,7 +523,7 @@ test_zero_size_tensors (void)
   g_autoptr (UelHeader) h2 = NULL;
 
   write_with_data (path, header, strlen (header), 4);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, G_N_ELEMENTS (order));
   for (guint i = 0; i < G_N_ELEMENTS (order); i++) {
     const UelTensorInfo *info = uel_header_get_tensor (h, i);
@@ -555,7 +544,7 @@ test_zero_size_tensors (void)
 
   /* a file of empty tensors has no data section at all */
   write_with_data (only_empty, empty_only, strlen (empty_only), 0);
-  h2 = open_ok (only_empty);
+  h2 = uel_test_header_open (only_empty);
   g_assert_cmpuint (uel_header_get_n_tensors (h2), ==, 2);
   g_assert_cmpuint (uel_header_get_total_bytes (h2), ==, 0);
 }
@@ -581,7 +570,7 @@ test_unicode_names (void)
   g_autoptr (UelHeader) h = NULL;
 
   write_with_data (path, header, strlen (header), 8);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, G_N_ELEMENTS (names));
   for (guint i = 0; i < G_N_ELEMENTS (names); i++) {
     guint index = G_MAXUINT;
@@ -622,7 +611,7 @@ test_metadata_variants (void)
 
     g_test_message ("%s", cases[i].slug);
     write_with_data (path, cases[i].header, strlen (cases[i].header), 2);
-    h = open_ok (path);
+    h = uel_test_header_open (path);
     meta = uel_header_get_metadata (h);
     g_assert_nonnull (meta);
     g_assert_cmpuint (g_hash_table_size (meta), ==, cases[i].n_meta);
@@ -649,7 +638,7 @@ test_get_metadata (void)
   GHashTable *meta;
 
   write_with_data (path, header, strlen (header), 2);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   meta = uel_header_get_metadata (h);
   g_assert_cmpuint (g_hash_table_size (meta), ==, 4);
   g_assert_cmpstr (g_hash_table_lookup (meta, "format"), ==, "pt");
@@ -680,7 +669,7 @@ test_unknown_fields_ignored (void)
   const UelTensorInfo *info;
 
   write_with_data (path, header, strlen (header), 4);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 1);
   info = uel_header_get_tensor (h, 0);
   g_assert_cmpstr (info->name, ==, "a");
@@ -699,7 +688,7 @@ test_whitespace_around_object (void)
   g_autoptr (UelHeader) h = NULL;
 
   write_with_data (path, header, strlen (header), 2);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 1);
   g_assert_cmpuint (uel_header_get_tensor (h, 0)->n_bytes, ==, 2);
   g_assert_cmpuint (uel_header_get_tensor (h, 0)->file_offset, ==,
@@ -724,7 +713,7 @@ test_padded_header (void)
   uel_test_builder_add (b, "b", "U8", "[1]", 1, NULL);
   uel_test_builder_set_align (b, 8);
   uel_test_builder_write (b, aligned, NULL);
-  h = open_ok (aligned);
+  h = uel_test_header_open (aligned);
   g_assert_cmpuint (uel_header_get_data_offset (h, 0) % 8, ==, 0);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 2);
 
@@ -732,7 +721,7 @@ test_padded_header (void)
   while (8 + s->len < 4096)
     g_string_append_c (s, ' ');
   write_with_data (page, s->str, s->len, 12);
-  h2 = open_ok (page);
+  h2 = uel_test_header_open (page);
   g_assert_cmpuint (uel_header_get_data_offset (h2, 0), ==, 4096);
   g_assert_cmpuint (uel_header_get_tensor (h2, 0)->file_offset, ==, 4096);
 }
@@ -752,7 +741,7 @@ test_key_order_differs_from_offset_order (void)
   guint64 begin = 0;
 
   write_with_data (path, header, strlen (header), 14);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 3);
   for (guint i = 0; i < 3; i++) {
     const UelTensorInfo *info = uel_header_get_tensor (h, i);
@@ -781,7 +770,7 @@ test_ten_thousand_tiny_tensors (void)
     uel_test_builder_add (b, name, "U8", "[1]", 1, NULL);
   }
   data = uel_test_builder_write (b, path, NULL);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 10000);
   g_assert_cmpuint (uel_header_get_total_bytes (h), ==, 10000);
   for (guint i = 0; i < 10000; i += 997) {
@@ -813,7 +802,7 @@ test_huge_dimension_times_zero (void)
   const UelTensorInfo *info;
 
   write_with_data (path, header, strlen (header), 1);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 3);
   info = lookup_ok (h, "huge.zero", NULL);
   g_assert_cmpuint (info->n_dims, ==, 2);
@@ -836,13 +825,13 @@ test_empty_table (void)
   static const gchar only[] = "{\"__metadata__\":{\"a\":\"b\"}}";
 
   write_with_data (path, "{}", 2, 0);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 0);
   g_assert_cmpuint (uel_header_get_total_bytes (h), ==, 0);
   g_assert_null (uel_header_lookup (h, "a", NULL));
 
   write_with_data (meta_only, only, strlen (only), 0);
-  h2 = open_ok (meta_only);
+  h2 = uel_test_header_open (meta_only);
   g_assert_cmpuint (uel_header_get_n_tensors (h2), ==, 0);
   g_assert_cmpstr (g_hash_table_lookup (uel_header_get_metadata (h2), "a"),
       ==, "b");
@@ -859,7 +848,7 @@ test_nesting_127_levels_accepted (void)
   g_autoptr (UelHeader) h = NULL;
 
   write_with_data (path, header, strlen (header), 1);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 1);
 }
 
@@ -876,7 +865,7 @@ test_lookup (void)
   uel_test_builder_add (b, "model.norm", "F32", "[2]", 8, NULL);
   uel_test_builder_add (b, "model.head", "I8", "[3]", 3, NULL);
   uel_test_builder_write (b, path, NULL);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
 
   info = uel_header_lookup (h, "model.norm", &index);
   g_assert_nonnull (info);
@@ -1465,7 +1454,7 @@ test_open_file_sees_changes (void)
   gint fd, fd2;
 
   write_with_data (path, header, strlen (header), 4);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   fd = uel_header_open_file (h, 0, 0, &err);
   g_assert_no_error (err);
   g_assert_true (uel_header_check_file (h, 0, fd, &err));
@@ -1494,7 +1483,7 @@ test_open_file_sees_changes (void)
 
   /* truncated */
   g_clear_pointer (&h, uel_header_unref);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   fd2 = uel_header_open_file (h, 0, 0, &err);
   g_assert_no_error (err);
   g_assert_cmpint (truncate (path, 10), ==, 0);
@@ -1522,13 +1511,13 @@ test_metadata_json (void)
   g_autofree gchar *json = NULL, *empty = NULL;
 
   write_with_data (path, header, strlen (header), 2);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   json = uel_header_get_metadata_json (h);
   g_assert_cmpstr (json, ==, "{\"\":\"empty\",\"esc\":\"\\u001b[2J\\n\","
       "\"q\\\"\":\"\\\\\",\"sp ace\":\"y\"}");
   write_with_data (none_path, "{" T ("a", "U8", "[2]", "[0,2]") "}",
       strlen ("{" T ("a", "U8", "[2]", "[0,2]") "}"), 2);
-  none = open_ok (none_path);
+  none = uel_test_header_open (none_path);
   empty = uel_header_get_metadata_json (none);
   g_assert_cmpstr (empty, ==, "{}");
 }
@@ -1604,7 +1593,7 @@ test_select_names (void)
     {"*\\\\*", "back\\slash"},
   };
   g_autofree gchar *path = write_select_file ("select-names");
-  g_autoptr (UelHeader) h = open_ok (path);
+  g_autoptr (UelHeader) h = uel_test_header_open (path);
 
   for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
     GError *err = NULL;
@@ -1630,7 +1619,7 @@ static void
 test_select_errors_and_kinds (void)
 {
   g_autofree gchar *path = write_select_file ("select-kinds");
-  g_autoptr (UelHeader) h = open_ok (path);
+  g_autoptr (UelHeader) h = uel_test_header_open (path);
   g_autoptr (UelTensorFilter) f = uel_tensor_filter_new ();
   g_autoptr (GArray) idx = NULL;
   GError *err = NULL;
@@ -1687,7 +1676,7 @@ test_select_many_names (void)
   GError *err = NULL;
 
   uel_test_write_one_byte_tensors (path, n);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
 
   /* every 20th tensor, given last to first */
   for (guint k = n_keys; k-- > 0;)
@@ -1764,7 +1753,7 @@ test_sharded_three_shards (void)
   }
   write_text (index, index_json);
 
-  h = open_ok (index);
+  h = uel_test_header_open (index);
   g_assert_true (uel_header_is_sharded (h));
   g_assert_cmpstr (uel_header_get_location (h), ==, index);
   g_assert_cmpuint (uel_header_get_n_files (h), ==, 3);
@@ -1824,7 +1813,7 @@ test_sharded_two_shards (void)
   write_text (index, "{\"weight_map\":{\"z\":\"sh2-b.safetensors\","
       "\"x\":\"sh2-a.safetensors\",\"y\":\"sh2-b.safetensors\"}}");
 
-  h = open_ok (index);
+  h = uel_test_header_open (index);
   g_assert_cmpuint (uel_header_get_n_files (h), ==, 2);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 3);
   g_assert_cmpstr (uel_header_get_tensor (h, 0)->name, ==, "x");
@@ -1956,7 +1945,7 @@ test_hundred_thousand_tensors (void)
         "[2]", 2, NULL);
   }
   uel_test_builder_write (b, path, NULL);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpint (g_stat (path, &st), ==, 0);
   g_test_message ("header of %" G_GUINT64_FORMAT " bytes",
       uel_header_get_data_offset (h, 0) - 8);
@@ -1995,7 +1984,7 @@ test_fifty_megabyte_metadata (void)
   g_string_append (s, "\"}," T ("a", "U8", "[2]", "[0,2]") "}");
   write_with_data (path, s->str, s->len, 2);
 
-  h = open_ok (path);
+  h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_data_offset (h, 0), ==, 8 + s->len);
   meta = uel_header_get_metadata (h);
   v = g_hash_table_lookup (meta, "big");

@@ -24,16 +24,6 @@ method_name (UelReadMethod m)
       "direct";
 }
 
-static UelHeader *
-open_ok (const gchar * path)
-{
-  GError *err = NULL;
-  UelHeader *h = uel_header_open (path, &err);
-
-  g_assert_no_error (err);
-  return h;
-}
-
 /* the bytes of the files the tests read, each read once (no test
  * compares a file after changing it) */
 static GHashTable *file_cache;
@@ -126,7 +116,7 @@ test_exact_bytes (void)
   uel_test_builder_add (b, "large", "U8", "[20000000]", 20000000, NULL);
   uel_test_builder_add (b, "odd", "U8", "[4099]", 4099, NULL);
   uel_test_builder_write (b, path, NULL);
-  h = open_ok (path);
+  h = uel_test_header_open (path);
 
   for (guint m = 0; m < G_N_ELEMENTS (methods); m++) {
     for (guint threads = 1; threads <= 3; threads += 2) {
@@ -181,7 +171,7 @@ test_many_shards (void)
   rl.rlim_cur = 48;
   g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &rl), ==, 0);
 
-  h = open_ok (index);
+  h = uel_test_header_open (index);
   g_assert_cmpuint (uel_header_get_n_files (h), ==, n_shards);
   for (guint m = 0; m < G_N_ELEMENTS (methods); m++) {
     g_autoptr (UelReader) r = uel_reader_new (h);
@@ -268,7 +258,7 @@ test_rewritten_in_place (void)
     }
     uel_test_builder_set_align (b, 8);
     uel_test_builder_write (b, path, NULL);
-    h = open_ok (path);
+    h = uel_test_header_open (path);
     r = uel_reader_new (h);
     uel_reader_set_method (r, methods[m]);
     g_assert_true (uel_reader_start (r, &err));
@@ -334,7 +324,7 @@ test_threads (void)
 {
   g_autofree gchar *index = uel_test_write_checkpoint ("threads", 20, 3,
       10000);
-  g_autoptr (UelHeader) h = open_ok (index);
+  g_autoptr (UelHeader) h = uel_test_header_open (index);
   g_autoptr (UelReader) r = uel_reader_new (h);
   Worker w[4];
   GThread *threads[4];
@@ -359,7 +349,7 @@ static void
 test_restart_and_empty (void)
 {
   g_autofree gchar *index = uel_test_write_checkpoint ("restart", 3, 4, 3000);
-  g_autoptr (UelHeader) h = open_ok (index);
+  g_autoptr (UelHeader) h = uel_test_header_open (index);
   g_autoptr (UelReader) r = uel_reader_new (h);
   g_autoptr (UelReader) none = uel_reader_new (h);
   const guint picked[] = { 11, 0, 5 };

@@ -126,8 +126,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (Model, model_free)
  * tensors of 600-1100 KiB among them (the reader waits for pool memory; the
  * largest is over half the pool and is read into ordinary memory), one of
  * 1.5 MiB (read in parts by the I/O threads), an empty tensor and a JSON
- * dictionary.  The data section is 8-byte aligned: mmap maps tensors in
- * place. */
+ * dictionary, in that order (not the reference writer's).  The data
+ * section is 8-byte aligned: mmap maps tensors in place. */
 static Model *
 model_states (void)
 {
@@ -136,6 +136,7 @@ model_states (void)
   guint dict = 0;
 
   uel_test_builder_set_align (b, 8);
+  uel_test_builder_keep_order (b);
   for (guint i = 0; i < 44; i++) {
     if (i == 3)
       model_add_dict (b, sizes, &dict);

@@ -78,23 +78,52 @@ uel_test_conformance_dir (void)
   return d ? d : UEL_CONFORMANCE_DIR;
 }
 
+/* fuzz/make-corpus collects the files the tests write, up to 64 KiB, as
+ * seeds for the fuzz targets */
+static void
+copy_to_corpus (const gchar * path, gconstpointer bytes, gsize len)
+{
+  const gchar *corpus = g_getenv ("UEL_TEST_CORPUS_DIR");
+  g_autofree gchar *base = NULL;
+  g_autofree gchar *copy = NULL;
+  GError *err = NULL;
+
+  if (!corpus || len > 64 * 1024)
+    return;
+  base = g_path_get_basename (path);
+  copy = g_build_filename (corpus, base, NULL);
+  g_file_set_contents (copy, bytes, (gssize) len, &err);
+  g_assert_no_error (err);
+}
+
 void
 uel_test_write_bytes (const gchar * path, gconstpointer bytes, gsize len)
 {
-  const gchar *corpus = g_getenv ("UEL_TEST_CORPUS_DIR");
   GError *err = NULL;
 
   g_file_set_contents (path, bytes, (gssize) len, &err);
   g_assert_no_error (err);
-  /* fuzz/make-corpus collects the files the tests write, up to 64 KiB, as
-   * seeds for the fuzz targets */
-  if (corpus && len <= 64 * 1024) {
-    g_autofree gchar *base = g_path_get_basename (path);
-    g_autofree gchar *copy = g_build_filename (corpus, base, NULL);
+  copy_to_corpus (path, bytes, len);
+}
 
-    g_file_set_contents (copy, bytes, (gssize) len, &err);
-    g_assert_no_error (err);
-  }
+/* The file UelWriter wrote at @path, to the corpus too */
+static void
+writer_wrote (const gchar * path)
+{
+  g_autofree gchar *bytes = NULL;
+  gsize len;
+
+  if (!g_getenv ("UEL_TEST_CORPUS_DIR"))
+    return;
+  g_assert_true (g_file_get_contents (path, &bytes, &len, NULL));
+  copy_to_corpus (path, bytes, len);
+}
+
+static void
+writer_check (gboolean ok, GError * err)
+{
+  g_assert_no_error (err);
+  g_assert_true (ok);
 }
 
 void
@@ -126,21 +155,43 @@ uel_test_fill (guint8 * buf, gsize len, guint seed)
   }
 }
 
+typedef struct
+{
+  gchar *name;
+  gchar *dtype;
+  gchar *shape_json;
+  gsize start;                  /* in the builder's data, in the order added */
+  gsize n_bytes;
+} Entry;
+
 struct _UelTestBuilder
 {
-  GString *entries;
-  GString *meta;
-  GByteArray *data;
-  guint n;
+  GArray *entries;              /* Entry, in the order added */
+  GPtrArray *meta;              /* key, value, key, value ... */
+  GByteArray *data;             /* the tensors' bytes, in the order added */
+  GByteArray *file_data;        /* the data section as written */
   guint align;
+  gboolean keep_order;
 };
+
+static void
+entry_clear (gpointer p)
+{
+  Entry *e = p;
+
+  g_free (e->name);
+  g_free (e->dtype);
+  g_free (e->shape_json);
+}
 
 UelTestBuilder *
 uel_test_builder_new (void)
 {
   UelTestBuilder *b = g_new0 (UelTestBuilder, 1);
 
-  b->entries = g_string_new (NULL);
+  b->entries = g_array_new (FALSE, TRUE, sizeof (Entry));
+  g_array_set_clear_func (b->entries, entry_clear);
+  b->meta = g_ptr_array_new_with_free_func (g_free);
   b->data = g_byte_array_new ();
   return b;
 }
@@ -167,31 +218,24 @@ uel_test_builder_add (UelTestBuilder * b, const gchar * name,
     const gchar * dtype, const gchar * shape_json, gsize n_bytes,
     gconstpointer data)
 {
-  g_autofree gchar *esc = json_escape (name);
-  guint start = b->data->len;
+  Entry e = { g_strdup (name), g_strdup (dtype), g_strdup (shape_json),
+    b->data->len, n_bytes
+  };
 
-  g_byte_array_set_size (b->data, start + (guint) n_bytes);
+  g_byte_array_set_size (b->data, (guint) (e.start + n_bytes));
   if (data)
-    memcpy (b->data->data + start, data, n_bytes);
+    memcpy (b->data->data + e.start, data, n_bytes);
   else
-    uel_test_fill (b->data->data + start, n_bytes, b->n);
-  g_string_append_printf (b->entries,
-      "%s\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%u,%u]}",
-      b->entries->len ? "," : "", esc, dtype, shape_json, start,
-      start + (guint) n_bytes);
-  b->n++;
+    uel_test_fill (b->data->data + e.start, n_bytes, b->entries->len);
+  g_array_append_val (b->entries, e);
 }
 
 void
 uel_test_builder_set_metadata (UelTestBuilder * b, const gchar * key,
     const gchar * value)
 {
-  g_autofree gchar *k = json_escape (key), *v = json_escape (value);
-
-  if (!b->meta)
-    b->meta = g_string_new (NULL);
-  g_string_append_printf (b->meta, "%s\"%s\":\"%s\"",
-      b->meta->len ? "," : "", k, v);
+  g_ptr_array_add (b->meta, g_strdup (key));
+  g_ptr_array_add (b->meta, g_strdup (value));
 }
 
 void
@@ -200,34 +244,123 @@ uel_test_builder_set_align (UelTestBuilder * b, guint align)
   b->align = align;
 }
 
-const guint8 *
-uel_test_builder_write (UelTestBuilder * b, const gchar * path,
-    gsize * data_len)
+void
+uel_test_builder_keep_order (UelTestBuilder * b)
+{
+  b->keep_order = TRUE;
+}
+
+/* by hand: the tensors in the order added, the header padded to @align */
+static void
+builder_write_raw (UelTestBuilder * b, const gchar * path)
 {
   GString *h = g_string_new ("{");
 
-  if (b->meta)
-    g_string_append_printf (h, "\"__metadata__\":{%s}%s", b->meta->str,
-        b->entries->len ? "," : "");
-  g_string_append (h, b->entries->str);
+  if (b->meta->len) {
+    g_string_append (h, "\"__metadata__\":{");
+    for (guint i = 0; i < b->meta->len; i += 2) {
+      g_autofree gchar *k = json_escape (g_ptr_array_index (b->meta, i));
+      g_autofree gchar *v = json_escape (g_ptr_array_index (b->meta, i + 1));
+
+      g_string_append_printf (h, "%s\"%s\":\"%s\"", i ? "," : "", k, v);
+    }
+    g_string_append_c (h, '}');
+  }
+  for (guint i = 0; i < b->entries->len; i++) {
+    Entry *e = &g_array_index (b->entries, Entry, i);
+    g_autofree gchar *esc = json_escape (e->name);
+
+    g_string_append_printf (h, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":%s,"
+        "\"data_offsets\":[%" G_GSIZE_FORMAT ",%" G_GSIZE_FORMAT "]}",
+        h->len > 1 ? "," : "", esc, e->dtype, e->shape_json, e->start,
+        e->start + e->n_bytes);
+  }
   g_string_append_c (h, '}');
   if (b->align)
     while ((8 + h->len) % b->align)
       g_string_append_c (h, ' ');
   uel_test_write_safetensors (path, h->str, b->data->data, b->data->len);
   g_string_free (h, TRUE);
+  b->file_data = g_byte_array_ref (b->data);
+}
+
+/* "[2,3]" as dimensions */
+static GArray *
+parse_shape (const gchar * json)
+{
+  GArray *dims = g_array_new (FALSE, FALSE, sizeof (guint64));
+  const gchar *p = json;
+
+  g_assert_cmpint (*p, ==, '[');
+  for (p++; *p != ']';) {
+    gchar *end;
+    guint64 d = g_ascii_strtoull (p, &end, 10);
+
+    g_assert_true (end > p);
+    g_array_append_val (dims, d);
+    for (p = end; *p == ',' || *p == ' '; p++);
+  }
+  return dims;
+}
+
+/* by UelWriter: as the reference writes the same tensors */
+static void
+builder_write_with_writer (UelTestBuilder * b, const gchar * path)
+{
+  g_autoptr (UelWriter) w = NULL;
+  GError *err = NULL;
+
+  w = uel_writer_new (path, &err);
+  g_assert_no_error (err);
+  for (guint i = 0; i < b->meta->len; i += 2)
+    writer_check (uel_writer_set_metadata (w, g_ptr_array_index (b->meta, i),
+            g_ptr_array_index (b->meta, i + 1), &err), err);
+  for (guint i = 0; i < b->entries->len; i++) {
+    Entry *e = &g_array_index (b->entries, Entry, i);
+    g_autoptr (GArray) dims = parse_shape (e->shape_json);
+
+    writer_check (uel_writer_add_tensor (w, e->name,
+            uel_dtype_from_string (e->dtype, -1), dims->len,
+            (const guint64 *) dims->data, &err), err);
+  }
+  writer_check (uel_writer_write_header (w, &err), err);
+  b->file_data = g_byte_array_sized_new (b->data->len);
+  g_byte_array_set_size (b->file_data, b->data->len);
+  for (guint i = 0; i < b->entries->len; i++) {
+    Entry *e = &g_array_index (b->entries, Entry, i);
+    const UelTensorInfo *info = uel_writer_lookup (w, e->name, NULL);
+
+    g_assert_cmpuint (info->n_bytes, ==, e->n_bytes);
+    writer_check (uel_writer_write_tensor (w, e->name,
+            b->data->data + e->start, e->n_bytes, &err), err);
+    memcpy (b->file_data->data + info->data_begin, b->data->data + e->start,
+        e->n_bytes);
+  }
+  writer_check (uel_writer_finish (w, &err), err);
+  writer_wrote (path);
+}
+
+const guint8 *
+uel_test_builder_write (UelTestBuilder * b, const gchar * path,
+    gsize * data_len)
+{
+  g_clear_pointer (&b->file_data, g_byte_array_unref);
+  if (b->align == 8 && !b->keep_order)
+    builder_write_with_writer (b, path);
+  else
+    builder_write_raw (b, path);
   if (data_len)
-    *data_len = b->data->len;
-  return b->data->data;
+    *data_len = b->file_data->len;
+  return b->file_data->data;
 }
 
 void
 uel_test_builder_free (UelTestBuilder * b)
 {
-  g_string_free (b->entries, TRUE);
-  if (b->meta)
-    g_string_free (b->meta, TRUE);
+  g_array_unref (b->entries);
+  g_ptr_array_unref (b->meta);
   g_byte_array_unref (b->data);
+  g_clear_pointer (&b->file_data, g_byte_array_unref);
   g_free (b);
 }
 
@@ -271,18 +404,38 @@ uel_test_write_checkpoint (const gchar * name, guint n_shards,
 void
 uel_test_write_one_byte_tensors (const gchar * path, guint n)
 {
-  GString *json = g_string_new ("{");
-  g_autofree guint8 *data = g_malloc (MAX (n, 1));
+  g_autoptr (UelWriter) w = NULL;
+  const guint64 shape[] = { 1 };
+  GError *err = NULL;
+  gchar name[16];
 
+  w = uel_writer_new (path, &err);
+  g_assert_no_error (err);
   for (guint i = 0; i < n; i++) {
-    g_string_append_printf (json, "%s\"t%07u\":{\"dtype\":\"U8\","
-        "\"shape\":[1],\"data_offsets\":[%u,%u]}", i ? "," : "", i, i,
-        i + 1);
-    data[i] = (guint8) i;
+    g_snprintf (name, sizeof name, "t%07u", i);
+    writer_check (uel_writer_add_tensor (w, name, UEL_DTYPE_U8, 1, shape,
+            &err), err);
   }
-  g_string_append_c (json, '}');
-  uel_test_write_safetensors (path, json->str, data, n);
-  g_string_free (json, TRUE);
+  /* the names sort as they were added: tensor i is at byte i */
+  for (guint i = 0; i < n; i++) {
+    guint8 byte = (guint8) i;
+
+    g_snprintf (name, sizeof name, "t%07u", i);
+    writer_check (uel_writer_write (w, name, 0, &byte, 1, &err), err);
+  }
+  writer_check (uel_writer_finish (w, &err), err);
+  writer_wrote (path);
+}
+
+UelHeader *
+uel_test_header_open (const gchar * path)
+{
+  GError *err = NULL;
+  UelHeader *h = uel_header_open (path, &err);
+
+  g_assert_no_error (err);
+  g_assert_nonnull (h);
+  return h;
 }
 
 void

@@ -28,7 +28,12 @@ void uel_test_write_safetensors (const gchar * path, const gchar * header_json,
 /* Deterministic, non-zero bytes for tensor @seed. */
 void uel_test_fill (guint8 * buf, gsize len, guint seed);
 
-/* Builds a valid file tensor by tensor, in order. */
+/* Builds a valid file tensor by tensor.  With uel_test_builder_set_align
+ * (b, 8), UelWriter writes it as the reference would (tensors ordered by
+ * dtype, widest first, then name; the header padded to 8 bytes); otherwise
+ * it is written by hand, the tensors in the order added: unaligned (the
+ * default; as early writers did), padded to another alignment, or, after
+ * uel_test_builder_keep_order(), padded to 8 in the order added. */
 typedef struct _UelTestBuilder UelTestBuilder;
 UelTestBuilder *uel_test_builder_new (void);
 /* shape as a JSON array text, e.g. "[2,3]"; @data may be NULL to fill with
@@ -41,24 +46,31 @@ void uel_test_builder_set_metadata (UelTestBuilder * b, const gchar * key,
 /* pad the header with spaces so that the data section starts at a multiple
  * of @align (0 = no padding: the data section is unaligned) */
 void uel_test_builder_set_align (UelTestBuilder * b, guint align);
-/* writes the file and returns the data section (owned by the builder) */
+/* write by hand, in the order added, even when aligned to 8: for tests
+ * whose file layout is the point */
+void uel_test_builder_keep_order (UelTestBuilder * b);
+/* writes the file and returns its data section, in file order (owned by
+ * the builder) */
 const guint8 *uel_test_builder_write (UelTestBuilder * b, const gchar * path,
     gsize * data_len);
 void uel_test_builder_free (UelTestBuilder * b);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (UelTestBuilder, uel_test_builder_free)
 
 /* Writes a sharded checkpoint into a new folder @name of the test folder:
- * @n_shards files "model-0000i-of-0000n.safetensors", each with
- * @per_shard U8 tensors "s<shard>.t<i>" of @bytes bytes (filled with
- * uel_test_fill), and "model.safetensors.index.json".  Returns the index's
- * path. */
+ * @n_shards files "model-0000i-of-0000n.safetensors" (by UelWriter), each
+ * with @per_shard U8 tensors "s<shard>.t<i>" of @bytes bytes (filled with
+ * uel_test_fill; in name order, so "s0.t10" before "s0.t2"), and
+ * "model.safetensors.index.json".  Returns the index's path. */
 gchar *uel_test_write_checkpoint (const gchar * name, guint n_shards,
     guint per_shard, gsize bytes);
 
 /* Writes @n U8 tensors of one byte each, "t0000000", "t0000001", ...,
- * tensor i holding the byte i % 256: the pathological file of many tiny
- * tensors. */
+ * tensor i holding the byte i % 256 at byte i of the data section (by
+ * UelWriter): the pathological file of many tiny tensors. */
 void uel_test_write_one_byte_tensors (const gchar * path, guint n);
+
+/* uel_header_open(), asserting that it succeeds */
+UelHeader *uel_test_header_open (const gchar * path);
 
 /* Rewrites @path in place from byte @from to its end (0xee), the size
  * kept, and sets its modification time 10 s later: a change that only the

@@ -2,7 +2,8 @@
  * SPDX-License-Identifier: MIT
  *
  * Interposes pread/pread64 (and their _FORTIFY_SOURCE variants), the open
- * family and madvise, and acts only on the files the test names (see
+ * family, madvise, pwrite/pwrite64 and fdatasync/fsync, and acts only on
+ * the files the test names (see
  * uel-fault-shim.h).  Everything else goes to the next definition, the C
  * library's (or a sanitizer's interceptor, which then calls us).
  *
@@ -372,4 +373,74 @@ madvise (void *addr, size_t len, int advice)
     }
   }
   return fn_madvise (addr, len, advice);
+}
+
+/* ------------------------------------------------------------------ */
+/* a full disk, a failed write-back */
+
+typedef ssize_t (*PwriteFunc) (int, const void *, size_t, off64_t);
+typedef int (*SyncFunc) (int);
+
+static ssize_t
+full_pwrite (PwriteFunc real, int fd, const void *buf, size_t count,
+    off64_t offset)
+{
+  Snapshot s;
+  uint64_t off = (uint64_t) offset;
+
+  if (offset < 0 || !snapshot (&s, 1 << UEL_FAULT_NOSPC)
+      || !fd_matches (fd, s.match))
+    return real (fd, buf, count, offset);
+  atomic_fetch_add (&n_calls, 1);
+  if (count > 0 && off >= s.offset) {
+    atomic_fetch_add (&n_faults, 1);
+    errno = ENOSPC;
+    return -1;
+  }
+  if (off + count > s.offset) {
+    atomic_fetch_add (&n_faults, 1);
+    count = (size_t) (s.offset - off);
+  }
+  return real (fd, buf, count, offset);
+}
+
+ssize_t
+pwrite (int fd, const void *buf, size_t count, off_t offset)
+{
+  REAL (PwriteFunc, pwrite);
+  return full_pwrite (fn_pwrite, fd, buf, count, offset);
+}
+
+ssize_t
+pwrite64 (int fd, const void *buf, size_t count, off64_t offset)
+{
+  REAL (PwriteFunc, pwrite64);
+  return full_pwrite (fn_pwrite64, fd, buf, count, offset);
+}
+
+static int
+failed_sync (SyncFunc real, int fd)
+{
+  Snapshot s;
+
+  if (!snapshot (&s, 1 << UEL_FAULT_SYNC_EIO) || !fd_matches (fd, s.match))
+    return real (fd);
+  atomic_fetch_add (&n_calls, 1);
+  atomic_fetch_add (&n_faults, 1);
+  errno = EIO;
+  return -1;
+}
+
+int
+fdatasync (int fd)
+{
+  REAL (SyncFunc, fdatasync);
+  return failed_sync (fn_fdatasync, fd);
+}
+
+int
+fsync (int fd)
+{
+  REAL (SyncFunc, fsync);
+  return failed_sync (fn_fsync, fd);
 }

@@ -4,7 +4,8 @@
  * The shim (libuel-fault-shim.so) is loaded with LD_PRELOAD and sits
  * between the program and the C library's pread/pread64 (and, for
  * UEL_FAULT_NODIRECT, the open family; for UEL_FAULT_POPULATE_NOMEM,
- * madvise).  It acts only on descriptors whose
+ * madvise; for UEL_FAULT_NOSPC, pwrite/pwrite64; for UEL_FAULT_SYNC_EIO,
+ * fdatasync and fsync).  It acts only on descriptors whose
  * /proc/self/fd link (or, for opens, on paths) containing a configured
  * substring, so that GStreamer's own file access is left alone.  A test
  * finds the functions below with dlsym (RTLD_DEFAULT, ...): they are there
@@ -37,6 +38,11 @@ typedef enum
    * ENOMEM, as when the kernel cannot find the memory (match is not used
    * but must be set) */
   UEL_FAULT_POPULATE_NOMEM,
+  /* the disk is full from offset on: a write (pwrite) starting there or
+   * after fails with ENOSPC, a write across it stops there */
+  UEL_FAULT_NOSPC,
+  /* fdatasync and fsync fail with EIO, as when write-back failed */
+  UEL_FAULT_SYNC_EIO,
 } UelFaultMode;
 
 typedef struct

@@ -1,0 +1,1045 @@
+/* gst-uel: stream safetensors tensors through GStreamer
+ * SPDX-License-Identifier: MIT
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include "uel-error.h"
+#include "uel-json-private.h"
+#include "uel-writer.h"
+
+/* The reference's dtype order: the declaration order of its `Dtype` enum
+ * (safetensors/src/tensor.rs), which derives Ord.  Its writer sorts the
+ * tensors by that order, descending, then by name; UelDType lists the
+ * dtypes in another order (F4 and F6 with the floats). */
+static const guint8 reference_rank[UEL_DTYPE_N_TYPES] = {
+  [UEL_DTYPE_BOOL] = 0,
+  [UEL_DTYPE_F4] = 1,
+  [UEL_DTYPE_F6_E2M3] = 2,
+  [UEL_DTYPE_F6_E3M2] = 3,
+  [UEL_DTYPE_U8] = 4,
+  [UEL_DTYPE_I8] = 5,
+  [UEL_DTYPE_F8_E5M2] = 6,
+  [UEL_DTYPE_F8_E4M3] = 7,
+  [UEL_DTYPE_F8_E8M0] = 8,
+  [UEL_DTYPE_F8_E4M3FNUZ] = 9,
+  [UEL_DTYPE_F8_E5M2FNUZ] = 10,
+  [UEL_DTYPE_I16] = 11,
+  [UEL_DTYPE_U16] = 12,
+  [UEL_DTYPE_F16] = 13,
+  [UEL_DTYPE_BF16] = 14,
+  [UEL_DTYPE_I32] = 15,
+  [UEL_DTYPE_U32] = 16,
+  [UEL_DTYPE_F32] = 17,
+  [UEL_DTYPE_C64] = 18,
+  [UEL_DTYPE_F64] = 19,
+  [UEL_DTYPE_I64] = 20,
+  [UEL_DTYPE_U64] = 21,
+};
+
+/* The reference pads its header to a multiple of this (N_LEN) */
+#define HEADER_ALIGN 8
+
+/* The largest data section accepted: any header still fits before it in a
+ * file whose size an off_t holds. */
+#define MAX_DATA_BYTES \
+  ((guint64) G_MAXINT64 - 8 - UEL_MAX_HEADER_SIZE)
+
+/* Linux transfers at most this many bytes per write call */
+#define MAX_IO ((gsize) 0x7ffff000)
+
+typedef struct
+{
+  guint64 begin;
+  guint64 end;
+} Range;
+
+typedef struct
+{
+  UelTensorInfo info;           /* shape set when the header is written */
+  guint shape_start;            /* in dims */
+  guint64 written;              /* bytes of the tensor written so far */
+  GArray *ranges;               /* Range: what was written, sorted, merged;
+                                 * NULL while nothing or everything is */
+} Tensor;
+
+typedef enum
+{
+  STATE_DECLARING,
+  STATE_WRITING,
+  STATE_FAILED,
+  STATE_FINISHED,
+  STATE_ABORTED,
+} State;
+
+struct _UelWriter
+{
+  gchar *location;
+  gchar *tmp_path;              /* NULL once removed or renamed */
+  gint fd;
+  GMutex lock;
+  State state;
+  GError *failure;              /* what made the writer fail */
+  GArray *tensors;              /* Tensor: declaration order, then file order */
+  GArray *dims;                 /* guint64: every tensor's shape */
+  GStringChunk *names;
+  GHashTable *by_name;          /* name -> index in tensors + 1 */
+  GHashTable *metadata;         /* gchar * -> gchar *, owned */
+  guint64 total_bytes;
+  guint64 data_offset;          /* 8 + header length, once written */
+};
+
+static void
+tensor_clear (gpointer p)
+{
+  Tensor *t = p;
+
+  g_clear_pointer (&t->ranges, g_array_unref);
+}
+
+/* A name for messages: at most 64 bytes of it, in quotes, with control
+ * characters, quotes and backslashes escaped and UTF-8 kept readable (made
+ * valid: a name refused for not being UTF-8 is printed too).  Only error
+ * paths call it. */
+static gchar *
+quote_name (const gchar * name)
+{
+  gsize len = strlen (name), cut = MIN (len, 64);
+  g_autofree gchar *valid = NULL;
+  GString *out = g_string_new ("'");
+
+  while (cut < len && cut > 0 && ((guchar) name[cut] & 0xc0) == 0x80)
+    cut--;
+  valid = g_utf8_make_valid (name, (gssize) cut);
+  for (const guchar * p = (const guchar *) valid; *p; p++) {
+    if (*p == '\\' || *p == '\'')
+      g_string_append_printf (out, "\\%c", *p);
+    else if (*p < 0x20 || *p == 0x7f)
+      g_string_append_printf (out, "\\x%02x", *p);
+    else
+      g_string_append_c (out, (gchar) * p);
+  }
+  g_string_append (out, cut < len ? "'…" : "'");
+  return g_string_free (out, FALSE);
+}
+
+static gboolean
+errno_error (GError ** error, gint err, const gchar * format, ...)
+    G_GNUC_PRINTF (3, 4);
+
+static gboolean
+errno_error (GError ** error, gint err, const gchar * format, ...)
+{
+  va_list args;
+  g_autofree gchar *what = NULL;
+
+  va_start (args, format);
+  what = g_strdup_vprintf (format, args);
+  va_end (args);
+  g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (err), "%s: %s",
+      what, g_strerror (err));
+  return FALSE;
+}
+
+/**
+ * uel_writer_new:
+ * @location: the file to write; an existing file there is replaced by
+ *   uel_writer_finish(), and only then
+ * @error: return location for a #GError
+ *
+ * Creates the temporary file the data go to, in @location's folder, with
+ * the permissions a new file gets there (0666 less the umask).  A folder
+ * that does not exist or cannot be written to fails here, before any work
+ * is done.
+ *
+ * Returns: (transfer full) (nullable): a new writer, or %NULL with @error
+ *   set in the #G_FILE_ERROR domain (%G_FILE_ERROR_NOENT,
+ *   %G_FILE_ERROR_ACCES, %G_FILE_ERROR_ISDIR when @location is a folder …)
+ */
+UelWriter *
+uel_writer_new (const gchar * location, GError ** error)
+{
+  g_autofree gchar *dir = NULL;
+  g_autofree gchar *base = NULL;
+  gchar *tmpl;
+  UelWriter *w;
+  GStatBuf st;
+  gint fd;
+
+  g_return_val_if_fail (location != NULL, NULL);
+
+  if (g_stat (location, &st) == 0 && S_ISDIR (st.st_mode)) {
+    g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_ISDIR,
+        "%s: is a folder, not a file to write", location);
+    return NULL;
+  }
+  dir = g_path_get_dirname (location);
+  base = g_path_get_basename (location);
+  /* room for ".", ".XXXXXX" within a file name's 255 bytes */
+  if (strlen (base) > 200)
+    base[200] = '\0';
+  tmpl = g_strdup_printf ("%s/.%s.XXXXXX", dir, base);
+  fd = g_mkstemp_full (tmpl, O_RDWR | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    gint err = errno;
+
+    g_free (tmpl);
+    errno_error (error, err, "%s: cannot create a temporary file in %s",
+        location, dir);
+    return NULL;
+  }
+
+  w = g_new0 (UelWriter, 1);
+  w->location = g_strdup (location);
+  w->tmp_path = tmpl;
+  w->fd = fd;
+  g_mutex_init (&w->lock);
+  w->state = STATE_DECLARING;
+  w->tensors = g_array_new (FALSE, TRUE, sizeof (Tensor));
+  g_array_set_clear_func (w->tensors, tensor_clear);
+  w->dims = g_array_new (FALSE, FALSE, sizeof (guint64));
+  w->names = g_string_chunk_new (4096);
+  w->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  w->metadata = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+      g_free);
+  return w;
+}
+
+/* Removes the temporary file, if it is still there. */
+static void
+remove_tmp (UelWriter * w)
+{
+  if (w->tmp_path) {
+    g_unlink (w->tmp_path);
+    g_clear_pointer (&w->tmp_path, g_free);
+  }
+}
+
+/* Under the lock: the writer fails with @error (taken), its temporary file
+ * removed at once so that a full disk gets its space back; the descriptor
+ * stays open until uel_writer_free(), for writes still under way in other
+ * threads. */
+static gboolean
+fail (UelWriter * w, GError * err, GError ** error)
+{
+  if (w->state != STATE_FAILED) {
+    w->state = STATE_FAILED;
+    w->failure = g_error_copy (err);
+    remove_tmp (w);
+  }
+  g_propagate_error (error, err);
+  return FALSE;
+}
+
+/* the error that made the writer fail, again */
+static gboolean
+failed (UelWriter * w, GError ** error)
+{
+  if (error)
+    *error = g_error_copy (w->failure);
+  return FALSE;
+}
+
+/**
+ * uel_writer_abort:
+ * @writer: a #UelWriter
+ *
+ * Gives up: removes the temporary file and closes it, leaving @location as
+ * it was.  Nothing is left to do but uel_writer_free(), which aborts by
+ * itself a writer that did not finish.  Does nothing after
+ * uel_writer_finish() succeeded.
+ */
+void
+uel_writer_abort (UelWriter * writer)
+{
+  g_return_if_fail (writer != NULL);
+
+  g_mutex_lock (&writer->lock);
+  if (writer->state != STATE_FINISHED) {
+    writer->state = STATE_ABORTED;
+    remove_tmp (writer);
+    if (writer->fd >= 0) {
+      close (writer->fd);
+      writer->fd = -1;
+    }
+  }
+  g_mutex_unlock (&writer->lock);
+}
+
+/**
+ * uel_writer_free:
+ * @writer: (transfer full): a #UelWriter
+ *
+ * Frees the writer; one that did not finish is aborted first (its
+ * temporary file removed, @location left as it was).
+ */
+void
+uel_writer_free (UelWriter * writer)
+{
+  if (!writer)
+    return;
+  uel_writer_abort (writer);
+  g_mutex_clear (&writer->lock);
+  g_free (writer->location);
+  g_clear_error (&writer->failure);
+  g_array_unref (writer->tensors);
+  g_array_unref (writer->dims);
+  g_string_chunk_free (writer->names);
+  g_hash_table_unref (writer->by_name);
+  g_hash_table_unref (writer->metadata);
+  g_free (writer);
+}
+
+/**
+ * uel_writer_get_location:
+ * @writer: a #UelWriter
+ *
+ * Returns: the path the file gets when it is finished
+ */
+const gchar *
+uel_writer_get_location (const UelWriter * writer)
+{
+  g_return_val_if_fail (writer != NULL, NULL);
+  return writer->location;
+}
+
+/* what the reader of the header would refuse in a name or a metadata
+ * string: bytes that are not UTF-8 */
+static gboolean
+is_utf8 (const gchar * s)
+{
+  gsize bad;
+
+  return uel_utf8_validate (s, strlen (s), &bad);
+}
+
+/**
+ * uel_writer_add_tensor:
+ * @writer: a #UelWriter whose header is not written yet
+ * @name: the tensor's name: any UTF-8 but `__metadata__`, the empty name
+ *   included (the format and #UelHeader allow it)
+ * @dtype: its element type
+ * @n_dims: its rank; 0 for a scalar
+ * @shape: (array length=n_dims) (nullable): its dimensions; %NULL when
+ *   @n_dims is 0
+ * @error: return location for a #GError
+ *
+ * Declares a tensor.  Its byte size, element count × bits / 8, is checked
+ * as #UelHeader checks it when reading: a count or a size that overflows
+ * 64 bits (%UEL_ERROR_SIZE_OVERFLOW), a size that is not a whole number of
+ * bytes (%UEL_ERROR_PARTIAL_BYTE).  A data section that would pass
+ * 2^63 − 1 bytes less room for the largest header is
+ * %UEL_ERROR_SIZE_OVERFLOW as well.
+ *
+ * Returns: %TRUE when the tensor was added; %FALSE with @error set in the
+ *   #UEL_ERROR domain (%UEL_ERROR_DUPLICATE_TENSOR,
+ *   %UEL_ERROR_INVALID_TENSOR_NAME, %UEL_ERROR_UNKNOWN_DTYPE …) when it was
+ *   not, the writer unchanged
+ */
+gboolean
+uel_writer_add_tensor (UelWriter * writer, const gchar * name,
+    UelDType dtype, guint n_dims, const guint64 * shape, GError ** error)
+{
+  g_autofree gchar *q = NULL;
+  guint64 count = 1, bits, total;
+  Tensor t = { 0, };
+  guint bits_per;
+
+  g_return_val_if_fail (writer != NULL, FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (n_dims == 0 || shape != NULL, FALSE);
+  g_return_val_if_fail (writer->state == STATE_DECLARING, FALSE);
+
+  if (!is_utf8 (name)) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
+        "%s: tensor %s: the name is not valid UTF-8", writer->location, q);
+    return FALSE;
+  }
+  if (strcmp (name, "__metadata__") == 0) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
+        "%s: tensor '__metadata__': the name is the header's key of the "
+        "metadata, which a reader would take for it", writer->location);
+    return FALSE;
+  }
+  if (g_hash_table_contains (writer->by_name, name)) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_DUPLICATE_TENSOR,
+        "%s: tensor %s: declared twice", writer->location, q);
+    return FALSE;
+  }
+  bits_per = uel_dtype_get_bits (dtype);
+  if (bits_per == 0) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_DTYPE,
+        "%s: tensor %s: %d is not a safetensors dtype", writer->location, q,
+        (gint) dtype);
+    return FALSE;
+  }
+  for (guint d = 0; d < n_dims; d++) {
+    if (!g_uint64_checked_mul (&count, count, shape[d])) {
+      q = quote_name (name);
+      g_set_error (error, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW,
+          "%s: tensor %s: the element count of its shape overflows 64 bits "
+          "at dimension %u (%" G_GUINT64_FORMAT ")", writer->location, q, d,
+          shape[d]);
+      return FALSE;
+    }
+  }
+  if (!g_uint64_checked_mul (&bits, count, bits_per)) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW,
+        "%s: tensor %s: %" G_GUINT64_FORMAT " elements × %u bits overflows "
+        "64 bits", writer->location, q, count, bits_per);
+    return FALSE;
+  }
+  if (bits % 8 != 0) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_PARTIAL_BYTE,
+        "%s: tensor %s: %" G_GUINT64_FORMAT " elements of %s are %"
+        G_GUINT64_FORMAT " bits, not a whole number of bytes",
+        writer->location, q, count, uel_dtype_to_string (dtype), bits);
+    return FALSE;
+  }
+  if (!g_uint64_checked_add (&total, writer->total_bytes, bits / 8)
+      || total > MAX_DATA_BYTES) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_SIZE_OVERFLOW,
+        "%s: tensor %s: its %" G_GUINT64_FORMAT " bytes after %"
+        G_GUINT64_FORMAT " make a data section larger than a file can be",
+        writer->location, q, bits / 8, writer->total_bytes);
+    return FALSE;
+  }
+
+  t.info.name = g_string_chunk_insert (writer->names, name);
+  t.info.dtype = dtype;
+  t.info.n_dims = n_dims;
+  t.info.n_elements = count;
+  t.info.n_bytes = bits / 8;
+  t.shape_start = writer->dims->len;
+  if (n_dims)
+    g_array_append_vals (writer->dims, shape, n_dims);
+  g_array_append_val (writer->tensors, t);
+  g_hash_table_insert (writer->by_name, (gpointer) t.info.name,
+      GUINT_TO_POINTER (writer->tensors->len));
+  writer->total_bytes = total;
+  return TRUE;
+}
+
+/**
+ * uel_writer_set_metadata:
+ * @writer: a #UelWriter whose header is not written yet
+ * @key: a key of `__metadata__`: any UTF-8
+ * @value: its value: any UTF-8
+ * @error: return location for a #GError
+ *
+ * Sets one entry of the header's `__metadata__` map, replacing an earlier
+ * value of @key.  The header has a `__metadata__` once a key is set, and
+ * none otherwise (as the reference's `save_file (tensors, metadata=None)`).
+ *
+ * Returns: %TRUE when set; %FALSE with %UEL_ERROR_INVALID_METADATA when
+ *   @key or @value is not UTF-8
+ */
+gboolean
+uel_writer_set_metadata (UelWriter * writer, const gchar * key,
+    const gchar * value, GError ** error)
+{
+  g_return_val_if_fail (writer != NULL, FALSE);
+  g_return_val_if_fail (key != NULL, FALSE);
+  g_return_val_if_fail (value != NULL, FALSE);
+  g_return_val_if_fail (writer->state == STATE_DECLARING, FALSE);
+
+  if (!is_utf8 (key) || !is_utf8 (value)) {
+    g_autofree gchar *q = quote_name (key);
+
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_METADATA,
+        "%s: __metadata__ entry %s: the %s is not valid UTF-8",
+        writer->location, q, is_utf8 (key) ? "value" : "key");
+    return FALSE;
+  }
+  g_hash_table_replace (writer->metadata, g_strdup (key), g_strdup (value));
+  return TRUE;
+}
+
+/**
+ * uel_writer_get_total_bytes:
+ * @writer: a #UelWriter
+ *
+ * Returns: the size of the data section: the sum of the byte sizes of the
+ *   tensors declared so far
+ */
+guint64
+uel_writer_get_total_bytes (const UelWriter * writer)
+{
+  g_return_val_if_fail (writer != NULL, 0);
+  return writer->total_bytes;
+}
+
+static gint
+reference_order (gconstpointer a, gconstpointer b)
+{
+  const Tensor *x = a, *y = b;
+  guint rx = reference_rank[x->info.dtype], ry = reference_rank[y->info.dtype];
+
+  if (rx != ry)
+    return rx > ry ? -1 : 1;
+  return strcmp (x->info.name, y->info.name);
+}
+
+static gint
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
+}
+
+/* The header as serde_json writes the reference's: no whitespace,
+ * `__metadata__` first, each entry's members in the order of its
+ * TensorInfo struct, then spaces to a multiple of HEADER_ALIGN. */
+static GString *
+build_header (UelWriter * w)
+{
+  GString *h = g_string_new ("{");
+
+  if (g_hash_table_size (w->metadata) > 0) {
+    guint n;
+    g_autofree const gchar **keys = (const gchar **)
+        g_hash_table_get_keys_as_array (w->metadata, &n);
+
+    qsort (keys, n, sizeof (gchar *), compare_strings);
+    g_string_append (h, "\"__metadata__\":{");
+    for (guint i = 0; i < n; i++) {
+      if (i)
+        g_string_append_c (h, ',');
+      uel_json_append_string (h, keys[i]);
+      g_string_append_c (h, ':');
+      uel_json_append_string (h, g_hash_table_lookup (w->metadata, keys[i]));
+    }
+    g_string_append_c (h, '}');
+  }
+  for (guint i = 0; i < w->tensors->len; i++) {
+    const UelTensorInfo *info = &g_array_index (w->tensors, Tensor, i).info;
+
+    if (h->len > 1)
+      g_string_append_c (h, ',');
+    uel_json_append_string (h, info->name);
+    g_string_append_printf (h, ":{\"dtype\":\"%s\",\"shape\":[",
+        uel_dtype_to_string (info->dtype));
+    for (guint d = 0; d < info->n_dims; d++)
+      g_string_append_printf (h, "%s%" G_GUINT64_FORMAT, d ? "," : "",
+          info->shape[d]);
+    g_string_append_printf (h, "],\"data_offsets\":[%" G_GUINT64_FORMAT ",%"
+        G_GUINT64_FORMAT "]}", info->data_begin,
+        info->data_begin + info->n_bytes);
+  }
+  g_string_append_c (h, '}');
+  while (h->len % HEADER_ALIGN)
+    g_string_append_c (h, ' ');
+  return h;
+}
+
+static gboolean
+pwrite_all (gint fd, const guint8 * p, gsize len, guint64 offset)
+{
+  while (len > 0) {
+    ssize_t n = pwrite (fd, p, MIN (len, MAX_IO), (off_t) offset);
+
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      /* a regular file takes at least a byte or says why not */
+      if (n == 0)
+        errno = EIO;
+      return FALSE;
+    }
+    p += n;
+    len -= (gsize) n;
+    offset += (guint64) n;
+  }
+  return TRUE;
+}
+
+/* Under the lock: puts the tensors in the reference's order, gives them
+ * their offsets and writes the header; the file gets its full size at
+ * once (sparse until the data come). */
+static gboolean
+write_header_locked (UelWriter * w, GError ** error)
+{
+  g_autoptr (GString) h = NULL;
+  guint64 begin = 0, len_le;
+  GError *err = NULL;
+
+  g_array_sort (w->tensors, reference_order);
+  g_hash_table_remove_all (w->by_name);
+  for (guint i = 0; i < w->tensors->len; i++) {
+    Tensor *t = &g_array_index (w->tensors, Tensor, i);
+
+    t->info.shape = t->info.n_dims ?
+        &g_array_index (w->dims, guint64, t->shape_start) : NULL;
+    t->info.data_begin = begin;
+    begin += t->info.n_bytes;
+    g_hash_table_insert (w->by_name, (gpointer) t->info.name,
+        GUINT_TO_POINTER (i + 1));
+  }
+
+  h = build_header (w);
+  if (h->len > UEL_MAX_HEADER_SIZE) {
+    g_set_error (&err, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
+        "%s: the header of %u tensors would be %" G_GSIZE_FORMAT " bytes, "
+        "larger than the limit of %" G_GUINT64_FORMAT " bytes", w->location,
+        w->tensors->len, h->len, UEL_MAX_HEADER_SIZE);
+    return fail (w, err, error);
+  }
+  w->data_offset = 8 + h->len;
+  for (guint i = 0; i < w->tensors->len; i++) {
+    Tensor *t = &g_array_index (w->tensors, Tensor, i);
+
+    t->info.file_offset = w->data_offset + t->info.data_begin;
+  }
+
+  len_le = GUINT64_TO_LE ((guint64) h->len);
+  if (!pwrite_all (w->fd, (const guint8 *) &len_le, 8, 0)
+      || !pwrite_all (w->fd, (const guint8 *) h->str, h->len, 8)) {
+    errno_error (&err, errno, "%s: cannot write the header",
+        w->location);
+    return fail (w, err, error);
+  }
+  if (ftruncate (w->fd, (off_t) (w->data_offset + w->total_bytes)) != 0) {
+    errno_error (&err, errno, "%s: cannot make the file %" G_GUINT64_FORMAT
+        " bytes long", w->location, w->data_offset + w->total_bytes);
+    return fail (w, err, error);
+  }
+  w->state = STATE_WRITING;
+  return TRUE;
+}
+
+/**
+ * uel_writer_write_header:
+ * @writer: a #UelWriter
+ * @error: return location for a #GError
+ *
+ * Closes the table: puts the tensors in the reference's order, gives each
+ * its offsets and writes the header.  The first uel_writer_write() or
+ * uel_writer_finish() does it if it was not done; call it to read the
+ * table in file order (uel_writer_get_tensor()) before writing, e.g. to
+ * write the data front to back.  Nothing can be declared afterwards.
+ *
+ * Returns: %TRUE when the header is written (or was already);
+ *   %UEL_ERROR_HEADER_TOO_LARGE for a header over %UEL_MAX_HEADER_SIZE
+ *   bytes, or a #G_FILE_ERROR; the writer has failed then
+ */
+gboolean
+uel_writer_write_header (UelWriter * writer, GError ** error)
+{
+  gboolean ok = TRUE;
+
+  g_return_val_if_fail (writer != NULL, FALSE);
+  g_return_val_if_fail (writer->state != STATE_FINISHED
+      && writer->state != STATE_ABORTED, FALSE);
+
+  g_mutex_lock (&writer->lock);
+  if (writer->state == STATE_FAILED)
+    ok = failed (writer, error);
+  else if (writer->state == STATE_DECLARING)
+    ok = write_header_locked (writer, error);
+  g_mutex_unlock (&writer->lock);
+  return ok;
+}
+
+/**
+ * uel_writer_get_n_tensors:
+ * @writer: a #UelWriter
+ *
+ * Returns: the number of tensors declared
+ */
+guint
+uel_writer_get_n_tensors (const UelWriter * writer)
+{
+  g_return_val_if_fail (writer != NULL, 0);
+  return writer->tensors->len;
+}
+
+/**
+ * uel_writer_get_tensor:
+ * @writer: a #UelWriter whose header is written
+ * @index: a position in file order, below uel_writer_get_n_tensors()
+ *
+ * Returns: (transfer none): the tensor at @index with its offsets, as
+ *   #UelHeader will read it back (@file_index 0), owned by @writer
+ */
+const UelTensorInfo *
+uel_writer_get_tensor (const UelWriter * writer, guint index)
+{
+  g_return_val_if_fail (writer != NULL, NULL);
+  g_return_val_if_fail (writer->state != STATE_DECLARING, NULL);
+  g_return_val_if_fail (index < writer->tensors->len, NULL);
+  return &g_array_index (writer->tensors, Tensor, index).info;
+}
+
+/**
+ * uel_writer_lookup:
+ * @writer: a #UelWriter whose header is written
+ * @name: a tensor name
+ * @index: (out) (optional): its position in file order
+ *
+ * Returns: (transfer none) (nullable): the tensor called @name, or %NULL
+ */
+const UelTensorInfo *
+uel_writer_lookup (const UelWriter * writer, const gchar * name,
+    guint * index)
+{
+  guint i;
+
+  g_return_val_if_fail (writer != NULL, NULL);
+  g_return_val_if_fail (name != NULL, NULL);
+  g_return_val_if_fail (writer->state != STATE_DECLARING, NULL);
+
+  i = GPOINTER_TO_UINT (g_hash_table_lookup (writer->by_name, name));
+  if (i == 0)
+    return NULL;
+  if (index)
+    *index = i - 1;
+  return &g_array_index (writer->tensors, Tensor, i - 1).info;
+}
+
+/* Records [begin, end) of @t as written, unless a byte of it already is.
+ * The ranges stay sorted and merged: a tensor written front to back, or
+ * back to front, keeps one. */
+static gboolean
+mark_written (Tensor * t, guint64 begin, guint64 end, Range * clash)
+{
+  Range r = { begin, end };
+  const Range *next;
+  guint lo = 0, hi;
+
+  if (t->written == 0 && begin == 0 && end == t->info.n_bytes) {
+    t->written = end;
+    return TRUE;
+  }
+  if (t->written == t->info.n_bytes) {
+    *clash = (Range) { 0, t->info.n_bytes };
+    return FALSE;
+  }
+  if (!t->ranges)
+    t->ranges = g_array_new (FALSE, FALSE, sizeof (Range));
+  /* the first range that ends after @begin */
+  hi = t->ranges->len;
+  while (lo < hi) {
+    guint mid = lo + (hi - lo) / 2;
+
+    if (g_array_index (t->ranges, Range, mid).end <= begin)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  next = lo < t->ranges->len ? &g_array_index (t->ranges, Range, lo) : NULL;
+  if (next && next->begin < end) {
+    *clash = *next;
+    return FALSE;
+  }
+  /* merge with the neighbours it touches */
+  if (next && next->begin == end) {
+    r.end = next->end;
+    g_array_remove_index (t->ranges, lo);
+  }
+  if (lo > 0 && g_array_index (t->ranges, Range, lo - 1).end == begin) {
+    r.begin = g_array_index (t->ranges, Range, lo - 1).begin;
+    g_array_remove_index (t->ranges, lo - 1);
+    lo--;
+  }
+  g_array_insert_val (t->ranges, lo, r);
+  t->written += end - begin;
+  if (t->written == t->info.n_bytes)
+    g_clear_pointer (&t->ranges, g_array_unref);
+  return TRUE;
+}
+
+/* Under the lock, takes bytes [@offset, @offset + @len) of the tensor
+ * @name for a write, refusing what the table does not allow; *@at is
+ * where they go in the file. */
+static gboolean
+claim (UelWriter * w, const gchar * name, guint64 offset, guint64 len,
+    guint64 * at, GError ** error)
+{
+  g_autofree gchar *q = NULL;
+  Tensor *t;
+  Range clash;
+  guint i;
+
+  if (w->state == STATE_FAILED)
+    return failed (w, error);
+  if (w->state == STATE_DECLARING && !write_header_locked (w, error))
+    return FALSE;
+
+  i = GPOINTER_TO_UINT (g_hash_table_lookup (w->by_name, name));
+  if (i == 0) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_UNKNOWN_TENSOR,
+        "%s: tensor %s: not declared", w->location, q);
+    return FALSE;
+  }
+  t = &g_array_index (w->tensors, Tensor, i - 1);
+  if (offset > t->info.n_bytes || len > t->info.n_bytes - offset) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_WRITE_OUT_OF_RANGE,
+        "%s: tensor %s: a write of %" G_GUINT64_FORMAT " bytes at byte %"
+        G_GUINT64_FORMAT " runs past the end of its %" G_GUINT64_FORMAT
+        " bytes", w->location, q, len, offset, t->info.n_bytes);
+    return FALSE;
+  }
+  if (len > 0 && !mark_written (t, offset, offset + len, &clash)) {
+    q = quote_name (name);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_WRITE_OVERLAP,
+        "%s: tensor %s: bytes %" G_GUINT64_FORMAT " to %" G_GUINT64_FORMAT
+        " would be written a second time (%" G_GUINT64_FORMAT " to %"
+        G_GUINT64_FORMAT " already are)", w->location, q, offset,
+        offset + len, clash.begin, clash.end);
+    return FALSE;
+  }
+  *at = t->info.file_offset + offset;
+  return TRUE;
+}
+
+/* claim() for a caller that does not hold the lock */
+static gboolean
+claim_unlocked (UelWriter * w, const gchar * name, guint64 offset,
+    guint64 len, guint64 * at, GError ** error)
+{
+  gboolean ok;
+
+  g_mutex_lock (&w->lock);
+  ok = w->state != STATE_FINISHED && w->state != STATE_ABORTED;
+  if (ok)
+    ok = claim (w, name, offset, len, at, error);
+  else
+    g_critical ("%s: the writer of %s is already %s", G_STRFUNC, w->location,
+        w->state == STATE_FINISHED ? "finished" : "aborted");
+  g_mutex_unlock (&w->lock);
+  return ok;
+}
+
+/**
+ * uel_writer_write:
+ * @writer: a #UelWriter
+ * @name: a declared tensor
+ * @offset: where in the tensor the bytes go, from its first byte
+ * @data: (array length=len): the bytes
+ * @len: how many
+ * @error: return location for a #GError
+ *
+ * Writes bytes of one tensor, at @offset within it (not within the file):
+ * the whole tensor at once, or in pieces, in any order, each byte exactly
+ * once.  The first write closes the table (uel_writer_write_header()).
+ * The data go out before this returns (pwrite(2); the temporary file is
+ * synced by uel_writer_finish()), so @data may be reused at once.
+ *
+ * Returns: %TRUE when the bytes are written.  A write the table does not
+ *   allow is refused and changes nothing: %UEL_ERROR_UNKNOWN_TENSOR,
+ *   %UEL_ERROR_WRITE_OUT_OF_RANGE for bytes past the tensor's end,
+ *   %UEL_ERROR_WRITE_OVERLAP for bytes already written.  A #G_FILE_ERROR
+ *   (%G_FILE_ERROR_NOSPC …) means that the writer failed.
+ */
+gboolean
+uel_writer_write (UelWriter * writer, const gchar * name, guint64 offset,
+    gconstpointer data, gsize len, GError ** error)
+{
+  g_autofree gchar *q = NULL;
+  GError *err = NULL;
+  guint64 at;
+  gint saved_errno;
+
+  g_return_val_if_fail (writer != NULL, FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (data != NULL || len == 0, FALSE);
+
+  if (!claim_unlocked (writer, name, offset, len, &at, error))
+    return FALSE;
+  if (pwrite_all (writer->fd, data, len, at))
+    return TRUE;
+
+  saved_errno = errno;
+  q = quote_name (name);
+  errno_error (&err, saved_errno, "%s: tensor %s: cannot write %"
+      G_GSIZE_FORMAT " bytes at byte %" G_GUINT64_FORMAT " of the tensor",
+      writer->location, q, len, offset);
+  g_mutex_lock (&writer->lock);
+  fail (writer, err, error);
+  g_mutex_unlock (&writer->lock);
+  return FALSE;
+}
+
+/**
+ * uel_writer_write_zeros:
+ * @writer: a #UelWriter
+ * @name: a declared tensor
+ * @offset: where in the tensor the zeros go, from its first byte
+ * @len: how many
+ * @error: return location for a #GError
+ *
+ * Writes @len zero bytes of one tensor, as uel_writer_write() would, but
+ * without writing anything: the temporary file got its full size when the
+ * header was written, and bytes never written there read as zeros (a
+ * hole, on the file systems that have them: no disk space is taken).
+ * The same rules hold: each byte is written once, by one call or the
+ * other.
+ *
+ * Returns: %TRUE when the bytes are counted as written; the refusals of
+ *   uel_writer_write()
+ */
+gboolean
+uel_writer_write_zeros (UelWriter * writer, const gchar * name,
+    guint64 offset, guint64 len, GError ** error)
+{
+  guint64 at;
+
+  g_return_val_if_fail (writer != NULL, FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+
+  return claim_unlocked (writer, name, offset, len, &at, error);
+}
+
+/**
+ * uel_writer_write_tensor:
+ * @writer: a #UelWriter
+ * @name: a declared tensor
+ * @data: (array length=len): all its bytes
+ * @len: its size in bytes
+ * @error: return location for a #GError
+ *
+ * Writes a whole tensor: uel_writer_write() at offset 0, with @len
+ * checked against the tensor's size (%UEL_ERROR_SIZE_MISMATCH).
+ *
+ * Returns: %TRUE when the tensor is written; see uel_writer_write()
+ */
+gboolean
+uel_writer_write_tensor (UelWriter * writer, const gchar * name,
+    gconstpointer data, gsize len, GError ** error)
+{
+  const UelTensorInfo *info;
+
+  g_return_val_if_fail (writer != NULL, FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+
+  if (!uel_writer_write_header (writer, error))
+    return FALSE;
+  info = uel_writer_lookup (writer, name, NULL);
+  if (info && info->n_bytes != len) {
+    g_autofree gchar *q = quote_name (name);
+
+    g_set_error (error, UEL_ERROR, UEL_ERROR_SIZE_MISMATCH,
+        "%s: tensor %s: %" G_GSIZE_FORMAT " bytes given for its %"
+        G_GUINT64_FORMAT, writer->location, q, len, info->n_bytes);
+    return FALSE;
+  }
+  return uel_writer_write (writer, name, 0, data, len, error);
+}
+
+/* the first byte of @t not written */
+static guint64
+first_missing (const Tensor * t)
+{
+  if (!t->ranges || t->ranges->len == 0)
+    return 0;
+  if (g_array_index (t->ranges, Range, 0).begin > 0)
+    return 0;
+  return g_array_index (t->ranges, Range, 0).end;
+}
+
+/* Makes the rename itself durable; a failure here is not reported: the
+ * file is complete under its name already. */
+static void
+sync_folder (const gchar * location)
+{
+  g_autofree gchar *dir = g_path_get_dirname (location);
+  gint fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+  if (fd >= 0) {
+    fsync (fd);
+    close (fd);
+  }
+}
+
+/**
+ * uel_writer_finish:
+ * @writer: a #UelWriter
+ * @error: return location for a #GError
+ *
+ * Checks that every byte of every tensor was written, syncs the temporary
+ * file's data to disk (fdatasync(2)) and renames it to the writer's
+ * location, replacing what was there (a symbolic link there is replaced,
+ * not followed), then syncs the folder.  The file keeps the permissions it
+ * was created with, not those of a file it replaces.
+ *
+ * Returns: %TRUE when the file is in place.  %UEL_ERROR_INCOMPLETE when
+ *   bytes are missing (naming the first tensor, in file order, with
+ *   missing bytes): nothing is changed, and the missing bytes may still be
+ *   written and the writer finished.  A #G_FILE_ERROR means that the
+ *   writer failed.
+ */
+gboolean
+uel_writer_finish (UelWriter * writer, GError ** error)
+{
+  GError *err = NULL;
+
+  g_return_val_if_fail (writer != NULL, FALSE);
+  g_return_val_if_fail (writer->state != STATE_FINISHED
+      && writer->state != STATE_ABORTED, FALSE);
+
+  g_mutex_lock (&writer->lock);
+  if (writer->state == STATE_FAILED) {
+    failed (writer, error);
+    goto out;
+  }
+  if (writer->state == STATE_DECLARING
+      && !write_header_locked (writer, error))
+    goto out;
+
+  for (guint i = 0; i < writer->tensors->len; i++) {
+    const Tensor *t = &g_array_index (writer->tensors, Tensor, i);
+
+    if (t->written < t->info.n_bytes) {
+      g_autofree gchar *q = quote_name (t->info.name);
+
+      g_set_error (error, UEL_ERROR, UEL_ERROR_INCOMPLETE,
+          "%s: tensor %s: %" G_GUINT64_FORMAT " of its %" G_GUINT64_FORMAT
+          " bytes were never written (the first at byte %" G_GUINT64_FORMAT
+          ")", writer->location, q, t->info.n_bytes - t->written,
+          t->info.n_bytes, first_missing (t));
+      goto out;
+    }
+  }
+
+  if (fdatasync (writer->fd) != 0) {
+    errno_error (&err, errno, "%s: cannot sync the data to disk",
+        writer->location);
+    fail (writer, err, error);
+    goto out;
+  }
+  if (close (writer->fd) != 0) {
+    writer->fd = -1;
+    errno_error (&err, errno, "%s: cannot close the file", writer->location);
+    fail (writer, err, error);
+    goto out;
+  }
+  writer->fd = -1;
+  if (g_rename (writer->tmp_path, writer->location) != 0) {
+    errno_error (&err, errno, "%s: cannot rename %s to it", writer->location,
+        writer->tmp_path);
+    fail (writer, err, error);
+    goto out;
+  }
+  g_clear_pointer (&writer->tmp_path, g_free);
+  writer->state = STATE_FINISHED;
+  sync_folder (writer->location);
+
+out:
+  g_mutex_unlock (&writer->lock);
+  return writer->state == STATE_FINISHED;
+}
