@@ -16,4 +16,9 @@ G_GNUC_INTERNAL extern GstDebugCategory *uel_loader_debug;
  * header or a tensor needs it. */
 G_GNUC_INTERNAL gboolean uel_loader_is_ready (UelLoader * loader);
 
+/* direct_gpu: the loader holds @slot, a device tensor that a stream
+ * delivered, until uel_loader_mark_processed (@name). */
+G_GNUC_INTERNAL void uel_loader_hold_device_tensor (UelLoader * loader,
+    const gchar * name, GstBuffer * slot);
+
 G_END_DECLS

@@ -7,10 +7,13 @@
  */
 #include "config.h"
 
+#include "uel-cuda-private.h"
+#include "uel-cudamem.h"
 #include "uel-error.h"
 #include "uel-live-counter-private.h"
 #include "uel-loader.h"
 #include "uel-loader-private.h"
+#include "uel-meta.h"
 #include "uel-pinned.h"
 #include "uel-reader-private.h"
 #include "uel-select.h"
@@ -37,6 +40,9 @@ struct _UelTensorStream
   guint prefetch_batches;
   guint n_tensors;              /* in the stream */
   guint64 pool_size;
+  GstBufferPool *slots;         /* direct_gpu: the device slots, or NULL */
+  gpointer cuda_stream;         /* ... and the stream their copies run on */
+  GPtrArray *staged;            /* host buffers whose copies are queued */
 
   /* between the reading thread and the caller: each waits on cond, and
    * is woken only when it says it waits (a wake-up is a system call, and
@@ -69,6 +75,13 @@ uel_tensor_stream_finalize (GObject * object)
   uel_tensor_stream_stop (self);
   g_clear_object (&self->reader);
   gst_clear_object (&self->pool);
+  if (self->slots) {
+    /* slots still held go back to an inactive pool: freed then */
+    gst_buffer_pool_set_active (self->slots, FALSE);
+    gst_clear_object (&self->slots);
+  }
+  g_clear_pointer (&self->cuda_stream, uel_cuda_stream_free);
+  g_clear_pointer (&self->staged, g_ptr_array_unref);
   g_clear_object (&self->loader);
   g_clear_error (&self->error);
   uel_live_counter_unref (self->counter);
@@ -117,6 +130,128 @@ pool_size_for (UelHeader * header, GArray * selected, guint64 window)
   return MAX (best + largest, G_GUINT64_CONSTANT (2) << 20);
 }
 
+/* The device slots of a direct_gpu stream, as the Python loader sizes its
+ * GPU pool: (max_in_flight + max_workers) * 2 + 2 slots of the largest
+ * tensor streamed, with its max_workers = min (16, max (4, batch_size))
+ * and max_in_flight = max (max_workers, prefetch_batches * batch_size);
+ * never more slots than tensors with bytes.  All of them allocated now, as
+ * the Python pool's are.  FALSE when they cannot be had. */
+static gboolean
+make_slots (UelTensorStream * self, UelHeader * header, GArray * selected,
+    GError ** error)
+{
+  guint64 workers = MIN (16, MAX (4, self->batch_size));
+  guint64 in_flight = MAX (workers, (guint64) self->prefetch_batches *
+      self->batch_size);
+  guint64 n_slots = (in_flight + workers) * 2 + 2, n_data = 0;
+  guint64 slot_size = 0, free_bytes = 0;
+  GstAllocator *alloc;
+  GstStructure *config;
+
+  for (guint i = 0; i < selected->len; i++) {
+    const UelTensorInfo *t = uel_header_get_tensor (header,
+        g_array_index (selected, guint, i));
+
+    slot_size = MAX (slot_size, t->n_bytes);
+    n_data += t->n_bytes > 0;
+  }
+  n_slots = MIN (n_slots, n_data);
+  if (n_slots == 0)
+    return TRUE;
+  /* untrusted sizes: refuse before asking the device for them */
+  if (!uel_cuda_device_memory (-1, &free_bytes, NULL, error))
+    return FALSE;
+  if (slot_size > G_MAXSIZE || slot_size > free_bytes / n_slots) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: %"
+        G_GUINT64_FORMAT " device slots of %" G_GUINT64_FORMAT " bytes (the "
+        "largest tensor streamed) do not fit the device's %" G_GUINT64_FORMAT
+        " free bytes", uel_loader_get_location (self->loader), n_slots,
+        slot_size, free_bytes);
+    return FALSE;
+  }
+  alloc = uel_cuda_allocator_new (-1, error);
+  if (!alloc)
+    return FALSE;
+  self->slots = gst_buffer_pool_new ();
+  config = gst_buffer_pool_get_config (self->slots);
+  gst_buffer_pool_config_set_params (config, NULL, (guint) MIN (slot_size,
+          G_MAXUINT), (guint) n_slots, (guint) n_slots);
+  gst_buffer_pool_config_set_allocator (config, alloc, NULL);
+  gst_object_unref (alloc);
+  if (slot_size > G_MAXUINT || !gst_buffer_pool_set_config (self->slots,
+          config) || !gst_buffer_pool_set_active (self->slots, TRUE)) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: cannot "
+        "allocate %" G_GUINT64_FORMAT " device slots of %" G_GUINT64_FORMAT
+        " bytes", uel_loader_get_location (self->loader), n_slots,
+        slot_size);
+    gst_clear_object (&self->slots);
+    return FALSE;
+  }
+  self->cuda_stream = uel_cuda_stream_new (error);
+  if (!self->cuda_stream) {
+    gst_buffer_pool_set_active (self->slots, FALSE);
+    gst_clear_object (&self->slots);
+    return FALSE;
+  }
+  self->staged = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_buffer_unref);
+  GST_INFO ("%s: direct GPU: %" G_GUINT64_FORMAT " device slots of %"
+      G_GUINT64_FORMAT " bytes", uel_loader_get_location (self->loader),
+      n_slots, slot_size);
+  return TRUE;
+}
+
+/* direct_gpu: the tensor @host (taken) in a device slot, its copy queued
+ * on the stream's CUDA stream (the batch waits for it before it is handed
+ * over).  Waits for a free slot: the loader holds each until
+ * uel_loader_mark_processed().  NULL with @error set on a failure, NULL
+ * without when the stream stopped while waiting. */
+static GstBuffer *
+to_device (UelTensorStream * self, GstBuffer * host, GError ** error)
+{
+  UelTensorMeta *meta = uel_buffer_get_tensor_meta (host);
+  gsize size = gst_buffer_get_size (host);
+  GstBuffer *slot = NULL;
+  GstMapInfo dev, src;
+  gboolean ok;
+
+  if (size == 0)
+    return host;
+  if (gst_buffer_pool_acquire_buffer (self->slots, &slot, NULL) !=
+      GST_FLOW_OK) {
+    gst_buffer_unref (host);
+    return NULL;
+  }
+  if (!gst_buffer_map (slot, &dev, GST_MAP_WRITE | UEL_MAP_CUDA)) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_CUDA, "tensor '%s': cannot map "
+        "its device slot", uel_tensor_meta_get_name (meta));
+    gst_buffer_unref (slot);
+    gst_buffer_unref (host);
+    return NULL;
+  }
+  gst_buffer_map (host, &src, GST_MAP_READ);
+  ok = uel_cuda_memcpy_h2d_async (dev.data, src.data, size,
+      self->cuda_stream, error);
+  gst_buffer_unmap (host, &src);
+  gst_buffer_unmap (slot, &dev);
+  if (!ok) {
+    g_prefix_error (error, "tensor '%s': ", uel_tensor_meta_get_name (meta));
+    gst_buffer_unref (slot);
+    gst_buffer_unref (host);
+    return NULL;
+  }
+  gst_buffer_resize (slot, 0, (gssize) size);
+  gst_buffer_copy_into (slot, host, GST_BUFFER_COPY_TIMESTAMPS |
+      GST_BUFFER_COPY_META, 0, -1);
+  GST_BUFFER_OFFSET (slot) = GST_BUFFER_OFFSET (host);
+  GST_BUFFER_OFFSET_END (slot) = GST_BUFFER_OFFSET_END (host);
+  /* the host bytes stay until the copy is done */
+  g_ptr_array_add (self->staged, host);
+  uel_loader_hold_device_tensor (self->loader,
+      uel_tensor_meta_get_name (meta), slot);
+  return slot;
+}
+
 /* The reading thread: a batch at a time, once there is room for it among
  * the prefetched ones, so that the batches read and not yet taken never
  * exceed prefetch_batches. */
@@ -161,6 +296,8 @@ stream_thread (gpointer data)
       uel_reader_set_max_ahead (self->reader, (guint) MIN (ahead,
               G_MAXUINT));
       buf = uel_reader_next (self->reader, &err);
+      if (buf && self->slots)
+        buf = to_device (self, buf, &err);
 
       if (!buf) {
         more = FALSE;
@@ -171,6 +308,15 @@ stream_thread (gpointer data)
       g_ptr_array_add (batch, buf);
     }
     delivered += batch->len;
+    /* the batch is handed over once its bytes are on the device, as the
+     * Python loader waits on each tensor's event before it yields it */
+    if (self->staged && self->staged->len > 0) {
+      if (!uel_cuda_stream_sync (self->cuda_stream, err ? NULL : &err)) {
+        more = FALSE;
+        g_ptr_array_set_size (batch, 0);
+      }
+      g_ptr_array_set_size (self->staged, 0);
+    }
 
     g_mutex_lock (&self->lock);
     if (batch->len > 0 && !self->stopping) {
@@ -289,6 +435,18 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
   self->reader = uel_reader_new (header);
   uel_reader_set_tensors (self->reader, (const guint *) selected->data,
       selected->len);
+  if (uel_loader_get_direct_gpu (loader)) {
+    g_autoptr (GError) err = NULL;
+
+    /* the Python loader's fallback when its pools cannot be had */
+    if (!make_slots (self, header, selected, &err)) {
+      GST_WARNING ("%s: direct GPU streaming failed (%s): falling back to "
+          "host memory", uel_loader_get_location (loader), err->message);
+    } else {
+      /* the tensors are staged in pinned memory, as the Python loader's */
+      pin_memory = TRUE;
+    }
+  }
   /* everything read is in a batch and counted in the bound: the reader
    * reads ahead only within the batch being filled (see stream_thread) */
   if (pin_memory) {
@@ -300,6 +458,8 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
       return NULL;
     uel_reader_set_allocator (self->reader, self->pool, NULL);
   }
+  if (uel_loader_get_use_mmap (loader) && !pin_memory)
+    uel_reader_set_method (self->reader, UEL_READ_MMAP);
   if (!uel_reader_start (self->reader, error))
     return NULL;
 
@@ -408,6 +568,9 @@ uel_tensor_stream_stop (UelTensorStream * stream)
   g_mutex_unlock (&stream->lock);
   /* a read waiting for pool memory that the caller holds gives up now */
   uel_reader_set_flushing (stream->reader, TRUE);
+  /* ... and so does a wait for a device slot that the loader holds */
+  if (stream->slots)
+    gst_buffer_pool_set_flushing (stream->slots, TRUE);
   if (stream->pool)
     uel_pinned_allocator_set_flushing (UEL_PINNED_ALLOCATOR (stream->pool),
         TRUE);

@@ -44,6 +44,7 @@
 
 #include <gio/gio.h>
 
+#include "uel-cudamem.h"
 #include "uel-error.h"
 #include "uel-hostmem.h"
 #include "uel-loader.h"
@@ -81,6 +82,8 @@ struct _UelLoader
 
   gchar *location;
   gboolean low_memory;
+  gboolean use_mmap;
+  gboolean direct_gpu;          /* FALSE after a fallback to host memory */
   UelHeader *header;
   UelReader *reader;            /* get_tensor()'s reads, its open files */
 
@@ -90,6 +93,7 @@ struct _UelLoader
   GMutex lock;
   Preloaded *preloaded;         /* standard mode: one per tensor, or NULL */
   guint64 preloaded_bytes;
+  GHashTable *device_held;      /* direct_gpu: name -> its device slot */
 };
 
 enum
@@ -98,6 +102,8 @@ enum
   PROP_LOCATION,
   PROP_LOW_MEMORY,
   PROP_HEADER,
+  PROP_USE_MMAP,
+  PROP_DIRECT_GPU,
   N_PROPS
 };
 
@@ -128,6 +134,7 @@ uel_loader_finalize (GObject * object)
   UelLoader *self = UEL_LOADER (object);
 
   free_preloaded (self);
+  g_clear_pointer (&self->device_held, g_hash_table_unref);
   g_clear_object (&self->reader);
   g_clear_pointer (&self->header, uel_header_unref);
   g_free (self->location);
@@ -150,6 +157,12 @@ uel_loader_set_property (GObject * object, guint prop_id,
     case PROP_LOW_MEMORY:
       self->low_memory = g_value_get_boolean (value);
       break;
+    case PROP_USE_MMAP:
+      self->use_mmap = g_value_get_boolean (value);
+      break;
+    case PROP_DIRECT_GPU:
+      self->direct_gpu = g_value_get_boolean (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -171,6 +184,12 @@ uel_loader_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_HEADER:
       g_value_set_boxed (value, self->header);
+      break;
+    case PROP_USE_MMAP:
+      g_value_set_boolean (value, self->use_mmap);
+      break;
+    case PROP_DIRECT_GPU:
+      g_value_set_boolean (value, self->direct_gpu);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -213,6 +232,30 @@ uel_loader_class_init (UelLoaderClass * klass)
   loader_props[PROP_HEADER] = g_param_spec_boxed ("header", "Header",
       "The validated header of the file", UEL_TYPE_HEADER,
       G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  /**
+   * UelLoader:use-mmap:
+   *
+   * Tensors are read-only views of a shared mapping of the file instead of
+   * copies read from it (the Python loader's `use_mmap`): see
+   * uel_loader_new_full().
+   */
+  loader_props[PROP_USE_MMAP] = g_param_spec_boolean ("use-mmap", "Use mmap",
+      "Tensors are read-only views of a mapping of the file (false = "
+      "copies read from it)", FALSE,
+      G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+  /**
+   * UelLoader:direct-gpu:
+   *
+   * uel_loader_async_stream() delivers tensors in CUDA device memory, from
+   * a bounded pool of device slots that uel_loader_mark_processed() gives
+   * back (the Python loader's `direct_gpu`): see uel_loader_new_full().
+   * Implies #UelLoader:low-memory.  Reads %FALSE once the loader has
+   * fallen back to host memory for want of a CUDA device.
+   */
+  loader_props[PROP_DIRECT_GPU] = g_param_spec_boolean ("direct-gpu",
+      "Direct GPU", "Stream tensors into CUDA device memory (false = host "
+      "memory; implies low-memory)", FALSE,
+      G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (gobject_class, N_PROPS, loader_props);
 }
 
@@ -253,17 +296,53 @@ block_end (UelHeader * header, guint first)
   return i;
 }
 
+/* Standard mode with use_mmap: every tensor a view of the mapping now
+ * (the reader reads the few whose bytes are not aligned for their dtype),
+ * so "preloading" costs no copy and no memory beyond the page cache. */
+static gboolean
+preload_views (UelLoader * self, GCancellable * cancellable, GError ** error)
+{
+  guint n = uel_header_get_n_tensors (self->header);
+
+  for (guint i = 0; i < n; i++) {
+    const UelTensorInfo *t = uel_header_get_tensor (self->header, i);
+    GstBuffer *buf;
+
+    if (g_cancellable_set_error_if_cancelled (cancellable, error))
+      return FALSE;
+    buf = uel_reader_read_tensor (self->reader, i, error);
+    if (!buf)
+      return FALSE;
+    self->preloaded[i].held = TRUE;
+    if (t->n_bytes > 0)
+      self->preloaded[i].block = gst_buffer_get_all_memory (buf);
+    self->preloaded_bytes += t->n_bytes;
+    gst_buffer_unref (buf);
+  }
+  return TRUE;
+}
+
 /* Standard mode: every tensor read now, runs of small ones into shared
  * blocks; a buffer is made for a tensor when it is asked for. */
 static gboolean
 preload (UelLoader * self, GCancellable * cancellable, GError ** error)
 {
   guint n = uel_header_get_n_tensors (self->header);
-  GstAllocator *allocator = uel_host_allocator_new (0);
+  GstAllocator *allocator;
   guint first = 0;
   gboolean ok = TRUE;
 
   self->preloaded = g_new0 (Preloaded, MAX (n, 1));
+  if (self->use_mmap) {
+    if (!preload_views (self, cancellable, error)) {
+      free_preloaded (self);
+      return FALSE;
+    }
+    GST_INFO ("%s: mapped %u tensors, %" G_GUINT64_FORMAT " bytes",
+        self->location, n, self->preloaded_bytes);
+    return TRUE;
+  }
+  allocator = uel_host_allocator_new (0);
   while (ok && first < n) {
     const UelTensorInfo *a = uel_header_get_tensor (self->header, first);
     guint end = block_end (self->header, first);
@@ -348,6 +427,29 @@ preloaded_buffer (UelLoader * self, guint index, const Preloaded * p)
   return buf;
 }
 
+/* direct_gpu as the Python loader has it: it implies low-memory mode, and
+ * without a CUDA device the loader says so once and stays in host memory */
+static void
+check_direct_gpu (UelLoader * self)
+{
+  GError *err = NULL;
+
+  if (!self->low_memory) {
+    GST_WARNING ("%s: direct_gpu needs low_memory: low-memory mode it is",
+        self->location);
+    self->low_memory = TRUE;
+  }
+  if (!uel_cuda_device_check (-1, &err)) {
+    GST_WARNING ("%s: direct_gpu asked for, but CUDA is not available (%s): "
+        "falling back to host memory", self->location, err->message);
+    g_clear_error (&err);
+    self->direct_gpu = FALSE;
+    return;
+  }
+  self->device_held = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+      (GDestroyNotify) gst_buffer_unref);
+}
+
 static gboolean
 open_loader (UelLoader * self, GCancellable * cancellable, GError ** error)
 {
@@ -358,6 +460,8 @@ open_loader (UelLoader * self, GCancellable * cancellable, GError ** error)
         "no file given: set the loader's location");
     return FALSE;
   }
+  if (self->direct_gpu)
+    check_direct_gpu (self);
   self->header = uel_header_open (self->location, error);
   if (!self->header)
     return FALSE;
@@ -365,6 +469,8 @@ open_loader (UelLoader * self, GCancellable * cancellable, GError ** error)
   allocator = uel_host_allocator_new (LOADER_CACHE_BYTES);
   uel_reader_set_allocator (self->reader, allocator, NULL);
   gst_object_unref (allocator);
+  if (self->use_mmap)
+    uel_reader_set_method (self->reader, UEL_READ_MMAP);
 
   if (!self->low_memory && !preload (self, cancellable, error)) {
     g_clear_object (&self->reader);
@@ -422,6 +528,99 @@ uel_loader_new (const gchar * location, gboolean low_memory, GError ** error)
 
   return g_initable_new (UEL_TYPE_LOADER, NULL, error, "location", location,
       "low-memory", low_memory, NULL);
+}
+
+/**
+ * uel_loader_new_full:
+ * @location: a `.safetensors` file, or a sharded checkpoint's
+ *   `*.index.json`
+ * @low_memory: as for uel_loader_new()
+ * @direct_gpu: uel_loader_async_stream() delivers tensors in CUDA device
+ *   memory (of the current device), from a bounded pool of device slots
+ *   that uel_loader_mark_processed() gives back; implies @low_memory
+ * @use_mmap: tensors are read-only views of a shared mapping of the file
+ *   instead of copies
+ * @error: return location for a #GError
+ *
+ * uel_loader_new() with the two modes of the Python loader's 0.5
+ * releases, whose arguments these are, in their order.
+ *
+ * With @use_mmap, uel_loader_get_tensor() returns a view of the file's
+ * pages, read-only (%GST_MEMORY_FLAG_READONLY), no copy made; in standard
+ * mode the "preloaded" tensors are such views too, so that creating the
+ * loader reads nothing.  A view keeps the mapping alive: it stays valid
+ * for as long as its buffer lives, after uel_loader_mark_processed() and
+ * after the loader is freed.  A tensor whose bytes are not aligned for its
+ * dtype in the file is read into memory instead.  A view is the file: a
+ * file changed later changes it, and one truncated under it kills the
+ * process with SIGBUS (see %UEL_READ_MMAP): map only files that nobody
+ * writes.  uel_loader_async_stream() delivers views too, unless it pins
+ * memory.
+ *
+ * With @direct_gpu the loader is in low-memory mode (a warning says so when
+ * @low_memory is %FALSE, as the Python loader's does), and
+ * uel_loader_async_stream() delivers its tensors in device memory: see
+ * there.  uel_loader_get_tensor() still reads into host memory, as the
+ * Python loader's `get_tensor()` does.  Without a usable CUDA device
+ * (no driver, no device, built without the toolkit) the loader falls back
+ * gracefully: a warning in the `uelloader` debug category says why, the
+ * tensors are in host memory, and uel_loader_get_direct_gpu() reads
+ * %FALSE.
+ *
+ * Returns: (transfer full) (nullable): the loader, or %NULL with @error
+ *   set as for uel_loader_new(), or %UEL_ERROR_IO when the file cannot be
+ *   mapped
+ */
+UelLoader *
+uel_loader_new_full (const gchar * location, gboolean low_memory,
+    gboolean direct_gpu, gboolean use_mmap, GError ** error)
+{
+  g_return_val_if_fail (location != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  return g_initable_new (UEL_TYPE_LOADER, NULL, error, "location", location,
+      "low-memory", low_memory, "direct-gpu", direct_gpu, "use-mmap",
+      use_mmap, NULL);
+}
+
+/**
+ * uel_loader_get_use_mmap:
+ * @loader: a #UelLoader
+ *
+ * Returns: whether tensors are views of a mapping of the file
+ */
+gboolean
+uel_loader_get_use_mmap (UelLoader * loader)
+{
+  g_return_val_if_fail (UEL_IS_LOADER (loader), FALSE);
+  return loader->use_mmap;
+}
+
+/**
+ * uel_loader_get_direct_gpu:
+ * @loader: a #UelLoader
+ *
+ * Returns: whether uel_loader_async_stream() delivers tensors in device
+ *   memory: %FALSE when it was not asked for, and when the loader fell
+ *   back to host memory for want of a CUDA device
+ */
+gboolean
+uel_loader_get_direct_gpu (UelLoader * loader)
+{
+  g_return_val_if_fail (UEL_IS_LOADER (loader), FALSE);
+  return loader->direct_gpu;
+}
+
+/* direct_gpu: the loader holds @slot for @name until mark_processed();
+ * a slot held already for that name (a second stream) is let go */
+void
+uel_loader_hold_device_tensor (UelLoader * loader, const gchar * name,
+    GstBuffer * slot)
+{
+  g_mutex_lock (&loader->lock);
+  g_hash_table_replace (loader->device_held, g_strdup (name),
+      gst_buffer_ref (slot));
+  g_mutex_unlock (&loader->lock);
 }
 
 /**
@@ -694,9 +893,14 @@ uel_loader_get_tensor (UelLoader * loader, const gchar * key,
  * tensors read with it in one block are released as well (runs of small
  * tensors are read into blocks of up to 1 MiB: a million one-byte tensors
  * are one read of one megabyte, not a million allocations).  In
- * low-memory mode the loader holds no tensor, and this does nothing.
+ * low-memory mode the loader holds no tensor, and this does nothing,
+ * except in direct-GPU mode (see uel_loader_new_full()): there the loader
+ * holds each tensor that uel_loader_async_stream() delivered in device
+ * memory, and this lets go of it, so that its device slot goes back to the
+ * stream's pool once the caller's buffers of it are gone too.
  *
- * Returns: whether the loader released a preloaded tensor
+ * Returns: whether the loader released a preloaded tensor or a device
+ *   tensor
  */
 gboolean
 uel_loader_mark_processed (UelLoader * loader, const gchar * key)
@@ -711,6 +915,8 @@ uel_loader_mark_processed (UelLoader * loader, const gchar * key)
   if (!uel_header_lookup (loader->header, key, &index))
     return FALSE;
   g_mutex_lock (&loader->lock);
+  if (loader->device_held && g_hash_table_remove (loader->device_held, key))
+    released = TRUE;
   if (loader->preloaded && loader->preloaded[index].held) {
     block = g_steal_pointer (&loader->preloaded[index].block);
     loader->preloaded[index].held = FALSE;

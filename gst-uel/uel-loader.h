@@ -17,9 +17,11 @@ G_BEGIN_DECLS
  *
  * A validated `.safetensors` file (or sharded checkpoint) whose tensors
  * are read by name: every one when the loader is created (standard mode),
- * or each when it is asked for (low-memory mode).  The Python loader's
- * `UnifiedSafetensorsLoader`.  A #GObject implementing #GInitable:
- * uel_loader_new() creates and opens it in one call.
+ * or each when it is asked for (low-memory mode); as copies or as views of
+ * a mapping of the file (use-mmap); streamed into host or device memory
+ * (direct-gpu).  The Python loader's `UnifiedSafetensorsLoader`.  A
+ * #GObject implementing #GInitable: uel_loader_new() and
+ * uel_loader_new_full() create and open it in one call.
  */
 #define UEL_TYPE_LOADER (uel_loader_get_type ())
 G_DECLARE_FINAL_TYPE (UelLoader, uel_loader, UEL, LOADER, GObject)
@@ -39,9 +41,16 @@ G_DECLARE_FINAL_TYPE (UelTensorStream, uel_tensor_stream, UEL, TENSOR_STREAM,
 UelLoader       *uel_loader_new            (const gchar * location,
                                             gboolean low_memory,
                                             GError ** error);
+UelLoader       *uel_loader_new_full       (const gchar * location,
+                                            gboolean low_memory,
+                                            gboolean direct_gpu,
+                                            gboolean use_mmap,
+                                            GError ** error);
 
 const gchar     *uel_loader_get_location   (UelLoader * loader);
 gboolean         uel_loader_get_low_memory (UelLoader * loader);
+gboolean         uel_loader_get_use_mmap   (UelLoader * loader);
+gboolean         uel_loader_get_direct_gpu (UelLoader * loader);
 UelHeader       *uel_loader_get_header     (UelLoader * loader);
 
 gchar          **uel_loader_keys           (UelLoader * loader);

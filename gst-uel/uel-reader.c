@@ -600,6 +600,30 @@ run_add (UelReader * self, Job * job)
   self->run_bytes += job->len;
 }
 
+/* UEL_READ_MMAP: gives @job its bytes as a view of the file's mapping,
+ * which the view keeps alive; FALSE when they must be read instead (no
+ * mapping, or bytes not aligned for the dtype). */
+static gboolean
+map_view (UelReader * self, Job * job, const UelTensorInfo * info,
+    guint64 offset)
+{
+  OpenFile *f = job->file;
+
+  if (!f->map || (GPOINTER_TO_SIZE (f->map->addr + offset) % job->elem) != 0)
+    return FALSE;
+  /* a truncated file would SIGBUS the reader: refuse to hand out pages
+   * of a file that changed (this narrows, not closes, the window; use
+   * pread for files that may change) */
+  if (!uel_header_check_file (self->header, info->file_index, f->fd,
+          &job->error))
+    return TRUE;
+  gst_buffer_append_memory (job->buf,
+      gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
+          f->map->addr + offset, job->len, 0, job->len, mapping_ref (f->map),
+          mapping_unref));
+  return TRUE;
+}
+
 /* Starts reading [pos, pos + len) of the tensor at @tensor_index from the
  * acquired @file: returns FALSE when there is no memory for it. */
 static gboolean
@@ -613,19 +637,8 @@ start_job (UelReader * self, Job * job, GError ** error)
   guint64 offset = info->file_offset + job->pos;
   gsize len = job->len;
 
-  if (f->map && (GPOINTER_TO_SIZE (f->map->addr + offset) % job->elem) == 0) {
-    /* a truncated file would SIGBUS the reader: refuse to hand out pages
-     * of a file that changed (this narrows, not closes, the window; use
-     * pread for files that may change) */
-    if (!uel_header_check_file (self->header, info->file_index, f->fd,
-            &job->error))
-      return TRUE;
-    gst_buffer_append_memory (job->buf,
-        gst_memory_new_wrapped (GST_MEMORY_FLAG_READONLY,
-            f->map->addr + offset, len, 0, len, mapping_ref (f->map),
-            mapping_unref));
+  if (map_view (self, job, info, offset))
     return TRUE;
-  }
 
   if (f->direct_fd >= 0) {
     guint64 a_off = offset / DIRECT_ALIGN * DIRECT_ALIGN;
@@ -978,9 +991,10 @@ uel_reader_is_started (UelReader * reader)
  *
  * Reads one whole tensor now, in the calling thread, whatever the stream
  * is doing: into the reader's allocator (uel_reader_set_allocator()), with
- * buffered reads, checked as the stream's reads are.  Its meta's index and
- * count are those of the header.  Safe to call from several threads at
- * once, and alongside uel_reader_next().
+ * buffered reads, or, with %UEL_READ_MMAP, as a view of the file's mapping
+ * as the stream's buffers are; checked as the stream's reads are.  Its
+ * meta's index and count are those of the header.  Safe to call from
+ * several threads at once, and alongside uel_reader_next().
  *
  * Returns: (transfer full) (nullable): the tensor, or %NULL with @error
  *   set as for uel_reader_next()
@@ -1017,6 +1031,9 @@ uel_reader_read_tensor (UelReader * reader, guint tensor_index,
       job_free (reader, job);
       return NULL;
     }
+    if (map_view (reader, job, info, info->file_offset))
+      return finish_job (reader, job,
+          uel_header_get_n_tensors (reader->header), error);
     if (!map_job_memory (reader, job, job->len, job->elem)) {
       g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: tensor '%s': "
           "cannot allocate %" G_GSIZE_FORMAT " bytes", path, info->name,

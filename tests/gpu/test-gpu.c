@@ -571,6 +571,72 @@ static const UelCudaMemChecks device_checks = {
   "/gpu/memory", 8 * MiB + 3, need_device, device_read, device_write, NULL,
 };
 
+/* direct_gpu: device tensors with the file's bytes, held by the loader
+ * until mark_processed; a stream whose slots are all held waits, and
+ * stopping it does not */
+static void
+test_loader_direct_gpu (void)
+{
+  g_autofree gchar *path = NULL;
+  g_autofree gchar *file = NULL;
+  g_autoptr (UelLoader) loader = NULL;
+  g_autoptr (UelTensorStream) stream = NULL;
+  g_autoptr (GPtrArray) batch = NULL;
+  g_auto (GStrv) keys = NULL;
+  GError *err = NULL;
+  guint n = 0;
+
+  if (!need_device ())
+    return;
+  path = write_model ();
+  g_assert_true (g_file_get_contents (path, &file, NULL, NULL));
+  loader = uel_loader_new_full (path, FALSE, TRUE, FALSE, &err);
+  g_assert_no_error (err);
+  g_assert_true (uel_loader_get_direct_gpu (loader));
+  g_assert_true (uel_loader_get_low_memory (loader));
+  keys = uel_loader_keys (loader);
+
+  stream = uel_loader_async_stream (loader, NULL, 2, 2, FALSE, &err);
+  g_assert_no_error (err);
+  while ((batch = uel_tensor_stream_next (stream, &err))) {
+    for (guint i = 0; i < batch->len; i++) {
+      GstBuffer *b = g_ptr_array_index (batch, i);
+      UelTensorMeta *m = uel_buffer_get_tensor_meta (b);
+      const UelTensorInfo *info = uel_tensor_meta_get_tensor_info (m);
+      GstMapInfo map;
+
+      g_assert_cmpuint (gst_buffer_get_size (b), ==, info->n_bytes);
+      if (info->n_bytes == 0)
+        continue;
+      g_assert_true (uel_memory_is_cuda (gst_buffer_peek_memory (b, 0)));
+      g_assert_true (gst_buffer_map (b, &map, GST_MAP_READ));
+      g_assert_cmpmem (map.data, map.size, file + info->file_offset,
+          info->n_bytes);
+      gst_buffer_unmap (b, &map);
+      g_assert_true (uel_loader_mark_processed (loader,
+              uel_tensor_meta_get_name (m)));
+      g_assert_false (uel_loader_mark_processed (loader,
+              uel_tensor_meta_get_name (m)));
+      n++;
+    }
+    g_clear_pointer (&batch, g_ptr_array_unref);
+  }
+  g_assert_no_error (err);
+  g_assert_cmpuint (n, >, 0);
+  g_clear_object (&stream);
+
+  /* nothing marked processed: the stream stops at its slots, and a stop
+   * wakes it */
+  stream = uel_loader_async_stream (loader, NULL, 1, 1, FALSE, &err);
+  g_assert_no_error (err);
+  batch = uel_tensor_stream_next (stream, &err);
+  g_assert_no_error (err);
+  g_clear_pointer (&batch, g_ptr_array_unref);
+  uel_tensor_stream_stop (stream);
+  g_assert_null (uel_tensor_stream_next (stream, &err));
+  g_assert_no_error (err);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -578,6 +644,8 @@ main (int argc, char **argv)
 
   g_test_add_func ("/gpu/every-tensor-equals-the-file-bytes",
       test_exact_bytes);
+  g_test_add_func ("/gpu/loader-direct-gpu-slots-until-mark-processed",
+      test_loader_direct_gpu);
   g_test_add_func ("/gpu/conversion-matches-the-cpu-reference",
       test_convert_matches_cpu);
   g_test_add_func ("/gpu/repeated-runs-leak-no-device-memory", test_no_leak);
