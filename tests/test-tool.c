@@ -780,6 +780,42 @@ test_make_model (void)
   /* embedding, 9 per layer, the final norm, two dictionaries */
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 1 + 9 + 1 + 2);
   g_assert_nonnull (uel_header_lookup (h, "config", NULL));
+  /* laid out as the reference writes: the BF16 weights by name, then the
+   * U8 dictionaries; the metadata kept */
+  g_assert_cmpstr (uel_header_get_tensor (h, 0)->name, ==,
+      "model.embed_tokens.weight");
+  g_assert_cmpstr (uel_header_get_tensor (h, 1)->name, ==,
+      "model.layers.0.input_layernorm.weight");
+  g_assert_cmpstr (uel_header_get_tensor (h, 11)->name, ==, "config");
+  g_assert_cmpstr (uel_header_get_tensor (h, 12)->name, ==, "quantization");
+  g_assert_cmpstr (g_hash_table_lookup (uel_header_get_metadata (h),
+          "generator"), ==, "gst-uel make-model");
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* a size that is not one, or past 2^64, is a usage error */
+  for (guint i = 0; i < 4; i++) {
+    const gchar *bad[] = { "lots", "4X", "4GB", "99999999999G" };
+
+    g_assert_cmpint (run_tool (&out, &err, "make-model", "--size", bad[i],
+            path, NULL), ==, 2);
+    g_assert_nonnull (strstr (err, "--size"));
+    g_clear_pointer (&out, g_free);
+    g_clear_pointer (&err, g_free);
+  }
+}
+
+/* make-model writes through UelWriter: a folder that is not there is an
+ * error naming the file, and nothing is left behind */
+static void
+test_make_model_no_folder (void)
+{
+  g_autofree gchar *path = uel_test_path ("no-such-folder/m.safetensors");
+  g_autofree gchar *out = NULL, *err = NULL;
+
+  g_assert_cmpint (run_tool (&out, &err, "make-model", path, NULL), ==, 1);
+  g_assert_nonnull (strstr (err, "m.safetensors"));
+  g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
 }
 
 int
@@ -811,5 +847,7 @@ main (int argc, char **argv)
       test_launch_errors);
   g_test_add_func ("/tool/launch/ctrl-c-stops-cleanly", test_launch_interrupt);
   g_test_add_func ("/tool/make-model/writes-a-valid-model", test_make_model);
+  g_test_add_func ("/tool/make-model/missing-folder",
+      test_make_model_no_folder);
   return g_test_run ();
 }

@@ -6,11 +6,9 @@
 #include "gst-uel-common.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <glib.h>
+#include <gst-uel/uel.h>
 
 typedef struct
 {
@@ -70,22 +68,101 @@ fill_random (guint8 * buf, gsize len, guint64 * state)
   *state = x;
 }
 
+/* "4G", "512M", "100000": bytes, the suffixes powers of 1024; FALSE for
+ * anything else, or a size past 2^64 */
 static gboolean
-write_all (gint fd, const void *buf, gsize len, const gchar * path)
+parse_size (const gchar * text, guint64 * bytes)
 {
-  const guint8 *p = buf;
+  guint64 n;
+  gchar *end;
+  guint shift = 0;
 
-  while (len > 0) {
-    ssize_t w = write (fd, p, len);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0) {
-      errout ("gst-uel make-model: %s: %s\n", path, g_strerror (errno));
+  if (!g_ascii_isdigit (*text))
+    return FALSE;
+  errno = 0;
+  n = g_ascii_strtoull (text, &end, 10);
+  if (errno)
+    return FALSE;
+  switch (g_ascii_toupper (*end)) {
+    case 'G':
+      shift = 30;
+      break;
+    case 'M':
+      shift = 20;
+      break;
+    case 'K':
+      shift = 10;
+      break;
+    case '\0':
+      break;
+    default:
       return FALSE;
-    }
-    p += w;
-    len -= (gsize) w;
   }
+  if ((shift && end[1]) || n > G_MAXUINT64 >> shift)
+    return FALSE;
+  *bytes = n << shift;
+  return TRUE;
+}
+
+static gboolean
+failed (GError * err)
+{
+  errout ("gst-uel make-model: %s\n", err->message);
+  g_error_free (err);
+  return FALSE;
+}
+
+/* The tensors go out through the library's writer, as the reference lays
+ * them out (by dtype, then name), random bytes filled in file order. */
+static gboolean
+write_model (const gchar * path, GArray * list, guint64 seed)
+{
+  g_autoptr (UelWriter) w = NULL;
+  g_autofree guint8 *block = NULL;
+  const gsize block_size = 16 << 20;
+  guint64 state = seed * G_GUINT64_CONSTANT (0x9E3779B97F4A7C15) | 1;
+  GError *err = NULL;
+
+  w = uel_writer_new (path, &err);
+  if (!w
+      || !uel_writer_set_metadata (w, "format", "pt", &err)
+      || !uel_writer_set_metadata (w, "generator", "gst-uel make-model", &err))
+    return failed (err);
+  for (guint i = 0; i < list->len; i++) {
+    Entry *e = &g_array_index (list, Entry, i);
+
+    if (!uel_writer_add_tensor (w, e->name, uel_dtype_from_string (e->dtype,
+                -1), e->n_dims, e->dims, &err))
+      return failed (err);
+  }
+  if (!uel_writer_write_header (w, &err))
+    return failed (err);
+
+  block = g_malloc (block_size);
+  for (guint i = 0; i < uel_writer_get_n_tensors (w); i++) {
+    const UelTensorInfo *t = uel_writer_get_tensor (w, i);
+    Entry *e = NULL;
+
+    for (guint j = 0; j < list->len && !e; j++)
+      if (g_array_index (list, Entry, j).content
+          && strcmp (g_array_index (list, Entry, j).name, t->name) == 0)
+        e = &g_array_index (list, Entry, j);
+    if (e) {
+      if (!uel_writer_write_tensor (w, t->name, e->content, e->bytes, &err))
+        return failed (err);
+      continue;
+    }
+    for (guint64 done = 0; done < t->n_bytes;) {
+      gsize n = (gsize) MIN (t->n_bytes - done, (guint64) block_size);
+
+      fill_random (block, n, &state);
+      if (!uel_writer_write (w, t->name, done, block, n, &err))
+        return failed (err);
+      done += n;
+    }
+  }
+  if (!uel_writer_finish (w, &err))
+    return failed (err);
   return TRUE;
 }
 
@@ -125,12 +202,8 @@ cmd_make_model (gint argc, gchar ** argv)
     {NULL}
   };
   g_autoptr (GArray) list = g_array_new (FALSE, TRUE, sizeof (Entry));
-  g_autoptr (GString) header = g_string_new ("{\"__metadata__\":"
-      "{\"format\":\"pt\",\"generator\":\"gst-uel make-model\"}");
-  g_autofree guint8 *block = NULL;
-  guint64 offset = 0, state, len_le;
-  const gsize block_size = 16 << 20;
-  gint fd;
+  g_autofree gchar *size_str_owned = NULL;
+  guint64 total = 0;
 
   if (!parse_options (&help, entries, &argc, &argv))
     return EXIT_USAGE;
@@ -141,24 +214,15 @@ cmd_make_model (gint argc, gchar ** argv)
     return EXIT_USAGE;
   }
   g_array_set_clear_func (list, entry_clear);
-  state = seed * G_GUINT64_CONSTANT (0x9E3779B97F4A7C15) | 1;
+  size_str_owned = size_str;
 
   if (size_str) {
-    gchar *end;
-    guint64 want = g_ascii_strtoull (size_str, &end, 10), per_layer, base;
+    guint64 want, per_layer, base;
 
-    switch (g_ascii_toupper (*end)) {
-      case 'G':
-        want <<= 30;
-        break;
-      case 'M':
-        want <<= 20;
-        break;
-      case 'K':
-        want <<= 10;
-        break;
-      default:
-        break;
+    if (!parse_size (size_str, &want)) {
+      errout ("gst-uel make-model: --size %s: give bytes, optionally with "
+          "K, M or G\n", size_str);
+      return EXIT_USAGE;
     }
     per_layer = 2ull * hidden * (4ull * hidden + 3ull * inter + 2);
     base = 2ull * vocab * hidden + 2ull * hidden;
@@ -211,60 +275,11 @@ cmd_make_model (gint argc, gchar ** argv)
     }
   }
 
-  for (guint i = 0; i < list->len; i++) {
-    Entry *e = &g_array_index (list, Entry, i);
-
-    g_string_append_printf (header, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[",
-        e->name, e->dtype);
-    for (guint d = 0; d < e->n_dims; d++)
-      g_string_append_printf (header, "%s%" G_GUINT64_FORMAT, d ? "," : "",
-          e->dims[d]);
-    g_string_append_printf (header, "],\"data_offsets\":[%" G_GUINT64_FORMAT
-        ",%" G_GUINT64_FORMAT "]}", offset, offset + e->bytes);
-    offset += e->bytes;
-  }
-  g_string_append_c (header, '}');
-  /* data section 8-byte aligned, as the Python writer does */
-  while ((8 + header->len) % 8)
-    g_string_append_c (header, ' ');
-
-  fd = open (argv[1], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    errout ("gst-uel make-model: %s: %s\n", argv[1], g_strerror (errno));
+  for (guint i = 0; i < list->len; i++)
+    total += g_array_index (list, Entry, i).bytes;
+  if (!write_model (argv[1], list, seed))
     return 1;
-  }
-  len_le = GUINT64_TO_LE ((guint64) header->len);
-  if (!write_all (fd, &len_le, 8, argv[1])
-      || !write_all (fd, header->str, header->len, argv[1]))
-    goto fail;
-
-  block = g_malloc (block_size);
-  for (guint i = 0; i < list->len; i++) {
-    Entry *e = &g_array_index (list, Entry, i);
-    guint64 left = e->bytes;
-
-    if (e->content) {
-      if (!write_all (fd, e->content, e->bytes, argv[1]))
-        goto fail;
-      continue;
-    }
-    while (left > 0) {
-      gsize n = (gsize) MIN (left, (guint64) block_size);
-      fill_random (block, n, &state);
-      if (!write_all (fd, block, n, argv[1]))
-        goto fail;
-      left -= n;
-    }
-  }
-  if (close (fd) != 0) {
-    errout ("gst-uel make-model: %s: %s\n", argv[1], g_strerror (errno));
-    return 1;
-  }
   out ("%s: %u tensors, %" G_GUINT64_FORMAT " bytes of data (%d "
-      "layers)\n", argv[1], list->len, offset, small ? 0 : layers);
+      "layers)\n", argv[1], list->len, total, small ? 0 : layers);
   return 0;
-
-fail:
-  close (fd);
-  return 1;
 }
