@@ -912,6 +912,24 @@ bf16_tensor (UelLoader * loader)
   return buf;
 }
 
+/* @f32 holds the bits the CPU reference makes of the BF16 tensor @bf16 */
+static void
+assert_bf16_as_f32 (GstBuffer * f32, GstBuffer * bf16)
+{
+  g_autofree guint8 *ref = g_malloc (gst_buffer_get_size (bf16) * 2);
+  GError *err = NULL;
+  GstMapInfo src, map;
+
+  g_assert_true (gst_buffer_map (bf16, &src, GST_MAP_READ));
+  g_assert_true (uel_convert_cpu (UEL_DTYPE_BF16, UEL_DTYPE_F32, src.data,
+          ref, src.size / 2, &err));
+  g_assert_no_error (err);
+  g_assert_true (gst_buffer_map (f32, &map, GST_MAP_READ));
+  g_assert_cmpmem (map.data, map.size, ref, src.size * 2);
+  gst_buffer_unmap (f32, &map);
+  gst_buffer_unmap (bf16, &src);
+}
+
 static void
 test_transfer (void)
 {
@@ -922,7 +940,6 @@ test_transfer (void)
   guint64 pinned, fallback;
   GError *err = NULL;
   UelTensorMeta *m;
-  GstMapInfo map;
 
   loader = uel_loader_new (path, TRUE, &err);
   g_assert_no_error (err);
@@ -955,19 +972,7 @@ test_transfer (void)
   g_assert_cmpuint (m->n_bytes, ==, gst_buffer_get_size (in) * 2);
   g_assert_cmpuint (gst_buffer_get_size (f32), ==,
       gst_buffer_get_size (in) * 2);
-  {
-    g_autofree guint8 *ref = g_malloc (gst_buffer_get_size (f32));
-    GstMapInfo src;
-
-    g_assert_true (gst_buffer_map (in, &src, GST_MAP_READ));
-    g_assert_true (uel_convert_cpu (UEL_DTYPE_BF16, UEL_DTYPE_F32, src.data,
-            ref, src.size / 2, &err));
-    g_assert_no_error (err);
-    g_assert_true (gst_buffer_map (f32, &map, GST_MAP_READ));
-    g_assert_cmpmem (map.data, map.size, ref, src.size * 2);
-    gst_buffer_unmap (f32, &map);
-    gst_buffer_unmap (in, &src);
-  }
+  assert_bf16_as_f32 (f32, in);
   uel_pinned_transfer_get_stats (&pinned, &fallback);
   g_assert_cmpuint (pinned + fallback, ==, 2);
 
@@ -1025,23 +1030,31 @@ test_transfer (void)
   g_assert_cmpuint (fallback, ==, 0);
 }
 
+/* the BF16 tensor of a new model, read with the loader; the stats zeroed */
+static GstBuffer *
+transfer_input (const gchar * name)
+{
+  g_autofree gchar *path = write_model (name);
+  g_autoptr (UelLoader) loader = NULL;
+  GError *err = NULL;
+
+  loader = uel_loader_new (path, TRUE, &err);
+  g_assert_no_error (err);
+  uel_pinned_transfer_reset_stats ();
+  return bf16_tensor (loader);
+}
+
 /* the non-blocking variant: without a device, settled by the call itself */
 static void
 test_transfer_async (void)
 {
-  g_autofree gchar *path = write_model ("transfer-async.safetensors");
-  g_autoptr (UelLoader) loader = NULL;
-  g_autoptr (GstBuffer) in = NULL, out = NULL, again = NULL, f32 = NULL;
+  g_autoptr (GstBuffer) in = transfer_input ("transfer-async.safetensors");
+  g_autoptr (GstBuffer) out = NULL, again = NULL, f32 = NULL;
   g_autoptr (UelTransfer) t = NULL, conv = NULL;
   gboolean have_gpu = uel_cuda_device_check (0, NULL);
   guint64 pinned, fallback;
   GError *err = NULL;
 
-  loader = uel_loader_new (path, TRUE, &err);
-  g_assert_no_error (err);
-  in = bf16_tensor (loader);
-
-  uel_pinned_transfer_reset_stats ();
   t = uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_INVALID, &err);
   g_assert_no_error (err);
   g_assert_nonnull (t);
@@ -1079,19 +1092,7 @@ test_transfer_async (void)
   g_assert_no_error (err);
   g_assert_cmpint (uel_buffer_get_tensor_meta (f32)->dtype, ==,
       UEL_DTYPE_F32);
-  {
-    g_autofree guint8 *ref = g_malloc (gst_buffer_get_size (in) * 2);
-    GstMapInfo src, map;
-
-    g_assert_true (gst_buffer_map (in, &src, GST_MAP_READ));
-    g_assert_true (uel_convert_cpu (UEL_DTYPE_BF16, UEL_DTYPE_F32, src.data,
-            ref, src.size / 2, &err));
-    g_assert_no_error (err);
-    g_assert_true (gst_buffer_map (f32, &map, GST_MAP_READ));
-    g_assert_cmpmem (map.data, map.size, ref, src.size * 2);
-    gst_buffer_unmap (f32, &map);
-    gst_buffer_unmap (in, &src);
-  }
+  assert_bf16_as_f32 (f32, in);
   uel_pinned_transfer_get_stats (&pinned, &fallback);
   g_assert_cmpuint (pinned + fallback, ==, 2);
   uel_pinned_transfer_reset_stats ();
@@ -1101,18 +1102,12 @@ test_transfer_async (void)
 static void
 test_transfer_async_misuse (void)
 {
-  g_autofree gchar *path = write_model ("transfer-misuse.safetensors");
-  g_autoptr (UelLoader) loader = NULL;
-  g_autoptr (GstBuffer) in = NULL, chunk = NULL;
+  g_autoptr (GstBuffer) in = transfer_input ("transfer-misuse.safetensors");
+  g_autoptr (GstBuffer) chunk = NULL;
   gboolean have_gpu = uel_cuda_device_check (0, NULL);
   guint64 pinned, fallback;
   UelTransfer *t;
   GError *err = NULL;
-
-  loader = uel_loader_new (path, TRUE, &err);
-  g_assert_no_error (err);
-  in = bf16_tensor (loader);
-  uel_pinned_transfer_reset_stats ();
 
   /* freed without waiting: the source and the copies are released; on a
    * device nothing is counted, no tensor came out */
