@@ -220,39 +220,80 @@ upload (UelCudaUploader * up, GstBuffer * buffer, gint device,
   return TRUE;
 }
 
-/* one transfer, pinned or from pageable memory; the device tensor or NULL */
-static GstBuffer *
-transfer (GstBuffer * buffer, gint device, UelDType convert_to,
-    gboolean try_pinned, gboolean * pinned, GError ** error)
+struct _UelTransfer
 {
-  UelCudaUploader *up;
+  GstBuffer *input;             /* kept for a retry from pageable memory */
+  gint device;
+  UelDType convert_to;
+  gchar *name;                  /* "tensor 'x': " for errors, or "" */
+  UelCudaUploader *uploader;    /* copies queued and not waited for */
   GPtrArray *ready;
-  GstBuffer *out = NULL;
+  gboolean pinned;              /* the queued copies go from pinned memory */
+  gboolean retry;               /* pageable copies may replace them */
+  gboolean settled;
+  GstBuffer *result;
+  GError *error;
+};
+
+static void
+stop_copies (UelTransfer * t)
+{
+  g_clear_pointer (&t->uploader, uel_cuda_uploader_free);
+  g_clear_pointer (&t->ready, g_ptr_array_unref);
+}
+
+/* Queues the copies of @t's tensor, pinned or from pageable memory. */
+static gboolean
+start_copies (UelTransfer * t, gboolean try_pinned, GError ** error)
+{
   gboolean ok;
 
-  up = uel_cuda_uploader_new (device, convert_to, 2, error);
-  if (!up)
-    return NULL;
-  ready = g_ptr_array_new_with_free_func ((GDestroyNotify) gst_buffer_unref);
+  t->uploader = uel_cuda_uploader_new (t->device, t->convert_to, 2, error);
+  if (!t->uploader)
+    return FALSE;
+  t->ready = g_ptr_array_new_with_free_func ((GDestroyNotify)
+      gst_buffer_unref);
+  t->retry = try_pinned;
   if (try_pinned) {
-    ok = upload (up, buffer, device, ready, pinned, error);
+    ok = upload (t->uploader, t->input, t->device, t->ready, &t->pinned,
+        error);
   } else {
-    *pinned = FALSE;
-    ok = uel_cuda_uploader_submit (up, buffer, ready, error);
+    t->pinned = FALSE;
+    ok = uel_cuda_uploader_submit (t->uploader, t->input, t->ready, error);
   }
-  ok = ok && uel_cuda_uploader_drain (up, ready, error);
-  if (ok && ready->len == 1)
-    out = gst_buffer_ref (g_ptr_array_index (ready, 0));
-  else if (ok)
-    g_set_error (error, UEL_ERROR, UEL_ERROR_CUDA, "the upload delivered %u "
-        "tensors instead of one", ready->len);
-  g_ptr_array_unref (ready);
-  uel_cuda_uploader_free (up);
+  if (!ok)
+    stop_copies (t);
+  return ok;
+}
+
+/* Waits for the queued copies: the device tensor, or NULL. */
+static GstBuffer *
+finish_copies (UelTransfer * t, GError ** error)
+{
+  GstBuffer *out = NULL;
+
+  if (uel_cuda_uploader_drain (t->uploader, t->ready, error)) {
+    if (t->ready->len == 1)
+      out = gst_buffer_ref (g_ptr_array_index (t->ready, 0));
+    else
+      g_set_error (error, UEL_ERROR, UEL_ERROR_CUDA, "the upload delivered "
+          "%u tensors instead of one", t->ready->len);
+  }
+  stop_copies (t);
   return out;
 }
 
+static void
+settle (UelTransfer * t, GstBuffer * result, GError * error)
+{
+  t->settled = TRUE;
+  t->result = result;
+  t->error = error;
+  gst_clear_buffer (&t->input);
+}
+
 /**
- * uel_transfer_to_gpu_pinned:
+ * uel_transfer_to_gpu_pinned_async:
  * @buffer: (transfer none): a whole tensor in host memory (with or without
  *   a #UelTensorMeta; without one, its bytes count as `U8`)
  * @device: the CUDA device (-1 = the current one)
@@ -261,40 +302,48 @@ transfer (GstBuffer * buffer, gint device, UelDType convert_to,
  *   uel_convert_supported())
  * @error: return location for a #GError
  *
- * Copies a tensor to a CUDA device through pinned memory, asynchronously
- * on its own CUDA stream, and waits until it has arrived: the Python
- * loader's `transfer_to_gpu_pinned()`.  The result is a new buffer of CUDA
- * device memory (map it with `GST_MAP_READ | UEL_MAP_CUDA` for the device
- * pointer) with the tensor's meta, its dtype and size updated when it was
- * converted; it counts as a pinned transfer.
+ * Starts copying a tensor to a CUDA device through pinned memory and
+ * returns without waiting for the copy: the Python loader's
+ * `transfer_to_gpu_pinned(..., non_blocking=True)`.  uel_transfer_wait()
+ * gives the result, as uel_transfer_to_gpu_pinned() would have returned
+ * it; uel_transfer_free() then releases the transfer.
  *
- * The fallback is graceful, as in the Python loader, and counts as a
- * fallback: without a usable device (no CUDA toolkit at build time, no
- * driver, no device, a bad @device), the tensor stays in host memory: the
- * result is @buffer itself (another reference), or a converted host copy
- * when @dtype asks for a conversion.  When the pinned copy fails on a
- * device that works, the tensor is copied from pageable memory instead.  A
- * buffer already in device memory is returned as it is, uncounted, unless
- * it must be converted.
+ * The copies run on a CUDA stream of the transfer's own.  A tensor already
+ * in pinned memory is queued at once; a pageable one is first staged into
+ * the pinned pool on the calling thread, chunk after chunk, so the call
+ * returns once all of it is staged (at most the pool's size, 64 MiB, is
+ * then still on its way).  @buffer is kept until the transfer is settled.
  *
- * Safe to call from several threads.
+ * The fallbacks are uel_transfer_to_gpu_pinned()'s.  Without a usable
+ * device the transfer is settled at once: uel_transfer_wait() returns the
+ * host tensor without waiting, and the call has counted the fallback.
+ * When the pinned copy fails, the tensor is copied from pageable memory
+ * instead: at once when queuing it fails, in uel_transfer_wait() when the
+ * copy itself fails.
  *
- * Returns: (transfer full) (nullable): the tensor on the device (or, as a
- *   fallback, in host memory), or %NULL with @error set:
- *   %UEL_ERROR_INVALID_ARGUMENT for a chunk of a tensor or a conversion
- *   that is not supported, %UEL_ERROR_CUDA when even the pageable copy
- *   failed
+ * Each transfer counts once in uel_pinned_transfer_get_stats(), when its
+ * outcome is known: in this call without a device, in uel_transfer_wait()
+ * otherwise.  A transfer freed without being waited for is not counted.
+ *
+ * Unlike PyTorch's non-blocking copies, which later work on the same CUDA
+ * stream is ordered after, nothing orders the caller's streams after this
+ * copy: the device memory may only be used once uel_transfer_wait() has
+ * returned it.
+ *
+ * Returns: (transfer full) (nullable): the transfer, or %NULL with @error
+ *   set: %UEL_ERROR_INVALID_ARGUMENT for a chunk of a tensor or a
+ *   conversion that is not supported, %UEL_ERROR_CUDA when even queuing a
+ *   copy from pageable memory failed
  */
-GstBuffer *
-uel_transfer_to_gpu_pinned (GstBuffer * buffer, gint device, UelDType dtype,
-    GError ** error)
+UelTransfer *
+uel_transfer_to_gpu_pinned_async (GstBuffer * buffer, gint device,
+    UelDType dtype, GError ** error)
 {
   UelTensorMeta *meta;
   UelDType from;
   UelDType convert_to = UEL_DTYPE_INVALID;
   GError *err = NULL;
-  GstBuffer *out;
-  gboolean pinned = FALSE;
+  UelTransfer *t;
 
   g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
   g_return_val_if_fail (error == NULL || *error == NULL, NULL);
@@ -323,32 +372,177 @@ uel_transfer_to_gpu_pinned (GstBuffer * buffer, gint device, UelDType dtype,
     convert_to = dtype;
   }
 
+  t = g_new0 (UelTransfer, 1);
+  t->input = gst_buffer_ref (buffer);
+  t->device = device;
+  t->convert_to = convert_to;
+  t->name = meta ? g_strdup_printf ("tensor '%s': ",
+      uel_tensor_meta_get_name (meta)) : g_strdup ("");
+
   if (convert_to == UEL_DTYPE_INVALID
-      && all_memory (buffer, uel_memory_is_cuda))
-    return gst_buffer_ref (buffer);
+      && all_memory (buffer, uel_memory_is_cuda)) {
+    settle (t, gst_buffer_ref (buffer), NULL);
+    return t;
+  }
 
   if (!uel_cuda_device_check (device, &err)) {
-    GST_INFO ("no CUDA device (%s): the tensor stays in host memory",
-        err->message);
+    GstBuffer *host;
+
+    GST_INFO ("%sno CUDA device (%s): the tensor stays in host memory",
+        t->name, err->message);
     g_clear_error (&err);
     count (FALSE);
     if (convert_to == UEL_DTYPE_INVALID)
-      return gst_buffer_ref (buffer);
-    return convert_on_host (buffer, from, convert_to, error);
+      host = gst_buffer_ref (buffer);
+    else if (!(host = convert_on_host (buffer, from, convert_to, error)))
+      goto failed;
+    settle (t, host, NULL);
+    return t;
   }
 
-  out = transfer (buffer, device, convert_to, TRUE, &pinned, &err);
-  if (!out) {
+  if (!start_copies (t, TRUE, &err)) {
     /* as the seed does when pinning fails: a plain copy */
-    GST_WARNING ("pinned transfer failed (%s): copying from pageable "
-        "memory", err->message);
+    GST_WARNING ("%spinned transfer failed (%s): copying from pageable "
+        "memory", t->name, err->message);
     g_clear_error (&err);
-    out = transfer (buffer, device, convert_to, FALSE, &pinned, error);
-    if (!out)
-      return NULL;
+    if (!start_copies (t, FALSE, error)) {
+      g_prefix_error (error, "%s", t->name);
+      goto failed;
+    }
   }
-  count (pinned);
-  return out;
+  return t;
+
+failed:
+  uel_transfer_free (t);
+  return NULL;
+}
+
+/**
+ * uel_transfer_wait:
+ * @transfer: a #UelTransfer
+ * @error: return location for a #GError
+ *
+ * Waits until @transfer's copies have arrived (the tensor converted, when
+ * a conversion was asked for) and gives the tensor, as
+ * uel_transfer_to_gpu_pinned() returns it: device memory that any CUDA
+ * stream may use from now on, or the host tensor of a fallback.  When the
+ * pinned copy failed, the tensor is copied again from pageable memory
+ * before this returns.
+ *
+ * Waiting again gives the same result again: another reference to the
+ * same buffer, or the same error.  uel_transfer_free() must still be
+ * called.
+ *
+ * Returns: (transfer full) (nullable): the tensor, or %NULL with a
+ *   %UEL_ERROR_CUDA error naming the tensor when even the pageable copy
+ *   failed
+ */
+GstBuffer *
+uel_transfer_wait (UelTransfer * transfer, GError ** error)
+{
+  UelTransfer *t = transfer;
+  GError *err = NULL;
+  GstBuffer *out;
+
+  g_return_val_if_fail (t != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!t->settled) {
+    out = finish_copies (t, &err);
+    if (!out && t->retry) {
+      GST_WARNING ("%spinned transfer failed (%s): copying from pageable "
+          "memory", t->name, err->message);
+      g_clear_error (&err);
+      if (start_copies (t, FALSE, &err))
+        out = finish_copies (t, &err);
+    }
+    if (out)
+      count (t->pinned);
+    else
+      g_prefix_error (&err, "%s", t->name);
+    settle (t, out, err);
+  }
+  if (t->error) {
+    g_propagate_error (error, g_error_copy (t->error));
+    return NULL;
+  }
+  return gst_buffer_ref (t->result);
+}
+
+/**
+ * uel_transfer_free:
+ * @transfer: (transfer full) (nullable): a #UelTransfer
+ *
+ * Releases @transfer: its reference to the result, and, when it was never
+ * waited for, its copies (waited for first, as the device memory and the
+ * source must outlive them; their tensor is dropped, uncounted) and its
+ * reference to the source tensor.
+ */
+void
+uel_transfer_free (UelTransfer * transfer)
+{
+  if (!transfer)
+    return;
+  if (transfer->uploader) {
+    GError *err = NULL;
+
+    if (!uel_cuda_uploader_drain (transfer->uploader, NULL, &err)) {
+      GST_WARNING ("%sa transfer freed without waiting for it failed: %s",
+          transfer->name, err->message);
+      g_clear_error (&err);
+    }
+  }
+  stop_copies (transfer);
+  gst_clear_buffer (&transfer->input);
+  gst_clear_buffer (&transfer->result);
+  g_clear_error (&transfer->error);
+  g_free (transfer->name);
+  g_free (transfer);
+}
+
+/**
+ * uel_transfer_to_gpu_pinned:
+ * @buffer: (transfer none): a whole tensor in host memory (with or without
+ *   a #UelTensorMeta; without one, its bytes count as `U8`)
+ * @device: the CUDA device (-1 = the current one)
+ * @dtype: %UEL_DTYPE_INVALID to keep the tensor's dtype, or F32, F16 or
+ *   BF16 to convert a floating-point tensor on the way (see
+ *   uel_convert_supported())
+ * @error: return location for a #GError
+ *
+ * Copies a tensor to a CUDA device through pinned memory, asynchronously
+ * on its own CUDA stream, and waits until it has arrived: the Python
+ * loader's `transfer_to_gpu_pinned()` (uel_transfer_to_gpu_pinned_async()
+ * followed by uel_transfer_wait()).  The result is a new buffer of CUDA
+ * device memory (map it with `GST_MAP_READ | UEL_MAP_CUDA` for the device
+ * pointer) with the tensor's meta, its dtype and size updated when it was
+ * converted; it counts as a pinned transfer.
+ *
+ * The fallback is graceful, as in the Python loader, and counts as a
+ * fallback: without a usable device (no CUDA toolkit at build time, no
+ * driver, no device, a bad @device), the tensor stays in host memory: the
+ * result is @buffer itself (another reference), or a converted host copy
+ * when @dtype asks for a conversion.  When the pinned copy fails on a
+ * device that works, the tensor is copied from pageable memory instead.  A
+ * buffer already in device memory is returned as it is, uncounted, unless
+ * it must be converted.
+ *
+ * Safe to call from several threads.
+ *
+ * Returns: (transfer full) (nullable): the tensor on the device (or, as a
+ *   fallback, in host memory), or %NULL with @error set:
+ *   %UEL_ERROR_INVALID_ARGUMENT for a chunk of a tensor or a conversion
+ *   that is not supported, %UEL_ERROR_CUDA when even the pageable copy
+ *   failed
+ */
+GstBuffer *
+uel_transfer_to_gpu_pinned (GstBuffer * buffer, gint device, UelDType dtype,
+    GError ** error)
+{
+  g_autoptr (UelTransfer) t = NULL;
+
+  t = uel_transfer_to_gpu_pinned_async (buffer, device, dtype, error);
+  return t ? uel_transfer_wait (t, error) : NULL;
 }
 
 /**

@@ -5,7 +5,8 @@
  * tests/uel-fake-cuda.c, whose "device" memory is host memory, so every
  * copy a map makes is counted.  The checks shared with tests/gpu/test-gpu.c
  * (cudamem-checks.c) run here with those counts; the ones below need the
- * stand-in to fail copies on demand and to count allocations.
+ * stand-in to fail copies on demand and to count allocations, and so do
+ * the non-blocking transfers' (uel-transfer.c is linked in too).
  */
 #include "config.h"
 
@@ -106,6 +107,136 @@ test_freed_with_the_memory (void)
   g_assert_cmpuint (c.live, ==, 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* uel_transfer_to_gpu_pinned_async() on the stand-in device */
+
+/* one F32 tensor "w" of two pool chunks and a bit, from a file */
+static GstBuffer *
+transfer_source (void)
+{
+  const gsize n = (gsize) UEL_TRANSFER_POOL_SIZE / 4 + 12;
+  g_autofree gchar *path = uel_test_path ("transfer-async.safetensors");
+  g_autofree gchar *shape = g_strdup_printf ("[%" G_GSIZE_FORMAT "]", n / 4);
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autoptr (UelLoader) loader = NULL;
+  GError *err = NULL;
+  GstBuffer *buf;
+
+  uel_test_builder_add (b, "w", "F32", shape, n, NULL);
+  uel_test_builder_write (b, path, NULL);
+  loader = uel_loader_new (path, TRUE, &err);
+  g_assert_no_error (err);
+  buf = uel_loader_get_tensor (loader, "w", &err);
+  g_assert_no_error (err);
+  return buf;
+}
+
+static void
+assert_stats (guint64 pinned, guint64 fallback)
+{
+  guint64 p, f;
+
+  uel_pinned_transfer_get_stats (&p, &f);
+  g_assert_cmpuint (p, ==, pinned);
+  g_assert_cmpuint (f, ==, fallback);
+}
+
+static void
+test_transfer_async (void)
+{
+  g_autoptr (GstBuffer) in = transfer_source ();
+  g_autoptr (GstBuffer) out = NULL, again = NULL;
+  UelTransfer *t;
+  UelFakeCudaCounts c;
+  GError *err = NULL;
+  GstMapInfo a, b;
+
+  uel_pinned_transfer_reset_stats ();
+  t = uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_INVALID, &err);
+  g_assert_no_error (err);
+  /* counted once the copies are waited for */
+  assert_stats (0, 0);
+  out = uel_transfer_wait (t, &err);
+  g_assert_no_error (err);
+  assert_stats (1, 0);
+  g_assert_true (uel_memory_is_cuda (gst_buffer_peek_memory (out, 0)));
+  g_assert_cmpint (uel_buffer_get_tensor_meta (out)->dtype, ==,
+      UEL_DTYPE_F32);
+  g_assert_true (gst_buffer_map (out, &a, GST_MAP_READ));
+  g_assert_true (gst_buffer_map (in, &b, GST_MAP_READ));
+  g_assert_cmpmem (a.data, a.size, b.data, b.size);
+  gst_buffer_unmap (in, &b);
+  gst_buffer_unmap (out, &a);
+  again = uel_transfer_wait (t, &err);
+  g_assert_no_error (err);
+  g_assert_true (again == out);
+  uel_transfer_free (t);
+  assert_stats (1, 0);
+  gst_clear_buffer (&out);
+  gst_clear_buffer (&again);
+  uel_fake_cuda_get_counts (&c);
+  g_assert_cmpuint (c.live, ==, 0);
+
+  /* freed without waiting: the device memory goes too, uncounted */
+  t = uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_INVALID, &err);
+  g_assert_no_error (err);
+  uel_transfer_free (t);
+  uel_fake_cuda_get_counts (&c);
+  g_assert_cmpuint (c.live, ==, 0);
+  assert_stats (1, 0);
+  g_assert_cmpint (GST_MINI_OBJECT_REFCOUNT_VALUE (in), ==, 1);
+  uel_pinned_transfer_reset_stats ();
+}
+
+static void
+test_transfer_async_failures (void)
+{
+  g_autoptr (GstBuffer) in = transfer_source ();
+  g_autoptr (GstBuffer) out = NULL;
+  UelTransfer *t;
+  UelFakeCudaCounts c;
+  GError *err = NULL;
+
+  uel_pinned_transfer_reset_stats ();
+  /* the pinned copies fail on the way: wait copies from pageable memory */
+  uel_fake_cuda_fail_syncs (1);
+  t = uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_INVALID, &err);
+  g_assert_no_error (err);
+  out = uel_transfer_wait (t, &err);
+  g_assert_no_error (err);
+  g_assert_true (uel_memory_is_cuda (gst_buffer_peek_memory (out, 0)));
+  assert_stats (0, 1);
+  uel_transfer_free (t);
+  gst_clear_buffer (&out);
+
+  /* the pageable copy fails too: an error naming the tensor, twice */
+  uel_fake_cuda_fail_syncs (2);
+  t = uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_INVALID, &err);
+  g_assert_no_error (err);
+  for (guint i = 0; i < 2; i++) {
+    g_assert_null (uel_transfer_wait (t, &err));
+    g_assert_error (err, UEL_ERROR, UEL_ERROR_CUDA);
+    g_assert_true (g_str_has_prefix (err->message, "tensor 'w': "));
+    g_clear_error (&err);
+  }
+  uel_transfer_free (t);
+  assert_stats (0, 1);
+
+  /* queuing fails both ways (the stand-in has no conversion kernels):
+   * refused at the call */
+  g_assert_null (uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_F16,
+          &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_CUDA);
+  g_assert_true (g_str_has_prefix (err->message, "tensor 'w': "));
+  g_clear_error (&err);
+  assert_stats (0, 1);
+
+  uel_fake_cuda_get_counts (&c);
+  g_assert_cmpuint (c.live, ==, 0);
+  g_assert_cmpint (GST_MINI_OBJECT_REFCOUNT_VALUE (in), ==, 1);
+  uel_pinned_transfer_reset_stats ();
+}
+
 int
 main (int argc, char **argv)
 {
@@ -119,5 +250,9 @@ main (int argc, char **argv)
       test_failed_transfers);
   g_test_add_func ("/cudamem/host-copy-and-block-go-with-the-last-reference",
       test_freed_with_the_memory);
+  g_test_add_func ("/transfer/async/arrives-in-device-memory-when-waited-for",
+      test_transfer_async);
+  g_test_add_func ("/transfer/async/failed-copies-retry-then-name-the-tensor",
+      test_transfer_async_failures);
   return g_test_run ();
 }

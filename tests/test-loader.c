@@ -912,6 +912,24 @@ bf16_tensor (UelLoader * loader)
   return buf;
 }
 
+/* @f32 holds the bits the CPU reference makes of the BF16 tensor @bf16 */
+static void
+assert_bf16_as_f32 (GstBuffer * f32, GstBuffer * bf16)
+{
+  g_autofree guint8 *ref = g_malloc (gst_buffer_get_size (bf16) * 2);
+  GError *err = NULL;
+  GstMapInfo src, map;
+
+  g_assert_true (gst_buffer_map (bf16, &src, GST_MAP_READ));
+  g_assert_true (uel_convert_cpu (UEL_DTYPE_BF16, UEL_DTYPE_F32, src.data,
+          ref, src.size / 2, &err));
+  g_assert_no_error (err);
+  g_assert_true (gst_buffer_map (f32, &map, GST_MAP_READ));
+  g_assert_cmpmem (map.data, map.size, ref, src.size * 2);
+  gst_buffer_unmap (f32, &map);
+  gst_buffer_unmap (bf16, &src);
+}
+
 static void
 test_transfer (void)
 {
@@ -922,7 +940,6 @@ test_transfer (void)
   guint64 pinned, fallback;
   GError *err = NULL;
   UelTensorMeta *m;
-  GstMapInfo map;
 
   loader = uel_loader_new (path, TRUE, &err);
   g_assert_no_error (err);
@@ -955,19 +972,7 @@ test_transfer (void)
   g_assert_cmpuint (m->n_bytes, ==, gst_buffer_get_size (in) * 2);
   g_assert_cmpuint (gst_buffer_get_size (f32), ==,
       gst_buffer_get_size (in) * 2);
-  {
-    g_autofree guint8 *ref = g_malloc (gst_buffer_get_size (f32));
-    GstMapInfo src;
-
-    g_assert_true (gst_buffer_map (in, &src, GST_MAP_READ));
-    g_assert_true (uel_convert_cpu (UEL_DTYPE_BF16, UEL_DTYPE_F32, src.data,
-            ref, src.size / 2, &err));
-    g_assert_no_error (err);
-    g_assert_true (gst_buffer_map (f32, &map, GST_MAP_READ));
-    g_assert_cmpmem (map.data, map.size, ref, src.size * 2);
-    gst_buffer_unmap (f32, &map);
-    gst_buffer_unmap (in, &src);
-  }
+  assert_bf16_as_f32 (f32, in);
   uel_pinned_transfer_get_stats (&pinned, &fallback);
   g_assert_cmpuint (pinned + fallback, ==, 2);
 
@@ -1023,6 +1028,134 @@ test_transfer (void)
   uel_pinned_transfer_get_stats (&pinned, &fallback);
   g_assert_cmpuint (pinned, ==, 0);
   g_assert_cmpuint (fallback, ==, 0);
+}
+
+/* the BF16 tensor of a new model, read with the loader; the stats zeroed */
+static GstBuffer *
+transfer_input (const gchar * name)
+{
+  g_autofree gchar *path = write_model (name);
+  g_autoptr (UelLoader) loader = NULL;
+  GError *err = NULL;
+
+  loader = uel_loader_new (path, TRUE, &err);
+  g_assert_no_error (err);
+  uel_pinned_transfer_reset_stats ();
+  return bf16_tensor (loader);
+}
+
+/* the non-blocking variant: without a device, settled by the call itself */
+static void
+test_transfer_async (void)
+{
+  g_autoptr (GstBuffer) in = transfer_input ("transfer-async.safetensors");
+  g_autoptr (GstBuffer) out = NULL, again = NULL, f32 = NULL;
+  g_autoptr (UelTransfer) t = NULL, conv = NULL;
+  gboolean have_gpu = uel_cuda_device_check (0, NULL);
+  guint64 pinned, fallback;
+  GError *err = NULL;
+
+  t = uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_INVALID, &err);
+  g_assert_no_error (err);
+  g_assert_nonnull (t);
+  uel_pinned_transfer_get_stats (&pinned, &fallback);
+  if (!have_gpu) {
+    /* counted by the call: the outcome is known at once */
+    g_assert_cmpuint (pinned, ==, 0);
+    g_assert_cmpuint (fallback, ==, 1);
+  }
+  out = uel_transfer_wait (t, &err);
+  g_assert_no_error (err);
+  uel_pinned_transfer_get_stats (&pinned, &fallback);
+  g_assert_cmpuint (pinned + fallback, ==, 1);
+  if (have_gpu) {
+    g_assert_true (uel_memory_is_cuda (gst_buffer_peek_memory (out, 0)));
+    g_assert_cmpuint (pinned, ==, 1);
+  } else {
+    g_assert_true (out == in);
+  }
+  assert_same_bytes (out, in);
+  g_assert_cmpstr (uel_tensor_meta_get_name (uel_buffer_get_tensor_meta
+          (out)), ==, "embed.weight");
+
+  /* waiting again gives the same tensor again, and counts nothing */
+  again = uel_transfer_wait (t, &err);
+  g_assert_no_error (err);
+  g_assert_true (again == out);
+  uel_pinned_transfer_get_stats (&pinned, &fallback);
+  g_assert_cmpuint (pinned + fallback, ==, 1);
+
+  /* a conversion: the CPU reference's bits, from either side */
+  conv = uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_F32, &err);
+  g_assert_no_error (err);
+  f32 = uel_transfer_wait (conv, &err);
+  g_assert_no_error (err);
+  g_assert_cmpint (uel_buffer_get_tensor_meta (f32)->dtype, ==,
+      UEL_DTYPE_F32);
+  assert_bf16_as_f32 (f32, in);
+  uel_pinned_transfer_get_stats (&pinned, &fallback);
+  g_assert_cmpuint (pinned + fallback, ==, 2);
+  uel_pinned_transfer_reset_stats ();
+}
+
+/* what a caller may get wrong: nothing leaks (the sanitizer build checks) */
+static void
+test_transfer_async_misuse (void)
+{
+  g_autoptr (GstBuffer) in = transfer_input ("transfer-misuse.safetensors");
+  g_autoptr (GstBuffer) chunk = NULL;
+  gboolean have_gpu = uel_cuda_device_check (0, NULL);
+  guint64 pinned, fallback;
+  UelTransfer *t;
+  GError *err = NULL;
+
+  /* freed without waiting: the source and the copies are released; on a
+   * device nothing is counted, no tensor came out */
+  t = uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_INVALID, &err);
+  g_assert_no_error (err);
+  uel_transfer_free (t);
+  t = uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_F16, &err);
+  g_assert_no_error (err);
+  uel_transfer_free (t);
+  uel_pinned_transfer_get_stats (&pinned, &fallback);
+  g_assert_cmpuint (pinned, ==, 0);
+  g_assert_cmpuint (fallback, ==, have_gpu ? 0 : 2);
+  /* the transfers held references to @in, and gave them back */
+  g_assert_cmpint (GST_MINI_OBJECT_REFCOUNT_VALUE (in), ==, 1);
+  uel_transfer_free (NULL);
+
+  /* refused at the call, with no transfer to free */
+  chunk = gst_buffer_copy_region (in, GST_BUFFER_COPY_ALL, 0, 64);
+  uel_buffer_get_tensor_meta (chunk)->last_chunk = FALSE;
+  g_assert_null (uel_transfer_to_gpu_pinned_async (chunk, 0,
+          UEL_DTYPE_INVALID, &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (err->message, "'embed.weight'"));
+  g_clear_error (&err);
+  g_assert_null (uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_I32,
+          &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT);
+  g_assert_nonnull (strstr (err->message, "'embed.weight'"));
+  g_clear_error (&err);
+
+  /* waited for twice, then freed: the result's references balance */
+  t = uel_transfer_to_gpu_pinned_async (in, 0, UEL_DTYPE_INVALID, &err);
+  g_assert_no_error (err);
+  {
+    g_autoptr (GstBuffer) a = uel_transfer_wait (t, &err);
+    g_autoptr (GstBuffer) b = NULL;
+
+    g_assert_no_error (err);
+    b = uel_transfer_wait (t, &err);
+    g_assert_no_error (err);
+    g_assert_true (a == b);
+    uel_transfer_free (t);
+    /* the caller's two references outlive the transfer */
+    g_assert_cmpint (GST_MINI_OBJECT_REFCOUNT_VALUE (a), ==,
+        have_gpu ? 2 : 3);
+  }
+  g_assert_cmpint (GST_MINI_OBJECT_REFCOUNT_VALUE (in), ==, 1);
+  uel_pinned_transfer_reset_stats ();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1349,6 +1482,10 @@ main (int argc, char **argv)
   g_test_add_func ("/loader/get-dtype/every-dtype-from-the-header",
       test_get_dtype);
   g_test_add_func ("/transfer/pinned-or-graceful-fallback", test_transfer);
+  g_test_add_func ("/transfer/async/waits-for-the-same-result",
+      test_transfer_async);
+  g_test_add_func ("/transfer/async/misuse-leaks-nothing",
+      test_transfer_async_misuse);
   g_test_add_func ("/dict/tensor-round-trip", test_dict_round_trip);
   return g_test_run ();
 }

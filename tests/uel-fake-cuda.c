@@ -17,6 +17,7 @@ static GHashTable *blocks;      /* base → size, the live allocations */
 static UelFakeCudaCounts counts;
 static guint fail_copies;
 static guint copy_delay_us;
+static guint fail_syncs;
 
 /* whether [ptr, ptr + n) lies inside one live allocation */
 static gboolean
@@ -83,6 +84,14 @@ uel_fake_cuda_fail_copies (guint n)
 {
   g_mutex_lock (&lock);
   fail_copies = n;
+  g_mutex_unlock (&lock);
+}
+
+void
+uel_fake_cuda_fail_syncs (guint n)
+{
+  g_mutex_lock (&lock);
+  fail_syncs = n;
   g_mutex_unlock (&lock);
 }
 
@@ -216,7 +225,17 @@ uel_cuda_event_record (gpointer event, gpointer stream, GError ** error)
 gboolean
 uel_cuda_event_sync (gpointer event, GError ** error)
 {
-  return TRUE;
+  gboolean fail;
+
+  g_mutex_lock (&lock);
+  fail = fail_syncs > 0;
+  if (fail)
+    fail_syncs--;
+  g_mutex_unlock (&lock);
+  if (fail)
+    g_set_error_literal (error, UEL_ERROR, UEL_ERROR_CUDA,
+        "fake CUDA: the queued work failed as the test asked");
+  return !fail;
 }
 
 gfloat

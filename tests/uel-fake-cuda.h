@@ -27,6 +27,8 @@ void uel_fake_cuda_get_counts (UelFakeCudaCounts * counts);
 void uel_fake_cuda_reset_copies (void);
 /* the next @n synchronous copies fail with a UEL_ERROR_CUDA error */
 void uel_fake_cuda_fail_copies (guint n);
+/* the next @n event syncs fail, as when queued copies failed */
+void uel_fake_cuda_fail_syncs (guint n);
 /* every synchronous copy takes at least this long, so that threads
  * calling at once overlap */
 void uel_fake_cuda_set_copy_delay (guint microseconds);

@@ -637,6 +637,105 @@ test_loader_direct_gpu (void)
   g_assert_no_error (err);
 }
 
+/* several non-blocking transfers in flight at once, each waited for later:
+ * pageable ones larger than the pinned pool (so staged in chunks), one
+ * converted on the GPU, one freed without waiting */
+static void
+test_transfer_async (void)
+{
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  g_autofree gchar *path = NULL;
+  g_autoptr (UelLoader) loader = NULL;
+  const gchar *names[] = { "big", "bf16", "small" };
+  GstBuffer *in[G_N_ELEMENTS (names)];
+  UelTransfer *t[G_N_ELEMENTS (names)];
+  g_autoptr (UelTransfer) conv = NULL, dropped = NULL;
+  g_autoptr (GstBuffer) f32 = NULL, warm = NULL;
+  guint64 free0, free1, total, pinned, fallback;
+  const gsize big = (gsize) UEL_TRANSFER_POOL_SIZE * 5 / 2 + 8;
+  g_autofree gchar *shape = g_strdup_printf ("[%" G_GSIZE_FORMAT "]", big);
+  GError *err = NULL;
+
+  if (!need_device ())
+    return;
+  path = uel_test_path ("transfer-async.safetensors");
+  uel_test_builder_add (b, "big", "U8", shape, big, NULL);
+  uel_test_builder_add (b, "bf16", "BF16", "[1048577]", 2097154, NULL);
+  uel_test_builder_add (b, "small", "F32", "[3]", 12, NULL);
+  uel_test_builder_write (b, path, NULL);
+  loader = uel_loader_new (path, TRUE, &err);
+  g_assert_no_error (err);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++) {
+    in[i] = uel_loader_get_tensor (loader, names[i], &err);
+    g_assert_no_error (err);
+  }
+  /* the pool and the context exist before the baseline */
+  warm = uel_transfer_to_gpu_pinned (in[2], 0, UEL_DTYPE_INVALID, &err);
+  g_assert_no_error (err);
+  gst_clear_buffer (&warm);
+  g_assert_true (uel_cuda_device_memory (0, &free0, &total, NULL));
+
+  uel_pinned_transfer_reset_stats ();
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++) {
+    t[i] = uel_transfer_to_gpu_pinned_async (in[i], 0, UEL_DTYPE_INVALID,
+        &err);
+    g_assert_no_error (err);
+  }
+  conv = uel_transfer_to_gpu_pinned_async (in[1], 0, UEL_DTYPE_F32, &err);
+  g_assert_no_error (err);
+  dropped = uel_transfer_to_gpu_pinned_async (in[0], 0, UEL_DTYPE_INVALID,
+      &err);
+  g_assert_no_error (err);
+  g_clear_pointer (&dropped, uel_transfer_free);
+  uel_pinned_transfer_get_stats (&pinned, &fallback);
+  g_assert_cmpuint (pinned + fallback, ==, 0);
+
+  /* waited for in the reverse order */
+  for (guint i = G_N_ELEMENTS (names); i-- > 0;) {
+    g_autoptr (GstBuffer) out = uel_transfer_wait (t[i], &err);
+    GstMapInfo a, h;
+
+    g_assert_no_error (err);
+    g_assert_true (uel_memory_is_cuda (gst_buffer_peek_memory (out, 0)));
+    g_assert_true (gst_buffer_map (out, &a, GST_MAP_READ));
+    g_assert_true (gst_buffer_map (in[i], &h, GST_MAP_READ));
+    g_assert_cmpmem (a.data, a.size, h.data, h.size);
+    gst_buffer_unmap (in[i], &h);
+    gst_buffer_unmap (out, &a);
+    uel_transfer_free (t[i]);
+  }
+  f32 = uel_transfer_wait (conv, &err);
+  g_assert_no_error (err);
+  {
+    gsize n = gst_buffer_get_size (in[1]) / 2;
+    g_autofree guint8 *ref = g_malloc (n * 4);
+    GstMapInfo a, h;
+
+    g_assert_true (gst_buffer_map (in[1], &h, GST_MAP_READ));
+    g_assert_true (uel_convert_cpu (UEL_DTYPE_BF16, UEL_DTYPE_F32, h.data,
+            ref, n, &err));
+    g_assert_no_error (err);
+    g_assert_true (gst_buffer_map (f32, &a, GST_MAP_READ));
+    g_assert_cmpmem (a.data, a.size, ref, n * 4);
+    gst_buffer_unmap (f32, &a);
+    gst_buffer_unmap (in[1], &h);
+  }
+  uel_pinned_transfer_get_stats (&pinned, &fallback);
+  g_assert_cmpuint (pinned, ==, G_N_ELEMENTS (names) + 1);
+  g_assert_cmpuint (fallback, ==, 0);
+
+  gst_clear_buffer (&f32);
+  g_clear_pointer (&conv, uel_transfer_free);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++) {
+    g_assert_cmpint (GST_MINI_OBJECT_REFCOUNT_VALUE (in[i]), ==, 1);
+    gst_buffer_unref (in[i]);
+  }
+  /* every device allocation went back (allowing the driver's rounding) */
+  g_assert_true (uel_cuda_device_memory (0, &free1, &total, NULL));
+  g_assert_cmpuint (free1 + 4 * MiB, >=, free0);
+  uel_pinned_transfer_reset_stats ();
+}
+
 int
 main (int argc, char **argv)
 {
@@ -656,6 +755,8 @@ main (int argc, char **argv)
       test_upload_shares_pool);
   g_test_add_func ("/gpu/device-memory-exhausted-fails-clearly",
       test_device_memory_exhausted);
+  g_test_add_func ("/gpu/transfer-async/several-in-flight-waited-for-later",
+      test_transfer_async);
   uel_cudamem_checks_add (&device_checks);
   return g_test_run ();
 }
