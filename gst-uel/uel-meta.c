@@ -365,6 +365,57 @@ uel_header_event_new (UelHeader * header, guint n_tensors,
       uel_header_structure_new (header, n_tensors, total_bytes));
 }
 
+/**
+ * uel_header_event_new_full:
+ * @header: a #UelHeader
+ * @n_tensors: tensors in the stream (after selection)
+ * @tensors: (array length=n_tensors): their indices in @header, in stream
+ *   order
+ * @dtypes: (array length=n_tensors) (nullable): the dtype of each of
+ *   them in the stream, where an element converts them; %NULL when every
+ *   tensor keeps the header's
+ * @total_bytes: their bytes, in those dtypes
+ *
+ * A header event that also says which tensors the stream holds and in
+ * which dtypes, so that a writer downstream knows the whole table of its
+ * file before the first tensor arrives.  Beside the fields of
+ * uel_header_structure_new() it has `tensors` (a #GstValueArray of guint)
+ * and, with @dtypes, `dtypes` (a #GstValueArray of dtype names).  Those
+ * fields are optional: uel_header_event_parse_table() reads them.
+ *
+ * Returns: (transfer full): a custom downstream sticky event
+ */
+GstEvent *
+uel_header_event_new_full (UelHeader * header, guint n_tensors,
+    const guint * tensors, const UelDType * dtypes, guint64 total_bytes)
+{
+  GstStructure *s = uel_header_structure_new (header, n_tensors, total_bytes);
+  GValue list = G_VALUE_INIT, v = G_VALUE_INIT;
+
+  g_return_val_if_fail (tensors != NULL || n_tensors == 0, NULL);
+
+  g_value_init (&list, GST_TYPE_ARRAY);
+  g_value_init (&v, G_TYPE_UINT);
+  for (guint i = 0; i < n_tensors; i++) {
+    g_value_set_uint (&v, tensors[i]);
+    gst_value_array_append_value (&list, &v);
+  }
+  g_value_unset (&v);
+  gst_structure_take_value (s, "tensors", &list);
+
+  if (dtypes) {
+    g_value_init (&list, GST_TYPE_ARRAY);
+    g_value_init (&v, G_TYPE_STRING);
+    for (guint i = 0; i < n_tensors; i++) {
+      g_value_set_static_string (&v, uel_dtype_to_string (dtypes[i]));
+      gst_value_array_append_value (&list, &v);
+    }
+    g_value_unset (&v);
+    gst_structure_take_value (s, "dtypes", &list);
+  }
+  return gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM_STICKY, s);
+}
+
 static gboolean
 structure_parse (const GstStructure * s, UelHeader ** header)
 {
@@ -389,6 +440,87 @@ uel_header_event_parse (GstEvent * event, UelHeader ** header)
   if (GST_EVENT_TYPE (event) != GST_EVENT_CUSTOM_DOWNSTREAM_STICKY)
     return FALSE;
   return structure_parse (gst_event_get_structure (event), header);
+}
+
+/**
+ * uel_header_event_parse_table:
+ * @event: a #GstEvent
+ * @n_tensors: (out): the number of tensors in the stream
+ * @tensors: (out) (transfer full) (array length=n_tensors): their indices
+ *   in the header, in stream order; free with g_free()
+ * @dtypes: (out) (transfer full) (array length=n_tensors): their dtypes in
+ *   the stream; free with g_free()
+ *
+ * Which tensors the stream holds, and in which dtypes: from the `tensors`
+ * and `dtypes` fields of uel_header_event_new_full(); without `tensors`,
+ * every tensor of the header when `n-tensors` says as many (an event of
+ * an element that does not know those fields), and without `dtypes`, the
+ * header's dtypes.
+ *
+ * Returns: %FALSE when @event is no header event or does not say which
+ *   tensors the stream holds (a selection announced only by its count)
+ */
+gboolean
+uel_header_event_parse_table (GstEvent * event, guint * n_tensors,
+    guint ** tensors, UelDType ** dtypes)
+{
+  g_autoptr (UelHeader) header = NULL;
+  const GstStructure *s;
+  const GValue *list, *names;
+  guint n, n_all;
+  guint *idx;
+  UelDType *dt;
+
+  g_return_val_if_fail (n_tensors && tensors && dtypes, FALSE);
+  if (!uel_header_event_parse (event, &header))
+    return FALSE;
+  s = gst_event_get_structure (event);
+  if (!gst_structure_get_uint (s, "n-tensors", &n))
+    return FALSE;
+  n_all = uel_header_get_n_tensors (header);
+  list = gst_structure_get_value (s, "tensors");
+  names = gst_structure_get_value (s, "dtypes");
+  if (list && (!GST_VALUE_HOLDS_ARRAY (list)
+          || gst_value_array_get_size (list) != n))
+    return FALSE;
+  if (!list && n != n_all)
+    return FALSE;
+  if (names && (!GST_VALUE_HOLDS_ARRAY (names)
+          || gst_value_array_get_size (names) != n))
+    return FALSE;
+
+  idx = g_new (guint, MAX (n, 1));
+  dt = g_new (UelDType, MAX (n, 1));
+  for (guint i = 0; i < n; i++) {
+    if (list) {
+      const GValue *v = gst_value_array_get_value (list, i);
+
+      if (!G_VALUE_HOLDS_UINT (v) || g_value_get_uint (v) >= n_all)
+        goto invalid;
+      idx[i] = g_value_get_uint (v);
+    } else {
+      idx[i] = i;
+    }
+    dt[i] = uel_header_get_tensor (header, idx[i])->dtype;
+    if (names) {
+      const GValue *v = gst_value_array_get_value (names, i);
+
+      if (!G_VALUE_HOLDS_STRING (v))
+        goto invalid;
+      dt[i] = uel_dtype_from_string (g_value_get_string (v), -1);
+      if (dt[i] == UEL_DTYPE_INVALID)
+        goto invalid;
+    }
+  }
+  *n_tensors = n;
+  *tensors = idx;
+  *dtypes = dt;
+  return TRUE;
+
+invalid:
+  g_free (idx);
+  g_free (dt);
+  return FALSE;
 }
 
 /**

@@ -114,7 +114,8 @@ guint64              uel_buffer_get_footprint        (GstBuffer * buffer);
  * (guint, tensors in the stream after selection), `total-bytes` (guint64,
  * their bytes), `n-files` (guint), `metadata` (string: the `__metadata__`
  * map as one JSON object, see uel_header_get_metadata_json()) and
- * `header` (#UelHeader).
+ * `header` (#UelHeader); the event of uel_header_event_new_full() also
+ * has `tensors` and `dtypes` (which tensors, in which dtypes).
  */
 #define UEL_HEADER_STRUCTURE_NAME "uel-header"
 
@@ -124,8 +125,17 @@ GstStructure *uel_header_structure_new      (UelHeader * header,
 GstEvent     *uel_header_event_new          (UelHeader * header,
                                              guint n_tensors,
                                              guint64 total_bytes);
+GstEvent     *uel_header_event_new_full     (UelHeader * header,
+                                             guint n_tensors,
+                                             const guint * tensors,
+                                             const UelDType * dtypes,
+                                             guint64 total_bytes);
 gboolean      uel_header_event_parse        (GstEvent * event,
                                              UelHeader ** header);
+gboolean      uel_header_event_parse_table  (GstEvent * event,
+                                             guint * n_tensors,
+                                             guint ** tensors,
+                                             UelDType ** dtypes);
 gboolean      uel_header_message_parse      (GstMessage * message,
                                              UelHeader ** header);
 

@@ -1124,6 +1124,20 @@ uel_reader_get_n_tensors (UelReader * reader)
 }
 
 /**
+ * uel_reader_get_tensors:
+ * @reader: a #UelReader
+ *
+ * Returns: (array) (transfer none): the header indices of the tensors the
+ *   stream reads, in stream order (uel_reader_get_n_tensors() of them)
+ */
+const guint *
+uel_reader_get_tensors (UelReader * reader)
+{
+  g_return_val_if_fail (UEL_IS_READER (reader), NULL);
+  return (const guint *) reader->selected->data;
+}
+
+/**
  * uel_reader_get_total_bytes:
  * @reader: a #UelReader
  *

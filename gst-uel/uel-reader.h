@@ -57,6 +57,7 @@ void           uel_reader_set_tensors        (UelReader * reader,
                                               const guint * indices,
                                               guint n_indices);
 guint          uel_reader_get_n_tensors      (UelReader * reader);
+const guint   *uel_reader_get_tensors        (UelReader * reader);
 guint64        uel_reader_get_total_bytes    (UelReader * reader);
 void           uel_reader_set_method         (UelReader * reader,
                                               UelReadMethod method);

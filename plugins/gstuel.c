@@ -21,6 +21,7 @@ plugin_init (GstPlugin * plugin)
   ret |= GST_ELEMENT_REGISTER (uelpin, plugin);
   ret |= GST_ELEMENT_REGISTER (uelcudaupload, plugin);
   ret |= GST_ELEMENT_REGISTER (uelconvert, plugin);
+  ret |= GST_ELEMENT_REGISTER (uelsink, plugin);
   return ret;
 }
 

@@ -137,29 +137,82 @@ target_dtype (GstUelConvertDType d)
   }
 }
 
-/* the dtype @meta's buffer converts to, or UEL_DTYPE_INVALID to pass it */
+/* the dtype a tensor described by @tensor, now in @dtype, converts to, or
+ * UEL_DTYPE_INVALID to pass it */
 static UelDType
-choose_target (GstUelConvert * self, const UelTensorMeta * meta)
+choose_target_for (GstUelConvert * self, const UelTensorInfo * tensor,
+    UelDType dtype)
 {
   UelTensorInfo info;
   UelDType to;
   gboolean take;
 
-  if (!meta)
-    return UEL_DTYPE_INVALID;
-  /* the filter reads the dtype from the info: give it the buffer's */
-  info = *uel_tensor_meta_get_tensor_info (meta);
-  info.dtype = meta->dtype;
+  /* the filter reads the dtype from the info: give it the stream's */
+  info = *tensor;
+  info.dtype = dtype;
 
   GST_OBJECT_LOCK (self);
   to = target_dtype (self->dtype);
   take = uel_tensor_filter_matches (self->filter, &info);
   GST_OBJECT_UNLOCK (self);
 
-  if (!take || to == meta->dtype || !uel_convert_cpu_supported (meta->dtype,
-          to))
+  if (!take || to == dtype || !uel_convert_cpu_supported (dtype, to))
     return UEL_DTYPE_INVALID;
   return to;
+}
+
+/* the dtype @meta's buffer converts to, or UEL_DTYPE_INVALID to pass it */
+static UelDType
+choose_target (GstUelConvert * self, const UelTensorMeta * meta)
+{
+  if (!meta)
+    return UEL_DTYPE_INVALID;
+  return choose_target_for (self, uel_tensor_meta_get_tensor_info (meta),
+      meta->dtype);
+}
+
+/* The header event goes on saying the dtypes and bytes the stream will
+ * have after this element, so that uelsink writes the converted table
+ * (the properties are fixed from then on: they change only in READY). */
+static GstEvent *
+convert_header_event (GstUelConvert * self, GstEvent * event)
+{
+  g_autoptr (UelHeader) header = NULL;
+  g_autofree guint *tensors = NULL;
+  g_autofree UelDType *dtypes = NULL;
+  guint64 total = 0;
+  gboolean changed = FALSE;
+  guint n;
+
+  if (!uel_header_event_parse_table (event, &n, &tensors, &dtypes)
+      || !uel_header_event_parse (event, &header))
+    return event;
+  for (guint i = 0; i < n; i++) {
+    const UelTensorInfo *info = uel_header_get_tensor (header, tensors[i]);
+    UelDType to = choose_target_for (self, info, dtypes[i]);
+
+    if (to != UEL_DTYPE_INVALID) {
+      dtypes[i] = to;
+      changed = TRUE;
+    }
+    /* the dtypes converted have whole bytes per element */
+    total += dtypes[i] == info->dtype ? info->n_bytes :
+        info->n_elements * (uel_dtype_get_bits (dtypes[i]) / 8);
+  }
+  if (!changed)
+    return event;
+  GST_DEBUG_OBJECT (self, "header: %u tensors, %" G_GUINT64_FORMAT
+      " bytes after conversion", n, total);
+  gst_event_unref (event);
+  return uel_header_event_new_full (header, n, tensors, dtypes, total);
+}
+
+static gboolean
+gst_uel_convert_sink_event (GstBaseTransform * trans, GstEvent * event)
+{
+  if (uel_header_event_parse (event, NULL))
+    event = convert_header_event (GST_UEL_CONVERT (trans), event);
+  return GST_BASE_TRANSFORM_CLASS (parent_class)->sink_event (trans, event);
 }
 
 static GstCaps *
@@ -416,6 +469,7 @@ gst_uel_convert_class_init (GstUelConvertClass * klass)
   trans_class->transform_caps = gst_uel_convert_transform_caps;
   trans_class->prepare_output_buffer = gst_uel_convert_prepare_output_buffer;
   trans_class->transform = gst_uel_convert_transform;
+  trans_class->sink_event = gst_uel_convert_sink_event;
   trans_class->passthrough_on_same_caps = FALSE;
 }
 

@@ -13,6 +13,7 @@ GST_ELEMENT_REGISTER_DECLARE (ueldictdecode);
 GST_ELEMENT_REGISTER_DECLARE (uelpin);
 GST_ELEMENT_REGISTER_DECLARE (uelcudaupload);
 GST_ELEMENT_REGISTER_DECLARE (uelconvert);
+GST_ELEMENT_REGISTER_DECLARE (uelsink);
 
 GstAllocator *gst_uel_shared_pinned_allocator (GstElement * element);
 gboolean gst_uel_property_can_change (GstElement * element,

@@ -440,8 +440,11 @@ gst_uel_src_create (GstPushSrc * src, GstBuffer ** out)
       && !uel_reader_start (self->reader, &err))
     goto error;
   if (!self->header_sent) {
-    GstEvent *event = uel_header_event_new (self->header,
+    /* with the selection itself, so that a writer downstream (uelsink)
+     * knows its file's table before the first tensor */
+    GstEvent *event = uel_header_event_new_full (self->header,
         uel_reader_get_n_tensors (self->reader),
+        uel_reader_get_tensors (self->reader), NULL,
         uel_reader_get_total_bytes (self->reader));
 
     /* sticky: it goes out right after the segment that the base class

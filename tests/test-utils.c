@@ -558,3 +558,21 @@ uel_test_stat (const GstStructure * s, const gchar * field)
   g_assert_true (gst_structure_get_uint64 (s, field, &v));
   return v;
 }
+
+guint
+uel_test_count_temporaries (const gchar * path)
+{
+  g_autofree gchar *dir = g_path_get_dirname (path);
+  g_autofree gchar *base = g_path_get_basename (path);
+  g_autofree gchar *prefix = g_strdup_printf (".%s.", base);
+  GDir *d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+  guint n = 0;
+
+  g_assert_nonnull (d);
+  while ((name = g_dir_read_name (d)))
+    if (g_str_has_prefix (name, prefix))
+      n++;
+  g_dir_close (d);
+  return n;
+}

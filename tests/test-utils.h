@@ -104,4 +104,8 @@ void uel_test_drop_privileges (void);
  * asserting that it is there. */
 guint64 uel_test_stat (const GstStructure * s, const gchar * field);
 
+/* The entries of @path's folder that are temporary files of @path
+ * (UelWriter's `.NAME.XXXXXX`). */
+guint uel_test_count_temporaries (const gchar * path);
+
 G_END_DECLS

@@ -71,25 +71,6 @@ read_file (const gchar * path)
   return g_bytes_new_take (data, len);
 }
 
-/* the entries of @path's folder that are temporary files of @path */
-static guint
-count_temporaries (const gchar * path)
-{
-  g_autofree gchar *dir = g_path_get_dirname (path);
-  g_autofree gchar *base = g_path_get_basename (path);
-  g_autofree gchar *prefix = g_strdup_printf (".%s.", base);
-  GDir *d = g_dir_open (dir, 0, NULL);
-  const gchar *name;
-  guint n = 0;
-
-  g_assert_nonnull (d);
-  while ((name = g_dir_read_name (d)))
-    if (g_str_has_prefix (name, prefix))
-      n++;
-  g_dir_close (d);
-  return n;
-}
-
 static void
 assert_error_names (const GError * err, const gchar * path,
     const gchar * tensor)
@@ -352,7 +333,7 @@ test_round_trip (void)
         g_bytes_new_take (data, t->n_bytes));
   }
   finish_ok (w);
-  g_assert_cmpuint (count_temporaries (path), ==, 0);
+  g_assert_cmpuint (uel_test_count_temporaries (path), ==, 0);
 
   h = uel_test_header_open (path);
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==,
@@ -587,7 +568,7 @@ test_replaces_existing (void)
   g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 1);
   g_assert_cmpint (g_stat (path, &st), ==, 0);
   g_assert_cmpint (st.st_mode & 0777, ==, 0666 & ~mask);
-  g_assert_cmpuint (count_temporaries (path), ==, 0);
+  g_assert_cmpuint (uel_test_count_temporaries (path), ==, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -756,7 +737,7 @@ test_header_too_large (void)
   g_assert_error (err, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE);
   assert_error_names (err, path, "100000000");
   g_clear_error (&err);
-  g_assert_cmpuint (count_temporaries (path), ==, 0);
+  g_assert_cmpuint (uel_test_count_temporaries (path), ==, 0);
   /* and says so again */
   g_assert_false (uel_writer_write (w, "x", 0, "x", 1, &err));
   g_assert_error (err, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE);
@@ -776,11 +757,11 @@ test_abort_removes_temporary (void)
   g_autofree gchar *path = uel_test_path ("aborted.safetensors");
   UelWriter *w = writer_ok (path);
 
-  g_assert_cmpuint (count_temporaries (path), ==, 1);
+  g_assert_cmpuint (uel_test_count_temporaries (path), ==, 1);
   add_ok (w, "x", UEL_DTYPE_U8, 1, (const guint64[]) { 4 });
   write_ok (w, "x", 0, "ab", 2);
   uel_writer_abort (w);
-  g_assert_cmpuint (count_temporaries (path), ==, 0);
+  g_assert_cmpuint (uel_test_count_temporaries (path), ==, 0);
   g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
   uel_writer_free (w);
 
@@ -790,9 +771,9 @@ test_abort_removes_temporary (void)
     add_ok (w, "x", UEL_DTYPE_U8, 1, (const guint64[]) { 4 });
     if (i)
       write_ok (w, "x", 0, "abcd", 4);
-    g_assert_cmpuint (count_temporaries (path), ==, 1);
+    g_assert_cmpuint (uel_test_count_temporaries (path), ==, 1);
     uel_writer_free (w);
-    g_assert_cmpuint (count_temporaries (path), ==, 0);
+    g_assert_cmpuint (uel_test_count_temporaries (path), ==, 0);
     g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
   }
 }
@@ -820,7 +801,7 @@ test_existing_untouched_on_error (void)
     } else if (i == 1) {
       /* the temporary file vanished: the rename fails */
       write_ok (w, "x", 2, "cd", 2);
-      g_assert_cmpuint (count_temporaries (path), ==, 1);
+      g_assert_cmpuint (uel_test_count_temporaries (path), ==, 1);
       {
         g_autofree gchar *dir = g_path_get_dirname (path);
         GDir *d = g_dir_open (dir, 0, NULL);
@@ -845,7 +826,7 @@ test_existing_untouched_on_error (void)
     now = read_file (path);
     g_assert_cmpmem (g_bytes_get_data (now, NULL), g_bytes_get_size (now),
         precious, sizeof precious);
-    g_assert_cmpuint (count_temporaries (path), ==, 0);
+    g_assert_cmpuint (uel_test_count_temporaries (path), ==, 0);
   }
 }
 
