@@ -85,7 +85,7 @@ inspect=$(env ${preload:+LD_PRELOAD="$preload"} ASAN_OPTIONS=detect_leaks=0 \
   gst-inspect-1.0 uelsrc) || fail "gst-inspect-1.0 does not find uelsrc in $plugindir"
 echo "$inspect" | grep -q "Filename *$plugindir/libgstuel.so" \
   || fail "gst-inspect-1.0 found uelsrc elsewhere: $(echo "$inspect" | grep Filename)"
-for e in uelsrc uelqueue uelpin uelcudaupload ueldictdecode uelconvert; do
+for e in uelsrc uelqueue uelpin uelcudaupload ueldictdecode uelconvert uelsink; do
   env ${preload:+LD_PRELOAD="$preload"} ASAN_OPTIONS=detect_leaks=0 \
     gst-inspect-1.0 "$e" >/dev/null || fail "gst-inspect-1.0 does not find $e"
 done
