@@ -15,6 +15,16 @@
  *   direct    O_DIRECT reads of the whole file in --block chunks into one
  *             reused aligned buffer, --threads readers (each its own buffer,
  *             blocks taken in turn): the disk limit
+ *   copy      pread of the whole file in --block chunks, each pwritten at
+ *             the same offset of a new file --out, then fdatasync: the limit
+ *             for copying a file on this machine (read and write)
+ *   write     pwrite of one --block buffer until --out is as large as FILE,
+ *             then fdatasync: the write limit alone
+ *   cast-f8   pread of each tensor into one reused buffer, and the BF16
+ *             tensors cast to F8_E4M3 (float8_e4m3fn) into a second one by
+ *             a plain scalar loop, one thread; `bytes` counts what comes
+ *             out (one byte per BF16 element, other tensors as they are),
+ *             as a sink after `uelconvert` would
  *   evict     drop the file from the page cache (fdatasync, then
  *             posix_fadvise DONTNEED) and report what stays cached
  *   resident  report how much of the file is in the page cache (mincore)
@@ -25,7 +35,8 @@
  *             after this one finds memory as a long-running process would
  *
  * Buffers are allocated and touched before the clock starts, except in
- * `fresh`, where allocating is what is measured.
+ * `fresh`, where allocating is what is measured.  copy and write time the
+ * fdatasync too, and remove --out once the clock has stopped.
  */
 
 #include "config.h"
@@ -196,14 +207,53 @@ read_blocks (Job * job, gboolean direct, gdouble * secs)
   return total;
 }
 
-/* one pread per tensor, into a reused buffer or into fresh memory */
+/* BF16 to float8_e4m3fn, rounding to nearest even, as uelconvert does
+ * (ml_dtypes' rules): no infinity, what rounds above 448 and ±Inf become
+ * the NaN S.1111.111, subnormals kept.  Plain scalar C, one element at a
+ * time, but computing both cases and choosing, not branching: the random
+ * bits of the sample model would mispredict most branches. */
+static inline guint8
+bf16_to_f8_e4m3 (guint16 x)
+{
+  guint a = x & 0x7FFF, e = a >> 7, normal, sub, s, shift, is_normal;
+
+  /* a normal of E4M3 (2^-6 and up): rebias the exponent from 127 to 7 and
+   * round off 4 of the 7 fraction bits; a carry moves into the exponent,
+   * and past 0x7E (448) everything, ±Inf and NaN too, is the NaN */
+  normal = MIN ((a - (120u << 7) + 7 + ((a >> 4) & 1)) >> 4, 0x7Fu);
+  /* below it: the significand with its leading one, rounded to steps of
+   * 2^-9; from a shift of 9 on everything rounds to zero (125 - e wraps
+   * above 125: a normal, where this result is not used) */
+  s = 0x80 | (a & 0x7F);
+  shift = MIN (125u - e, 9u);
+  sub = (s + ((1u << shift) >> 1) - 1 + ((s >> shift) & 1)) >> shift;
+  /* a mask, not a conditional, which the compiler would make a branch */
+  is_normal = -(guint) (e >= 121);
+  return ((x >> 8) & 0x80) | (normal & is_normal) | (sub & ~is_normal);
+}
+
+static void
+cast_bf16_to_f8_e4m3 (const guint8 * src, guint8 * dst, gsize n_elements)
+{
+  for (gsize i = 0; i < n_elements; i++) {
+    guint16 x;
+
+    memcpy (&x, src + 2 * i, 2);
+    dst[i] = bf16_to_f8_e4m3 (x);
+  }
+  /* the results are never read: keep the compiler from dropping them */
+  __asm__ volatile ("":: "r" (dst):"memory");
+}
+
+/* one pread per tensor, into a reused buffer or into fresh memory; with
+ * @cast, BF16 tensors then go to F8_E4M3 and count as their output */
 static guint64
-read_tensors (UelHeader * h, gint * fds, gboolean fresh, guint64 * n_tensors,
-    gdouble * secs)
+read_tensors (UelHeader * h, gint * fds, gboolean fresh, gboolean cast,
+    guint64 * n_tensors, gdouble * secs)
 {
   guint n = uel_header_get_n_tensors (h);
   guint64 largest = 0, total = 0;
-  guint8 *buf = NULL;
+  guint8 *buf = NULL, *out = NULL;
   gint64 t0;
 
   for (guint i = 0; i < n; i++)
@@ -211,6 +261,11 @@ read_tensors (UelHeader * h, gint * fds, gboolean fresh, guint64 * n_tensors,
   if (!fresh) {
     buf = alloc_touched ((gsize) largest);
     if (!buf)
+      die ("cannot allocate the buffer", uel_header_get_location (h));
+  }
+  if (cast) {
+    out = alloc_touched ((gsize) largest / 2);
+    if (!out)
       die ("cannot allocate the buffer", uel_header_get_location (h));
   }
 
@@ -226,12 +281,89 @@ read_tensors (UelHeader * h, gint * fds, gboolean fresh, guint64 * n_tensors,
         t->file_offset, FALSE);
     if (r < 0 || (guint64) r != t->n_bytes)
       die ("short read", t->name);
-    total += t->n_bytes;
+    if (cast && t->dtype == UEL_DTYPE_BF16) {
+      cast_bf16_to_f8_e4m3 (dst, out, (gsize) t->n_elements);
+      total += t->n_elements;
+    } else {
+      total += t->n_bytes;
+    }
     if (fresh)
       free (dst);
   }
   *secs = (g_get_monotonic_time () - t0) / 1e6;
   *n_tensors = n;
+  free (buf);
+  free (out);
+  return total;
+}
+
+static void
+pwrite_all (gint fd, const guint8 * buf, gsize len, guint64 off,
+    const gchar * path)
+{
+  gsize done = 0;
+
+  while (done < len) {
+    ssize_t r = pwrite (fd, buf + done, len - done, (off_t) (off + done));
+
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      die ("write failed", path);
+    done += (gsize) r;
+  }
+}
+
+/* copy: the file in blocks into a new file @out; write: one buffer written
+ * over and over until @out is as large as the file.  Both end with
+ * fdatasync, inside the time, and remove @out after it. */
+static guint64
+write_blocks (Job * job, const gchar * out, gboolean copy, gdouble * secs)
+{
+  guint8 *buf = alloc_touched (job->block);
+  guint64 total = 0;
+  gint64 t0;
+  gint ofd;
+
+  if (!buf)
+    die ("cannot allocate the buffer", job->path);
+  if (!copy) {
+    GRand *rand = g_rand_new_with_seed (1);
+
+    for (gsize i = 0; i + 4 <= job->block; i += 4) {
+      guint32 w = g_rand_int (rand);
+
+      memcpy (buf + i, &w, 4);
+    }
+    g_rand_free (rand);
+  }
+  ofd = open (out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (ofd < 0)
+    die ("cannot create", out);
+
+  t0 = g_get_monotonic_time ();
+  for (guint64 off = 0; off < job->size; off += job->block) {
+    gsize n = (gsize) MIN ((guint64) job->block, job->size - off);
+
+    if (copy) {
+      if (pread_all (job->fd, buf, n, off, FALSE) != (gssize) n)
+        die ("short read", job->path);
+    } else {
+      /* the offset in every 4 KiB page: no two pages of the file alike,
+       * for a disk or host that would dedupe or compress them */
+      for (gsize p = 0; p + 8 <= n; p += 4096)
+        memcpy (buf + p, &off, 8);
+    }
+    pwrite_all (ofd, buf, n, off, out);
+    total += n;
+  }
+  if (fdatasync (ofd) != 0)
+    die ("fdatasync failed", out);
+  *secs = (g_get_monotonic_time () - t0) / 1e6;
+
+  close (ofd);
+  if (unlink (out) != 0)
+    die ("cannot remove", out);
   free (buf);
   return total;
 }
@@ -305,7 +437,7 @@ parse_size (const gchar * s)
 int
 main (int argc, char **argv)
 {
-  gchar *block_str = NULL;
+  gchar *block_str = NULL, *out_path = NULL;
   gint n_threads = 1;
   GOptionEntry entries[] = {
     {"block", 'b', 0, G_OPTION_ARG_STRING, &block_str,
@@ -314,6 +446,8 @@ main (int argc, char **argv)
         "Readers for chunked and direct (default 1)", "N"},
     {"no-huge-pages", 0, G_OPTION_FLAG_REVERSE, G_OPTION_ARG_NONE,
           &use_huge_pages, "Reused buffers on 4 KiB pages only", NULL},
+    {"out", 'o', 0, G_OPTION_ARG_FILENAME, &out_path,
+        "The file copy and write create (and remove at the end)", "FILE"},
     {NULL}
   };
   g_autoptr (GOptionContext) ctx =
@@ -329,7 +463,8 @@ main (int argc, char **argv)
   gint fd;
 
   g_option_context_set_summary (ctx, "Modes: chunked, tensor, fresh, "
-      "direct, evict, resident (see the source's first comment).");
+      "direct, copy, write, cast-f8, evict, resident (see the source's "
+      "first comment).");
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
     fprintf (stderr, "bench-limits: %s\n", err->message);
@@ -369,7 +504,15 @@ main (int argc, char **argv)
     job.fd = dfd;
     bytes = read_blocks (&job, TRUE, &secs);
     close (dfd);
-  } else if (strcmp (mode, "tensor") == 0 || strcmp (mode, "fresh") == 0) {
+  } else if (strcmp (mode, "copy") == 0 || strcmp (mode, "write") == 0) {
+    if (!out_path) {
+      fprintf (stderr, "bench-limits: %s needs --out\n", mode);
+      return 2;
+    }
+    posix_fadvise (fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    bytes = write_blocks (&job, out_path, mode[0] == 'c', &secs);
+  } else if (strcmp (mode, "tensor") == 0 || strcmp (mode, "fresh") == 0
+      || strcmp (mode, "cast-f8") == 0) {
     UelHeader *h = uel_header_open (path, &err);
     guint nf;
     gint *fds;
@@ -386,7 +529,8 @@ main (int argc, char **argv)
         die ("cannot open", uel_header_get_file_path (h, i));
       posix_fadvise (fds[i], 0, 0, POSIX_FADV_SEQUENTIAL);
     }
-    bytes = read_tensors (h, fds, mode[0] == 'f', &n_tensors, &secs);
+    bytes = read_tensors (h, fds, mode[0] == 'f', mode[0] == 'c',
+        &n_tensors, &secs);
     for (guint i = 0; i < nf; i++)
       close (fds[i]);
     g_free (fds);
@@ -414,5 +558,6 @@ main (int argc, char **argv)
       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, resident,
       use_huge_pages);
   g_free (block_str);
+  g_free (out_path);
   return 0;
 }
