@@ -530,10 +530,16 @@ run_pipeline (Run * run)
     run->t_end = g_get_monotonic_time ();
 
   g_source_remove (tick);
-  g_source_remove (sigint);
+  /* removed, the handler gives SIGINT back its default action, which
+   * kills at once; in abort mode the sinks clean up as they stop (uelsink
+   * removes its temporary file), so a Ctrl-C then waits for them */
+  if (run->interrupt != RUN_INTERRUPT_ABORT)
+    g_source_remove (sigint);
   clear_progress (run);
   run->stats = collect_stats (run);
   gst_element_set_state (run->pipeline, GST_STATE_NULL);
+  if (run->interrupt == RUN_INTERRUPT_ABORT)
+    g_source_remove (sigint);
   if (run->eos_thread)
     g_thread_join (run->eos_thread);
   run->eos_thread = NULL;
