@@ -858,6 +858,8 @@ test_convert_dtype (void)
   g_assert_cmpstr (err, ==, "");
   write_by_pipeline (in, "identity", copy_ref);
   assert_same_file (copy, copy_ref);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
   g_assert_cmpint (run_tool (&out, &err, "convert", "-q", "--dtype",
           "F8_E4M3", in, copy, NULL), ==, 0);
   write_by_pipeline (in, "uelconvert dtype=f8-e4m3", copy_ref);
