@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-# Runs every command of examples/launch-lines.md as written, in a folder
+# Runs every command of the ```sh blocks of a Markdown file
+# (examples/launch-lines.md, README.md) as written, in a folder
 # holding the sample model and a sharded checkpoint, with `gst-uel` on
 # PATH; each must exit with status 0.  TAP output.
 #

@@ -16,14 +16,28 @@
 
 static const gchar *tool = UEL_TOOL_PATH;
 
-/* Runs the tool with @args (NULL-terminated); returns its exit status
+/* Runs @argv (the tool first, NULL-terminated); returns its exit status
  * (128 + the signal when one killed it). */
+static gint
+spawn_tool (gchar ** argv, gchar ** out, gchar ** err)
+{
+  GError *error = NULL;
+  gint status;
+
+  g_spawn_sync (NULL, argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, out, err,
+      &status, &error);
+  g_assert_no_error (error);
+  if (WIFSIGNALED (status))
+    return 128 + WTERMSIG (status);
+  g_assert_true (WIFEXITED (status));
+  return WEXITSTATUS (status);
+}
+
+/* Runs the tool with @args (NULL-terminated); returns its exit status. */
 static gint
 run_tool (gchar ** out, gchar ** err, const gchar * first, ...)
 {
   g_autoptr (GPtrArray) argv = g_ptr_array_new ();
-  GError *error = NULL;
-  gint status;
   va_list ap;
 
   g_ptr_array_add (argv, (gpointer) tool);
@@ -32,14 +46,7 @@ run_tool (gchar ** out, gchar ** err, const gchar * first, ...)
       g_ptr_array_add (argv, (gpointer) a);
   va_end (ap);
   g_ptr_array_add (argv, NULL);
-
-  g_spawn_sync (NULL, (gchar **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL,
-      NULL, out, err, &status, &error);
-  g_assert_no_error (error);
-  if (WIFSIGNALED (status))
-    return 128 + WTERMSIG (status);
-  g_assert_true (WIFEXITED (status));
-  return WEXITSTATUS (status);
+  return spawn_tool ((gchar **) argv->pdata, out, err);
 }
 
 static gchar *
@@ -90,8 +97,8 @@ static void
 test_version_and_help (void)
 {
   g_autofree gchar *out = NULL, *err = NULL;
-  const gchar *commands[] = { "inspect", "launch", "make-model" };
-  const gchar *options[] = { "--checksum", "--quiet", "--size" };
+  const gchar *commands[] = { "inspect", "launch", "make-model", "convert" };
+  const gchar *options[] = { "--checksum", "--quiet", "--size", "--exclude" };
 
   g_assert_cmpint (run_tool (&out, &err, "--version", NULL), ==, 0);
   g_assert_true (g_str_has_prefix (out, "gst-uel " PACKAGE_VERSION " "));
@@ -685,6 +692,56 @@ test_launch_errors (void)
   g_assert_nonnull (strstr (err, "locaton"));
 }
 
+/* Runs the tool with @args (NULL-terminated; argv[0] is set here) and
+ * sends it SIGINT once stderr shows a progress line (run it with a short
+ * --interval), reading stdout and stderr to the end.  Returns the exit
+ * status; *@sent says whether the signal went before the tool ended. */
+static gint
+run_interrupted (const gchar * const *args, gchar ** out, GString * err,
+    gboolean * sent)
+{
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  GError *error = NULL;
+  gint out_fd, err_fd, status;
+  GPid pid;
+  gchar buf[1024];
+  ssize_t r;
+
+  g_ptr_array_add (argv, (gpointer) tool);
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (gpointer) args[i]);
+  g_ptr_array_add (argv, NULL);
+  g_spawn_async_with_pipes (NULL, (gchar **) argv->pdata, NULL,
+      G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, NULL, &out_fd, &err_fd,
+      &error);
+  g_assert_no_error (error);
+
+  /* Ctrl-C once the pipeline runs, then read to the end */
+  *sent = FALSE;
+  while ((r = read (err_fd, buf, sizeof buf)) != 0) {
+    if (r < 0 && errno == EINTR)
+      continue;
+    g_assert_cmpint (r, >, 0);
+    g_string_append_len (err, buf, r);
+    if (!*sent && strstr (err->str, "progress: ")) {
+      kill (pid, SIGINT);
+      *sent = TRUE;
+    }
+  }
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_spawn_close_pid (pid);
+  {
+    GIOChannel *ch = g_io_channel_unix_new (out_fd);
+    g_io_channel_read_to_end (ch, out, NULL, NULL);
+    g_io_channel_shutdown (ch, FALSE, NULL);
+    g_io_channel_unref (ch);
+  }
+  close (err_fd);
+  g_test_message ("%s%s", err->str, *out);
+  g_assert_true (WIFEXITED (status));
+  return WEXITSTATUS (status);
+}
+
 /* Ctrl-C: EOS, then NULL, a summary, status 130 */
 static void
 test_launch_interrupt (void)
@@ -694,13 +751,7 @@ test_launch_interrupt (void)
   g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
   g_autoptr (GString) err = g_string_new (NULL);
   g_autofree gchar *out = NULL;
-  const gchar *argv[16];
-  GError *error = NULL;
-  gint out_fd, err_fd, status;
-  GPid pid;
-  gchar buf[1024];
-  ssize_t r;
-  gboolean sent = FALSE;
+  gboolean sent;
 
   for (guint i = 0; i < 200; i++) {
     g_autofree gchar *name = g_strdup_printf ("t%u", i);
@@ -709,51 +760,15 @@ test_launch_interrupt (void)
   uel_test_builder_write (b, path, NULL);
   loc = g_strdup_printf ("location=%s", path);
 
-  argv[0] = tool;
-  argv[1] = "launch";
-  argv[2] = "--interval";
-  argv[3] = "0.05";
-  argv[4] = "uelsrc";
-  argv[5] = loc;
-  argv[6] = "!";
-  argv[7] = "uelqueue";
-  argv[8] = "max-size-buffers=2";
-  argv[9] = "!";
-  argv[10] = "identity";
-  argv[11] = "sleep-time=20000";
-  argv[12] = "!";
-  argv[13] = "fakesink";
-  argv[14] = NULL;
-  g_spawn_async_with_pipes (NULL, (gchar **) argv, NULL,
-      G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, NULL, &out_fd, &err_fd,
-      &error);
-  g_assert_no_error (error);
+  {
+    const gchar *args[] = { "launch", "--interval", "0.05", "uelsrc", loc,
+      "!", "uelqueue", "max-size-buffers=2", "!", "identity",
+      "sleep-time=20000", "!", "fakesink", NULL
+    };
 
-  /* Ctrl-C once the pipeline runs, then read to the end */
-  while ((r = read (err_fd, buf, sizeof buf)) != 0) {
-    if (r < 0 && errno == EINTR)
-      continue;
-    g_assert_cmpint (r, >, 0);
-    g_string_append_len (err, buf, r);
-    if (!sent && strstr (err->str, "progress: ")) {
-      kill (pid, SIGINT);
-      sent = TRUE;
-    }
+    g_assert_cmpint (run_interrupted (args, &out, err, &sent), ==, 130);
   }
   g_assert_true (sent);
-  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
-  g_spawn_close_pid (pid);
-  {
-    GIOChannel *ch = g_io_channel_unix_new (out_fd);
-    g_io_channel_read_to_end (ch, &out, NULL, NULL);
-    g_io_channel_shutdown (ch, FALSE, NULL);
-    g_io_channel_unref (ch);
-  }
-  close (err_fd);
-
-  g_test_message ("%s%s", err->str, out);
-  g_assert_true (WIFEXITED (status));
-  g_assert_cmpint (WEXITSTATUS (status), ==, 130);
   g_assert_nonnull (strstr (err->str, "Interrupt: stopping the pipeline "
           "(EOS, then NULL)"));
   g_assert_null (strstr (err->str, "ERROR"));
@@ -761,6 +776,397 @@ test_launch_interrupt (void)
   g_assert_true (g_str_has_prefix (out, "Interrupted: "));
   g_assert_null (strstr (out, "Interrupted: 200 tensors"));
   g_assert_nonnull (strstr (out, " of 200, "));
+}
+
+/* ------------------------------------------------------------------ */
+/* convert */
+
+/* what `gst-launch-1.0 uelsrc location=IN ! ELEMENTS ! uelsink
+ * location=OUT` writes: the bytes the tool must write too */
+static void
+write_by_pipeline (const gchar * in, const gchar * elements,
+    const gchar * out)
+{
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=\"%s\" ! %s "
+      "! uelsink location=\"%s\"", in, elements, out);
+  GError *err = uel_test_run_pipeline (launch, NULL);
+
+  g_assert_no_error (err);
+}
+
+static void
+assert_same_file (const gchar * a, const gchar * b)
+{
+  g_autofree gchar *da = NULL, *db = NULL;
+  gsize la, lb;
+
+  g_assert_true (g_file_get_contents (a, &da, &la, NULL));
+  g_assert_true (g_file_get_contents (b, &db, &lb, NULL));
+  g_assert_cmpmem (da, la, db, lb);
+}
+
+/* the tensor names of @path, in file order, one a line */
+static gchar *
+tensor_names (const gchar * path)
+{
+  g_autoptr (UelHeader) h = uel_test_header_open (path);
+  GString *s = g_string_new (NULL);
+
+  for (guint i = 0; i < uel_header_get_n_tensors (h); i++) {
+    if (i > 0)
+      g_string_append_c (s, '\n');
+    g_string_append (s, uel_header_get_tensor (h, i)->name);
+  }
+  return g_string_free (s, FALSE);
+}
+
+static void
+test_convert_dtype (void)
+{
+  g_autofree gchar *in = write_model ("conv-in.safetensors");
+  g_autofree gchar *bf16 = uel_test_path ("conv-bf16.safetensors");
+  g_autofree gchar *ref = uel_test_path ("conv-bf16-ref.safetensors");
+  g_autofree gchar *copy = uel_test_path ("conv-copy.safetensors");
+  g_autofree gchar *copy_ref = uel_test_path ("conv-copy-ref.safetensors");
+  g_autofree gchar *out = NULL, *err = NULL;
+  g_autoptr (UelHeader) h = NULL;
+
+  g_assert_cmpint (run_tool (&out, &err, "convert", "--dtype", "bf16", in,
+          bf16, NULL), ==, 0);
+  g_test_message ("%s%s", err, out);
+  g_assert_cmpstr (err, ==, "");
+  g_assert_true (g_str_has_prefix (out, "Done: 6 tensors of 6, "));
+  g_assert_nonnull (strstr (out, "\nWrote "));
+  write_by_pipeline (in, "uelconvert dtype=bf16", ref);
+  assert_same_file (bf16, ref);
+  /* the floating tensors cast, the others as they were */
+  h = uel_test_header_open (bf16);
+  g_assert_cmpint (uel_header_lookup (h, "layer.0.w", NULL)->dtype, ==,
+      UEL_DTYPE_BF16);
+  g_assert_cmpint (uel_header_lookup (h, "scalar", NULL)->dtype, ==,
+      UEL_DTYPE_BF16);
+  g_assert_cmpint (uel_header_lookup (h, "nämé ✓", NULL)->dtype, ==,
+      UEL_DTYPE_I8);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* no --dtype: a copy, as the reference writes it; the nick's other
+   * spelling works too */
+  g_assert_cmpint (run_tool (&out, &err, "convert", "-q", in, copy, NULL),
+      ==, 0);
+  g_assert_cmpstr (out, ==, "");
+  g_assert_cmpstr (err, ==, "");
+  write_by_pipeline (in, "identity", copy_ref);
+  assert_same_file (copy, copy_ref);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "convert", "-q", "--dtype",
+          "F8_E4M3", in, copy, NULL), ==, 0);
+  write_by_pipeline (in, "uelconvert dtype=f8-e4m3", copy_ref);
+  assert_same_file (copy, copy_ref);
+}
+
+static void
+test_convert_sharded (void)
+{
+  g_autofree gchar *index = write_sharded ();
+  g_autofree gchar *f16 = uel_test_path ("conv-sharded.safetensors");
+  g_autofree gchar *ref = uel_test_path ("conv-sharded-ref.safetensors");
+  g_autofree gchar *out = NULL, *err = NULL;
+  g_autofree gchar *names = NULL;
+
+  g_assert_cmpint (run_tool (&out, &err, "convert", "--dtype", "f16", index,
+          f16, NULL), ==, 0);
+  g_assert_true (g_str_has_prefix (out, "Done: 3 tensors of 3, "));
+  write_by_pipeline (index, "uelconvert dtype=f16", ref);
+  assert_same_file (f16, ref);
+  names = tensor_names (f16);
+  g_assert_cmpstr (names, ==, "a.bias\na.weight\nb.weight");
+}
+
+/* --exclude is computed in the tool: the kept names go to uelsrc escaped,
+ * so that a name with a comma, a star or a backslash is itself and not a
+ * list or a pattern */
+static void
+test_convert_select (void)
+{
+  g_autofree gchar *in = write_model ("conv-sel.safetensors");
+  g_autofree gchar *odd = uel_test_path ("conv-odd.safetensors");
+  g_autofree gchar *dst = uel_test_path ("conv-sel-out.safetensors");
+  g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+  const struct
+  {
+    const gchar *in;
+    const gchar *tensors, *exclude;
+    const gchar *want;
+  } cases[] = {
+    {in, "*.w*,scalar", NULL, "embed.weight\nlayer.0.w\nscalar"},
+    {in, NULL, "embed.*,nämé ✓,config", "scalar\nlayer.0.w\nempty"},
+    {in, "*e*,s*,config", "empty,?ayer*", "embed.weight\nscalar\nconfig"},
+    {odd, NULL, "a\\,b", "w1\nw*\nx\\y"},
+    {odd, NULL, "w1", "a,b\nw*\nx\\y"},
+    {odd, NULL, "w\\*", "a,b\nw1\nx\\y"},
+    {odd, "w*,x\\\\y", "w1", "w*\nx\\y"},
+  };
+
+  uel_test_builder_add (b, "a,b", "U8", "[1]", 1, NULL);
+  uel_test_builder_add (b, "w*", "U8", "[1]", 1, NULL);
+  uel_test_builder_add (b, "w1", "U8", "[1]", 1, NULL);
+  uel_test_builder_add (b, "x\\y", "U8", "[1]", 1, NULL);
+  uel_test_builder_set_align (b, 8);
+  uel_test_builder_write (b, odd, NULL);
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autoptr (GPtrArray) args = g_ptr_array_new ();
+    g_autofree gchar *out = NULL, *err = NULL, *names = NULL;
+    g_auto (GStrv) got = NULL, want = NULL;
+
+    g_ptr_array_add (args, (gpointer) tool);
+    g_ptr_array_add (args, (gpointer) "convert");
+    g_ptr_array_add (args, (gpointer) "-q");
+    if (cases[i].tensors) {
+      g_ptr_array_add (args, (gpointer) "--tensors");
+      g_ptr_array_add (args, (gpointer) cases[i].tensors);
+    }
+    if (cases[i].exclude) {
+      g_ptr_array_add (args, (gpointer) "--exclude");
+      g_ptr_array_add (args, (gpointer) cases[i].exclude);
+    }
+    g_ptr_array_add (args, (gpointer) cases[i].in);
+    g_ptr_array_add (args, (gpointer) dst);
+    g_ptr_array_add (args, NULL);
+    g_test_message ("--tensors %s --exclude %s", cases[i].tensors,
+        cases[i].exclude);
+    g_assert_cmpint (spawn_tool ((gchar **) args->pdata, &out, &err), ==, 0);
+    g_assert_cmpstr (err, ==, "");
+
+    /* as sets: the file's order is the writer's */
+    names = tensor_names (dst);
+    got = g_strsplit (names, "\n", -1);
+    want = g_strsplit (cases[i].want, "\n", -1);
+    g_assert_cmpuint (g_strv_length (got), ==, g_strv_length (want));
+    for (guint k = 0; want[k]; k++)
+      g_assert_true (g_strv_contains ((const gchar * const *) got, want[k]));
+  }
+}
+
+static void
+test_convert_select_errors (void)
+{
+  g_autofree gchar *in = write_model ("conv-sel-err.safetensors");
+  g_autofree gchar *dst = uel_test_path ("conv-sel-err-out.safetensors");
+  g_autofree gchar *out = NULL, *err = NULL;
+
+  /* a name that chooses nothing, in either list, and an empty result */
+  g_assert_cmpint (run_tool (&out, &err, "convert", "--exclude", "zzz", in,
+          dst, NULL), ==, 1);
+  g_assert_nonnull (strstr (err, "--exclude: "));
+  g_assert_nonnull (strstr (err, "zzz"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "convert", "--tensors", "zzz", in,
+          dst, NULL), ==, 1);
+  g_assert_nonnull (strstr (err, "--tensors: "));
+  g_assert_nonnull (strstr (err, "zzz"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "convert", "--tensors", "s*",
+          "--exclude", "scalar", in, dst, NULL), ==, 1);
+  g_assert_nonnull (strstr (err, "--exclude leaves no tensor"));
+  g_assert_false (g_file_test (dst, G_FILE_TEST_EXISTS));
+}
+
+static void
+test_convert_metadata (void)
+{
+  g_autofree gchar *in = write_model ("conv-meta.safetensors");
+  g_autofree gchar *dst = uel_test_path ("conv-meta-out.safetensors");
+  g_autofree gchar *out = NULL, *err = NULL;
+  g_autoptr (UelHeader) h = NULL;
+  GHashTable *meta;
+
+  /* over IN's metadata; a value with a comma, quotes and blanks as it is;
+   * a repeated key: the last */
+  g_assert_cmpint (run_tool (&out, &err, "convert", "-q", "--metadata",
+          "note=a, \"b\" c", "--metadata", "format=x", "--metadata",
+          "format=safetensors", "--metadata", "torch.dtype=bf16=yes", in,
+          dst, NULL), ==, 0);
+  h = uel_test_header_open (dst);
+  meta = uel_header_get_metadata (h);
+  g_assert_cmpuint (g_hash_table_size (meta), ==, 4);
+  g_assert_cmpstr (g_hash_table_lookup (meta, "note"), ==, "a, \"b\" c");
+  g_assert_cmpstr (g_hash_table_lookup (meta, "format"), ==, "safetensors");
+  g_assert_cmpstr (g_hash_table_lookup (meta, "generator"), ==, "test-tool");
+  g_assert_cmpstr (g_hash_table_lookup (meta, "torch.dtype"), ==, "bf16=yes");
+  g_clear_pointer (&h, uel_header_unref);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* --drop-metadata: only the fields given */
+  g_assert_cmpint (run_tool (&out, &err, "convert", "-q", "--drop-metadata",
+          "-M", "k=v", in, dst, NULL), ==, 0);
+  h = uel_test_header_open (dst);
+  meta = uel_header_get_metadata (h);
+  g_assert_cmpuint (g_hash_table_size (meta), ==, 1);
+  g_assert_cmpstr (g_hash_table_lookup (meta, "k"), ==, "v");
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* not KEY=VALUE, or a key the property cannot carry: usage errors */
+  for (guint i = 0; i < 3; i++) {
+    const gchar *bad[] = { "novalue", "=v", "a key=v" };
+
+    g_assert_cmpint (run_tool (&out, &err, "convert", "--metadata", bad[i],
+            in, dst, NULL), ==, 2);
+    g_assert_nonnull (strstr (err, "--metadata "));
+    g_clear_pointer (&out, g_free);
+    g_clear_pointer (&err, g_free);
+  }
+}
+
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
+}
+
+/* the names of the files in @dir, sorted, comma-separated */
+static gchar *
+folder_listing (const gchar * dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const gchar *n;
+
+  g_assert_nonnull (d);
+  while ((n = g_dir_read_name (d)))
+    g_ptr_array_add (names, g_strdup (n));
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+  return g_strjoinv (",", (gchar **) names->pdata);
+}
+
+/* Ctrl-C while converting: NULL at once, no EOS, so uelsink removes its
+ * temporary file; OUT stays as it was, or absent.  The test needs the
+ * conversion still running when the signal arrives: a model that ended
+ * first is tried again four times larger. */
+static void
+test_convert_interrupt (void)
+{
+  g_autofree gchar *dir = uel_test_path ("conv-int");
+  g_autofree gchar *in = g_build_filename (dir, "in.safetensors", NULL);
+  g_autofree gchar *dst = g_build_filename (dir, "out.safetensors", NULL);
+  const gchar *old = "what was there before";
+  guint n_tensors = 64, interrupted = 0;
+
+  g_assert_cmpint (g_mkdir (dir, 0755), ==, 0);
+  for (guint attempt = 0; attempt < 4 && interrupted < 2; attempt++) {
+    g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
+
+    for (guint i = 0; i < n_tensors; i++) {
+      g_autofree gchar *name = g_strdup_printf ("t%04u", i);
+      uel_test_builder_add (b, name, "F32", "[65536]", 262144, NULL);
+    }
+    uel_test_builder_write (b, in, NULL);
+
+    /* with OUT there, then without */
+    for (guint with_old = 1; with_old < 2 && interrupted < 2; with_old--) {
+      const gchar *args[] = { "convert", "--interval", "0.01", "--dtype",
+        "f8-e4m3", in, dst, NULL
+      };
+      g_autoptr (GString) err = g_string_new (NULL);
+      g_autofree gchar *out = NULL, *listing = NULL;
+      gboolean sent;
+      gint status;
+
+      if (with_old)
+        uel_test_write_bytes (dst, old, strlen (old));
+      else
+        g_assert_cmpint (g_unlink (dst), ==, 0);
+      status = run_interrupted (args, &out, err, &sent);
+      if (status == 0) {
+        /* it ended before the signal arrived: OUT complete */
+        g_test_message ("%u tensors: done before Ctrl-C", n_tensors);
+        g_unlink (dst);
+        break;
+      }
+      g_assert_true (sent);
+      g_assert_cmpint (status, ==, 130);
+      g_assert_nonnull (strstr (err->str, "Interrupt: stopping the pipeline "
+              "at once"));
+      g_assert_nonnull (strstr (err->str, "was not written\n"));
+      g_assert_null (strstr (err->str, "ERROR"));
+      g_assert_true (g_str_has_prefix (out, "Interrupted: "));
+
+      /* nothing left behind: no temporary .out.safetensors.XXXXXX */
+      listing = folder_listing (dir);
+      if (with_old) {
+        g_autofree gchar *now = NULL;
+
+        g_assert_cmpstr (listing, ==, "in.safetensors,out.safetensors");
+        g_assert_true (g_file_get_contents (dst, &now, NULL, NULL));
+        g_assert_cmpstr (now, ==, old);
+      } else {
+        g_assert_cmpstr (listing, ==, "in.safetensors");
+      }
+      interrupted++;
+    }
+    n_tensors *= 4;
+  }
+  g_assert_cmpuint (interrupted, ==, 2);
+}
+
+static void
+test_convert_errors (void)
+{
+  g_autofree gchar *in = write_model ("conv-err.safetensors");
+  g_autofree gchar *missing = uel_test_path ("conv-missing.safetensors");
+  g_autofree gchar *bad = uel_test_path ("conv-bad.safetensors");
+  g_autofree gchar *no_dir = uel_test_path ("conv-no-dir/out.safetensors");
+  g_autofree gchar *dst = uel_test_path ("conv-err-out.safetensors");
+  g_autofree gchar *out = NULL, *err = NULL;
+  g_autoptr (GError) expected = NULL;
+
+  /* a missing IN, an invalid one: the message names the file */
+  g_assert_cmpint (run_tool (&out, &err, "convert", missing, dst, NULL), ==,
+      1);
+  g_assert_true (g_str_has_prefix (err, "gst-uel convert: "));
+  g_assert_nonnull (strstr (err, missing));
+  g_assert_nonnull (strstr (err, "No such file or directory"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  uel_test_write_safetensors (bad, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+      "\"data_offsets\":[0,4]}}", "abcd", 4);
+  g_assert_null (uel_header_open (bad, &expected));
+  g_assert_cmpint (run_tool (&out, &err, "convert", bad, dst, NULL), ==, 1);
+  g_assert_nonnull (strstr (err, expected->message));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_false (g_file_test (dst, G_FILE_TEST_EXISTS));
+
+  /* a folder that is not there: uelsink's message names OUT */
+  g_assert_cmpint (run_tool (&out, &err, "convert", in, no_dir, NULL), ==, 1);
+  g_test_message ("%s", err);
+  g_assert_nonnull (strstr (err, "ERROR: "));
+  g_assert_nonnull (strstr (err, no_dir));
+  g_assert_true (g_str_has_prefix (out, "Failed: "));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+
+  /* usage errors: a dtype that is none, IN and OUT missing */
+  g_assert_cmpint (run_tool (&out, &err, "convert", "--dtype", "f7", in, dst,
+          NULL), ==, 2);
+  g_assert_nonnull (strstr (err, "--dtype f7: "));
+  g_assert_nonnull (strstr (err, "bf16"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "convert", in, NULL), ==, 2);
+  g_assert_nonnull (strstr (err, "give IN and OUT"));
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "convert", "--interval", "0", in,
+          dst, NULL), ==, 2);
+  g_assert_false (g_file_test (dst, G_FILE_TEST_EXISTS));
 }
 
 /* ------------------------------------------------------------------ */
@@ -846,6 +1252,20 @@ main (int argc, char **argv)
   g_test_add_func ("/tool/launch/errors-exit-non-zero-with-the-message",
       test_launch_errors);
   g_test_add_func ("/tool/launch/ctrl-c-stops-cleanly", test_launch_interrupt);
+  g_test_add_func ("/tool/convert/bf16-is-what-the-pipeline-writes",
+      test_convert_dtype);
+  g_test_add_func ("/tool/convert/sharded-checkpoint-into-one-file",
+      test_convert_sharded);
+  g_test_add_func ("/tool/convert/tensors-and-exclude-select-exactly",
+      test_convert_select);
+  g_test_add_func ("/tool/convert/selection-that-chooses-nothing-is-an-error",
+      test_convert_select_errors);
+  g_test_add_func ("/tool/convert/metadata-lands-in-metadata",
+      test_convert_metadata);
+  g_test_add_func ("/tool/convert/ctrl-c-leaves-nothing-behind",
+      test_convert_interrupt);
+  g_test_add_func ("/tool/convert/errors-name-the-file",
+      test_convert_errors);
   g_test_add_func ("/tool/make-model/writes-a-valid-model", test_make_model);
   g_test_add_func ("/tool/make-model/missing-folder",
       test_make_model_no_folder);

@@ -42,5 +42,6 @@ const gchar **sorted_keys (GHashTable * table);
 gint cmd_inspect (gint argc, gchar ** argv);
 gint cmd_launch (gint argc, gchar ** argv);
 gint cmd_make_model (gint argc, gchar ** argv);
+gint cmd_convert (gint argc, gchar ** argv);
 
 G_END_DECLS

@@ -4,9 +4,11 @@
  *   gst-uel inspect [--json] [--checksum] FILE   the tensor table of a file
  *   gst-uel launch [--quiet] PIPELINE...      run a pipeline, with progress
  *   gst-uel make-model [OPTIONS] OUT          write a Llama-like sample model
+ *   gst-uel convert [OPTIONS] IN OUT          cast, select, add metadata
  *
  * Exit status: 0 on success, 1 when the file is invalid or the pipeline
- * fails, 2 for a usage error, 130 when launch was interrupted (Ctrl-C).
+ * fails, 2 for a usage error, 130 when launch or convert was interrupted
+ * (Ctrl-C).
  */
 #include "config.h"
 
@@ -23,7 +25,9 @@ usage (void)
       "Commands:\n"
       "  inspect FILE          validate a file and show its tensor table\n"
       "  launch PIPELINE...    run a pipeline with a progress bar\n"
-      "  make-model OUTPUT     write a Llama-like sample model\n\n"
+      "  make-model OUTPUT     write a Llama-like sample model\n"
+      "  convert IN OUT        rewrite a file or checkpoint: dtype, tensors,\n"
+      "                        metadata\n\n"
       "Options:\n"
       "  -h, --help            show this help\n"
       "  --version             show the versions of gst-uel and GStreamer\n\n"
@@ -53,6 +57,8 @@ main (int argc, char **argv)
     return cmd_launch (argc - 1, argv + 1);
   if (strcmp (argv[1], "make-model") == 0)
     return cmd_make_model (argc - 1, argv + 1);
+  if (strcmp (argv[1], "convert") == 0)
+    return cmd_convert (argc - 1, argv + 1);
   errout ("gst-uel: unknown command '%s'\n\n", argv[1]);
   usage ();
   return EXIT_USAGE;
