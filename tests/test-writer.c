@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "test-utils.h"
@@ -1119,9 +1121,111 @@ test_shards_replace_an_earlier_output (void)
       "model.safetensors.index.json");
 }
 
+/* ------------------------------------------------------------------ */
+/* a writer killed mid-write */
+
+#define KILLED_ENV "UEL_TEST_WRITER_KILLED_IN"
+
+/* The process that test_killed() kills: in the folder @dir, a writer of
+ * `killed.safetensors` and a sharded writer of `model.safetensors`, each
+ * with half of its data written; says so on stdout and waits for its
+ * end. */
+static int
+killed_child (const gchar * dir)
+{
+  g_autofree gchar *single = g_build_filename (dir, "killed.safetensors",
+      NULL);
+  g_autofree gchar *sharded = g_build_filename (dir, "model.safetensors",
+      NULL);
+  g_autoptr (UelWriter) a = writer_ok (single);
+  g_autoptr (UelWriter) b = writer_ok (sharded);
+  static const guint64 shape[] = { 1 << 20 };
+  g_autofree guint8 *half = g_malloc0 (shape[0] / 2);
+
+  add_ok (a, "x", UEL_DTYPE_U8, 1, shape);
+  write_ok (a, "x", 0, half, shape[0] / 2);
+  uel_writer_set_max_shard_size (b, shape[0]);
+  add_ok (b, "x", UEL_DTYPE_U8, 1, shape);
+  add_ok (b, "y", UEL_DTYPE_U8, 1, shape);
+  write_ok (b, "x", 0, half, shape[0] / 2);
+  g_assert_cmpint (write (STDOUT_FILENO, "R", 1), ==, 1);
+  for (;;)
+    pause ();
+  return 0;
+}
+
+/* kill -9 in the middle of a write leaves the files under their final
+ * names as they were, and the temporaries (`.NAME.XXXXXX`) behind */
+static void
+test_killed (void)
+{
+  g_autofree gchar *dir = fresh_dir ("killed");
+  g_autofree gchar *single = g_build_filename (dir, "killed.safetensors",
+      NULL);
+  g_autofree gchar *index = g_build_filename (dir,
+      "model.safetensors.index.json", NULL);
+  g_autofree gchar *before = NULL;
+  g_autofree gchar *after = NULL;
+  g_autoptr (GBytes) old = NULL;
+  gchar *argv[] = { (gchar *) "/proc/self/exe", NULL };
+  g_auto (GStrv) envp = g_environ_setenv (g_get_environ (), KILLED_ENV, dir,
+      TRUE);
+  GError *err = NULL;
+  GPid pid;
+  gint out, status;
+  gchar ready = 0;
+  g_autofree gchar *exe = g_file_read_link ("/proc/self/exe", NULL);
+
+  uel_test_write_bytes (single, "old", 3);
+  uel_test_write_bytes (index, "{}", 2);
+  before = list_dir (dir);
+  argv[0] = exe;
+  g_assert_true (g_spawn_async_with_pipes (NULL, argv, envp,
+          G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, NULL, &out, NULL,
+          &err));
+  g_assert_no_error (err);
+  g_assert_cmpint (read (out, &ready, 1), ==, 1);
+  g_assert_cmpint (ready, ==, 'R');
+  g_assert_cmpint (kill (pid, SIGKILL), ==, 0);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
+  close (out);
+  g_spawn_close_pid (pid);
+
+  old = read_file (single);
+  g_assert_cmpmem (g_bytes_get_data (old, NULL), g_bytes_get_size (old),
+      "old", 3);
+  g_clear_pointer (&old, g_bytes_unref);
+  old = read_file (index);
+  g_assert_cmpmem (g_bytes_get_data (old, NULL), g_bytes_get_size (old),
+      "{}", 2);
+  /* the temporaries remain: the single file's and the two shards' (the
+   * index's is made at the end) */
+  g_assert_cmpuint (uel_test_count_temporaries (single), ==, 1);
+  after = list_dir (dir);
+  g_test_message ("%s", after);
+  {
+    g_auto (GStrv) names = g_strsplit (after, " ", -1);
+    guint n_tmp = 0;
+
+    for (guint i = 0; names[i]; i++)
+      if (names[i][0] == '.') {
+        g_autofree gchar *path = g_build_filename (dir, names[i], NULL);
+
+        n_tmp++;
+        g_assert_cmpint (g_unlink (path), ==, 0);
+      } else {
+        g_assert_nonnull (strstr (before, names[i]));
+      }
+    g_assert_cmpuint (n_tmp, ==, 3);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
+  if (g_getenv (KILLED_ENV))
+    return killed_child (g_getenv (KILLED_ENV));
   uel_test_init (&argc, &argv);
 
   g_test_add_func ("/writer/writes-the-references-bytes",
@@ -1159,5 +1263,7 @@ main (int argc, char **argv)
       test_one_shard_is_one_file);
   g_test_add_func ("/writer/shards-replace-an-earlier-output-at-the-end",
       test_shards_replace_an_earlier_output);
+  g_test_add_func ("/writer/killed-mid-write-leaves-the-old-files",
+      test_killed);
   return g_test_run ();
 }
