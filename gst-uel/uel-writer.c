@@ -1154,54 +1154,6 @@ sync_folder (const gchar * location)
   }
 }
 
-/* A string as Python's json.dumps() writes it with its default
- * ensure_ascii=True: `"`, `\` and the control characters escaped (the
- * short forms for \b \f \n \r \t, \u00XX for the others), and every
- * character past ASCII as \uXXXX in lowercase hex, as a surrogate pair
- * beyond the BMP. */
-static void
-append_python_json_string (GString * out, const gchar * s)
-{
-  g_string_append_c (out, '"');
-  for (const gchar * p = s; *p; p = g_utf8_next_char (p)) {
-    gunichar c = g_utf8_get_char (p);
-
-    switch (c) {
-      case '"':
-        g_string_append (out, "\\\"");
-        break;
-      case '\\':
-        g_string_append (out, "\\\\");
-        break;
-      case '\b':
-        g_string_append (out, "\\b");
-        break;
-      case '\f':
-        g_string_append (out, "\\f");
-        break;
-      case '\n':
-        g_string_append (out, "\\n");
-        break;
-      case '\r':
-        g_string_append (out, "\\r");
-        break;
-      case '\t':
-        g_string_append (out, "\\t");
-        break;
-      default:
-        if (c < 0x20 || (c > 0x7e && c < 0x10000 && c != 0x7f))
-          g_string_append_printf (out, "\\u%04x", c);
-        else if (c >= 0x10000)
-          g_string_append_printf (out, "\\u%04x\\u%04x",
-              0xd800 + ((c - 0x10000) >> 10), 0xdc00 + ((c - 0x10000) & 0x3ff));
-        else
-          g_string_append_c (out, (gchar) c);
-        break;
-    }
-  }
-  g_string_append_c (out, '"');
-}
-
 static gint
 compare_tensor_names (gconstpointer a, gconstpointer b)
 {
@@ -1233,9 +1185,9 @@ build_index (UelWriter * w)
     g_autofree gchar *file = g_path_get_basename (sh->path);
 
     g_string_append (out, "    ");
-    append_python_json_string (out, t->info.name);
+    uel_json_append_string_ascii (out, t->info.name);
     g_string_append (out, ": ");
-    append_python_json_string (out, file);
+    uel_json_append_string_ascii (out, file);
     g_string_append (out, i + 1 < sorted->len ? ",\n" : "\n");
   }
   g_string_append (out, "  }\n}\n");

@@ -914,14 +914,15 @@ list_dir (const gchar * dir)
 
 /* tensors whose sizes exercise every rule of huggingface_hub's split, with
  * a maximum of 100 bytes: 'a' opens a shard, 'B' (over the maximum) gets
- * its own, numbered before the open one, 'c' fits beside 'a', 'dé' does
+ * its own, numbered before the open one, 'c' (with a DEL, which Python
+ * escapes) fits beside 'a', 'dé' does
  * not and opens the third, the empty '🙂' joins it */
 static const struct
 {
   const gchar *name;
   guint64 n_bytes;
 } shard_tensors[] = {
-  {"a", 40}, {"B", 120}, {"c", 40}, {"d\u00e9", 40}, {"\U0001F642", 0},
+  {"a", 40}, {"B", 120}, {"c\x7f", 40}, {"d\u00e9", 40}, {"\U0001F642", 0},
 };
 
 /* json.dumps (index, indent=2, sort_keys=True) + "\n", as transformers
@@ -934,7 +935,7 @@ static const gchar expected_index[] =
     "  \"weight_map\": {\n"
     "    \"B\": \"model-00001-of-00003.safetensors\",\n"
     "    \"a\": \"model-00002-of-00003.safetensors\",\n"
-    "    \"c\": \"model-00002-of-00003.safetensors\",\n"
+    "    \"c\\u007f\": \"model-00002-of-00003.safetensors\",\n"
     "    \"d\\u00e9\": \"model-00003-of-00003.safetensors\",\n"
     "    \"\\ud83d\\ude42\": \"model-00003-of-00003.safetensors\"\n"
     "  }\n"
