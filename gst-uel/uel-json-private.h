@@ -62,6 +62,9 @@ G_GNUC_INTERNAL const gchar *uel_json_describe (UelJsonLexer * lx);
 /* Appends @s as a JSON string literal: quotes, backslashes and control
  * characters escaped, the rest as it is (UTF-8). */
 G_GNUC_INTERNAL void uel_json_append_string (GString * out, const gchar * s);
+/* a string as Python's json.dumps() writes it (ensure_ascii=True) */
+G_GNUC_INTERNAL void uel_json_append_string_ascii (GString * out,
+    const gchar * s);
 
 /* Whole document: whitespace, one value, whitespace, end. */
 G_GNUC_INTERNAL JsonNode *uel_json_parse (const gchar * data, gsize len,

@@ -20,12 +20,17 @@ uel_json_lexer_init (UelJsonLexer * lx, const gchar * data, gsize len,
   lx->error_code = error_code;
 }
 
-void
-uel_json_append_string (GString * out, const gchar * s)
+/* serde_json's escapes, and with @ascii those of Python's json.dumps()
+ * (ensure_ascii=True): every character outside ' ' to '~' as \uXXXX in
+ * lowercase hex, a surrogate pair beyond the BMP */
+static void
+append_string (GString * out, const gchar * s, gboolean ascii)
 {
   g_string_append_c (out, '"');
-  for (const guchar * p = (const guchar *) s; *p; p++) {
-    switch (*p) {
+  for (const gchar * p = s; *p; p = ascii ? g_utf8_next_char (p) : p + 1) {
+    gunichar c = ascii ? g_utf8_get_char (p) : (guchar) * p;
+
+    switch (c) {
       case '"':
         g_string_append (out, "\\\"");
         break;
@@ -48,14 +53,29 @@ uel_json_append_string (GString * out, const gchar * s)
         g_string_append (out, "\\t");
         break;
       default:
-        if (*p < 0x20)
-          g_string_append_printf (out, "\\u%04x", *p);
+        if (c >= 0x10000 && ascii)
+          g_string_append_printf (out, "\\u%04x\\u%04x",
+              0xd800 + ((c - 0x10000) >> 10), 0xdc00 + ((c - 0x10000) & 0x3ff));
+        else if (c < 0x20 || (ascii && c > 0x7e))
+          g_string_append_printf (out, "\\u%04x", c);
         else
-          g_string_append_c (out, (gchar) * p);
+          g_string_append_c (out, (gchar) c);
         break;
     }
   }
   g_string_append_c (out, '"');
+}
+
+void
+uel_json_append_string (GString * out, const gchar * s)
+{
+  append_string (out, s, FALSE);
+}
+
+void
+uel_json_append_string_ascii (GString * out, const gchar * s)
+{
+  append_string (out, s, TRUE);
 }
 
 static gboolean

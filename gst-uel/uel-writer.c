@@ -62,6 +62,19 @@ typedef struct
   guint64 end;
 } Range;
 
+/* One file of the output: the only one unless a maximum shard size splits
+ * the tensors over several. */
+typedef struct
+{
+  gchar *path;                  /* its final name */
+  gchar *tmp_path;              /* NULL once removed or renamed */
+  gint fd;
+  guint64 data_offset;          /* 8 + header length, once written */
+  guint first;                  /* its tensors, in file order */
+  guint n_tensors;
+  guint64 n_bytes;              /* its data section */
+} Shard;
+
 typedef struct
 {
   UelTensorInfo info;           /* shape set when the header is written */
@@ -83,8 +96,9 @@ typedef enum
 struct _UelWriter
 {
   gchar *location;
-  gchar *tmp_path;              /* NULL once removed or renamed */
-  gint fd;
+  GArray *shards;               /* Shard: one until the header is written */
+  gchar *index_tmp;             /* the index's temporary file, while there */
+  guint64 max_shard_size;       /* 0: one file */
   GMutex lock;
   State state;
   GError *failure;              /* what made the writer fail */
@@ -94,7 +108,6 @@ struct _UelWriter
   GHashTable *by_name;          /* name -> index in tensors + 1 */
   GHashTable *metadata;         /* gchar * -> gchar *, owned */
   guint64 total_bytes;
-  guint64 data_offset;          /* 8 + header length, once written */
 };
 
 static void
@@ -149,6 +162,34 @@ errno_error (GError ** error, gint err, const gchar * format, ...)
   return FALSE;
 }
 
+/* Creates the temporary file that becomes @path: `.NAME.XXXXXX` beside
+ * it, hidden, and named after the file it will be, so that one left by a
+ * crash says what it was. */
+static gint
+create_tmp (const gchar * path, gchar ** tmp_path, GError ** error)
+{
+  g_autofree gchar *dir = g_path_get_dirname (path);
+  g_autofree gchar *base = g_path_get_basename (path);
+  gchar *tmpl;
+  gint fd;
+
+  /* room for ".", ".XXXXXX" within a file name's 255 bytes */
+  if (strlen (base) > 200)
+    base[200] = '\0';
+  tmpl = g_strdup_printf ("%s/.%s.XXXXXX", dir, base);
+  fd = g_mkstemp_full (tmpl, O_RDWR | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    gint err = errno;
+
+    g_free (tmpl);
+    errno_error (error, err, "%s: cannot create a temporary file in %s",
+        path, dir);
+    return -1;
+  }
+  *tmp_path = tmpl;
+  return fd;
+}
+
 /**
  * uel_writer_new:
  * @location: the file to write; an existing file there is replaced by
@@ -167,12 +208,9 @@ errno_error (GError ** error, gint err, const gchar * format, ...)
 UelWriter *
 uel_writer_new (const gchar * location, GError ** error)
 {
-  g_autofree gchar *dir = NULL;
-  g_autofree gchar *base = NULL;
-  gchar *tmpl;
+  Shard shard = { 0 };
   UelWriter *w;
   GStatBuf st;
-  gint fd;
 
   g_return_val_if_fail (location != NULL, NULL);
 
@@ -181,26 +219,15 @@ uel_writer_new (const gchar * location, GError ** error)
         "%s: is a folder, not a file to write", location);
     return NULL;
   }
-  dir = g_path_get_dirname (location);
-  base = g_path_get_basename (location);
-  /* room for ".", ".XXXXXX" within a file name's 255 bytes */
-  if (strlen (base) > 200)
-    base[200] = '\0';
-  tmpl = g_strdup_printf ("%s/.%s.XXXXXX", dir, base);
-  fd = g_mkstemp_full (tmpl, O_RDWR | O_CLOEXEC, 0666);
-  if (fd < 0) {
-    gint err = errno;
-
-    g_free (tmpl);
-    errno_error (error, err, "%s: cannot create a temporary file in %s",
-        location, dir);
+  shard.fd = create_tmp (location, &shard.tmp_path, error);
+  if (shard.fd < 0)
     return NULL;
-  }
+  shard.path = g_strdup (location);
 
   w = g_new0 (UelWriter, 1);
   w->location = g_strdup (location);
-  w->tmp_path = tmpl;
-  w->fd = fd;
+  w->shards = g_array_new (FALSE, TRUE, sizeof (Shard));
+  g_array_append_val (w->shards, shard);
   g_mutex_init (&w->lock);
   w->state = STATE_DECLARING;
   w->tensors = g_array_new (FALSE, TRUE, sizeof (Tensor));
@@ -217,9 +244,30 @@ uel_writer_new (const gchar * location, GError ** error)
 static void
 remove_tmp (UelWriter * w)
 {
-  if (w->tmp_path) {
-    g_unlink (w->tmp_path);
-    g_clear_pointer (&w->tmp_path, g_free);
+  for (guint i = 0; i < w->shards->len; i++) {
+    Shard *sh = &g_array_index (w->shards, Shard, i);
+
+    if (sh->tmp_path) {
+      g_unlink (sh->tmp_path);
+      g_clear_pointer (&sh->tmp_path, g_free);
+    }
+  }
+  if (w->index_tmp) {
+    g_unlink (w->index_tmp);
+    g_clear_pointer (&w->index_tmp, g_free);
+  }
+}
+
+static void
+close_files (UelWriter * w)
+{
+  for (guint i = 0; i < w->shards->len; i++) {
+    Shard *sh = &g_array_index (w->shards, Shard, i);
+
+    if (sh->fd >= 0) {
+      close (sh->fd);
+      sh->fd = -1;
+    }
   }
 }
 
@@ -266,10 +314,7 @@ uel_writer_abort (UelWriter * writer)
   if (writer->state != STATE_FINISHED) {
     writer->state = STATE_ABORTED;
     remove_tmp (writer);
-    if (writer->fd >= 0) {
-      close (writer->fd);
-      writer->fd = -1;
-    }
+    close_files (writer);
   }
   g_mutex_unlock (&writer->lock);
 }
@@ -289,6 +334,9 @@ uel_writer_free (UelWriter * writer)
   uel_writer_abort (writer);
   g_mutex_clear (&writer->lock);
   g_free (writer->location);
+  for (guint i = 0; i < writer->shards->len; i++)
+    g_free (g_array_index (writer->shards, Shard, i).path);
+  g_array_unref (writer->shards);
   g_clear_error (&writer->failure);
   g_array_unref (writer->tensors);
   g_array_unref (writer->dims);
@@ -483,12 +531,15 @@ uel_writer_get_total_bytes (const UelWriter * writer)
   return writer->total_bytes;
 }
 
+/* shard by shard, and in each the reference's order */
 static gint
 reference_order (gconstpointer a, gconstpointer b)
 {
   const Tensor *x = a, *y = b;
   guint rx = reference_rank[x->info.dtype], ry = reference_rank[y->info.dtype];
 
+  if (x->info.file_index != y->info.file_index)
+    return x->info.file_index < y->info.file_index ? -1 : 1;
   if (rx != ry)
     return rx > ry ? -1 : 1;
   return strcmp (x->info.name, y->info.name);
@@ -500,11 +551,11 @@ compare_strings (gconstpointer a, gconstpointer b)
   return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
 }
 
-/* The header as serde_json writes the reference's: no whitespace,
+/* The header of @sh as serde_json writes the reference's: no whitespace,
  * `__metadata__` first, each entry's members in the order of its
  * TensorInfo struct, then spaces to a multiple of HEADER_ALIGN. */
 static GString *
-build_header (UelWriter * w)
+build_header (UelWriter * w, const Shard * sh)
 {
   GString *h = g_string_new ("{");
 
@@ -524,7 +575,7 @@ build_header (UelWriter * w)
     }
     g_string_append_c (h, '}');
   }
-  for (guint i = 0; i < w->tensors->len; i++) {
+  for (guint i = sh->first; i < sh->first + sh->n_tensors; i++) {
     const UelTensorInfo *info = &g_array_index (w->tensors, Tensor, i).info;
 
     if (h->len > 1)
@@ -566,56 +617,190 @@ pwrite_all (gint fd, const guint8 * p, gsize len, guint64 offset)
   return TRUE;
 }
 
-/* Under the lock: puts the tensors in the reference's order, gives them
- * their offsets and writes the header; the file gets its full size at
- * once (sparse until the data come). */
-static gboolean
-write_header_locked (UelWriter * w, GError ** error)
+/* Splits the tensors, in declaration order, into shards of at most
+ * max_shard_size bytes as huggingface_hub's
+ * split_state_dict_into_shards_factory() does: a tensor that would take
+ * the current shard over the maximum starts a new one, and a tensor larger
+ * than the maximum gets a shard of its own, placed at once, before the
+ * shard still being filled.  Sets each tensor's file_index; returns the
+ * number of shards (1 for no tensors, where the Python code would write an
+ * index of no shard). */
+static guint
+assign_shards (UelWriter * w)
 {
-  g_autoptr (GString) h = NULL;
-  guint64 begin = 0, len_le;
-  GError *err = NULL;
+  g_autofree guint *place = NULL;       /* group -> shard */
+  guint n_groups = 0, n_shards = 0, current = G_MAXUINT;
+  guint64 current_bytes = 0;
 
-  g_array_sort (w->tensors, reference_order);
-  g_hash_table_remove_all (w->by_name);
+  if (w->max_shard_size == 0 || w->tensors->len == 0)
+    return 1;
+  place = g_new (guint, w->tensors->len);
+  for (guint i = 0; i < w->tensors->len; i++) {
+    Tensor *t = &g_array_index (w->tensors, Tensor, i);
+    guint64 size = t->info.n_bytes;
+
+    if (size > w->max_shard_size) {
+      place[n_groups] = n_shards++;
+      t->info.file_index = n_groups++;
+      continue;
+    }
+    if (current != G_MAXUINT && current_bytes + size > w->max_shard_size) {
+      place[current] = n_shards++;
+      current = G_MAXUINT;
+    }
+    if (current == G_MAXUINT) {
+      current = n_groups++;
+      current_bytes = 0;
+    }
+    t->info.file_index = current;
+    current_bytes += size;
+  }
+  if (current != G_MAXUINT)
+    place[current] = n_shards++;
   for (guint i = 0; i < w->tensors->len; i++) {
     Tensor *t = &g_array_index (w->tensors, Tensor, i);
 
-    t->info.shape = t->info.n_dims ?
-        &g_array_index (w->dims, guint64, t->shape_start) : NULL;
-    t->info.data_begin = begin;
-    begin += t->info.n_bytes;
-    g_hash_table_insert (w->by_name, (gpointer) t->info.name,
-        GUINT_TO_POINTER (i + 1));
+    t->info.file_index = place[t->info.file_index];
   }
+  return n_shards;
+}
 
-  h = build_header (w);
+/* The names of a sharded output, from the location: `model.safetensors`
+ * (or `model.safetensors.index.json`) gives `model.safetensors` for one
+ * shard, `model-00001-of-00003.safetensors` … and
+ * `model.safetensors.index.json` for several, as transformers' pattern
+ * `model{suffix}.safetensors` does.  A name without `.safetensors` gets
+ * the suffix at its end. */
+static void
+split_location (const gchar * location, gchar ** single, gchar ** stem,
+    const gchar ** ext)
+{
+  gsize len = strlen (location);
+
+  if (g_str_has_suffix (location, ".index.json")
+      && len > strlen (".index.json"))
+    len -= strlen (".index.json");
+  *single = g_strndup (location, len);
+  if (g_str_has_suffix (*single, ".safetensors")) {
+    *stem = g_strndup (*single, len - strlen (".safetensors"));
+    *ext = ".safetensors";
+  } else {
+    *stem = g_strdup (*single);
+    *ext = "";
+  }
+}
+
+static gchar *
+shard_path (const gchar * location, guint index, guint n)
+{
+  g_autofree gchar *single = NULL;
+  g_autofree gchar *stem = NULL;
+  const gchar *ext;
+
+  split_location (location, &single, &stem, &ext);
+  if (n == 1)
+    return g_steal_pointer (&single);
+  return g_strdup_printf ("%s-%05u-of-%05u%s", stem, index + 1, n, ext);
+}
+
+static gchar *
+index_path (const gchar * location)
+{
+  g_autofree gchar *single = NULL;
+  g_autofree gchar *stem = NULL;
+  const gchar *ext;
+
+  split_location (location, &single, &stem, &ext);
+  return g_strconcat (single, ".index.json", NULL);
+}
+
+/* Under the lock: gives every shard after the first (whose temporary file
+ * uel_writer_new() created) its name and temporary file. */
+static gboolean
+create_shards (UelWriter * w, guint n, GError ** error)
+{
+  if (w->max_shard_size == 0)
+    return TRUE;
+  g_array_set_size (w->shards, n);
+  for (guint i = 1; i < n; i++)
+    g_array_index (w->shards, Shard, i).fd = -1;
+  for (guint i = 0; i < n; i++) {
+    Shard *sh = &g_array_index (w->shards, Shard, i);
+
+    g_free (sh->path);
+    sh->path = shard_path (w->location, i, n);
+    if (i > 0) {
+      sh->fd = create_tmp (sh->path, &sh->tmp_path, error);
+      if (sh->fd < 0)
+        return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+/* Under the lock: writes the header of @sh and gives the file its full
+ * size at once (sparse until the data come). */
+static gboolean
+write_shard_header (UelWriter * w, Shard * sh, GError ** error)
+{
+  g_autoptr (GString) h = build_header (w, sh);
+  guint64 len_le;
+
   if (h->len > UEL_MAX_HEADER_SIZE) {
-    g_set_error (&err, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
+    g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
         "%s: the header of %u tensors would be %" G_GSIZE_FORMAT " bytes, "
-        "larger than the limit of %" G_GUINT64_FORMAT " bytes", w->location,
-        w->tensors->len, h->len, UEL_MAX_HEADER_SIZE);
-    return fail (w, err, error);
+        "larger than the limit of %" G_GUINT64_FORMAT " bytes", sh->path,
+        sh->n_tensors, h->len, UEL_MAX_HEADER_SIZE);
+    return FALSE;
   }
-  w->data_offset = 8 + h->len;
-  for (guint i = 0; i < w->tensors->len; i++) {
+  sh->data_offset = 8 + h->len;
+  for (guint i = sh->first; i < sh->first + sh->n_tensors; i++) {
     Tensor *t = &g_array_index (w->tensors, Tensor, i);
 
-    t->info.file_offset = w->data_offset + t->info.data_begin;
+    t->info.file_offset = sh->data_offset + t->info.data_begin;
   }
 
   len_le = GUINT64_TO_LE ((guint64) h->len);
-  if (!pwrite_all (w->fd, (const guint8 *) &len_le, 8, 0)
-      || !pwrite_all (w->fd, (const guint8 *) h->str, h->len, 8)) {
-    errno_error (&err, errno, "%s: cannot write the header",
-        w->location);
+  if (!pwrite_all (sh->fd, (const guint8 *) &len_le, 8, 0)
+      || !pwrite_all (sh->fd, (const guint8 *) h->str, h->len, 8))
+    return errno_error (error, errno, "%s: cannot write the header",
+        sh->path);
+  if (ftruncate (sh->fd, (off_t) (sh->data_offset + sh->n_bytes)) != 0)
+    return errno_error (error, errno, "%s: cannot make the file %"
+        G_GUINT64_FORMAT " bytes long", sh->path,
+        sh->data_offset + sh->n_bytes);
+  return TRUE;
+}
+
+/* Under the lock: splits the tensors into shards, puts each shard's in the
+ * reference's order, gives them their offsets and writes the headers. */
+static gboolean
+write_header_locked (UelWriter * w, GError ** error)
+{
+  GError *err = NULL;
+  guint n_shards = assign_shards (w);
+
+  g_array_sort (w->tensors, reference_order);
+  g_hash_table_remove_all (w->by_name);
+  if (!create_shards (w, n_shards, &err))
     return fail (w, err, error);
+  for (guint i = 0; i < w->tensors->len; i++) {
+    Tensor *t = &g_array_index (w->tensors, Tensor, i);
+    Shard *sh = &g_array_index (w->shards, Shard, t->info.file_index);
+
+    if (sh->n_tensors == 0)
+      sh->first = i;
+    sh->n_tensors++;
+    t->info.shape = t->info.n_dims ?
+        &g_array_index (w->dims, guint64, t->shape_start) : NULL;
+    t->info.data_begin = sh->n_bytes;
+    sh->n_bytes += t->info.n_bytes;
+    g_hash_table_insert (w->by_name, (gpointer) t->info.name,
+        GUINT_TO_POINTER (i + 1));
   }
-  if (ftruncate (w->fd, (off_t) (w->data_offset + w->total_bytes)) != 0) {
-    errno_error (&err, errno, "%s: cannot make the file %" G_GUINT64_FORMAT
-        " bytes long", w->location, w->data_offset + w->total_bytes);
-    return fail (w, err, error);
-  }
+  for (guint i = 0; i < w->shards->len; i++)
+    if (!write_shard_header (w, &g_array_index (w->shards, Shard, i), &err))
+      return fail (w, err, error);
   w->state = STATE_WRITING;
   return TRUE;
 }
@@ -672,7 +857,8 @@ uel_writer_get_n_tensors (const UelWriter * writer)
  * @index: a position in file order, below uel_writer_get_n_tensors()
  *
  * Returns: (transfer none): the tensor at @index with its offsets, as
- *   #UelHeader will read it back (@file_index 0), owned by @writer
+ *   #UelHeader will read it back (@file_index 0 unless the output is
+ *   sharded: see uel_writer_get_file_path()), owned by @writer
  */
 const UelTensorInfo *
 uel_writer_get_tensor (const UelWriter * writer, guint index)
@@ -763,10 +949,10 @@ mark_written (Tensor * t, guint64 begin, guint64 end, Range * clash)
 
 /* Under the lock, takes bytes [@offset, @offset + @len) of the tensor
  * @name for a write, refusing what the table does not allow; *@at is
- * where they go in the file. */
+ * where they go in the file *@fd. */
 static gboolean
 claim (UelWriter * w, const gchar * name, guint64 offset, guint64 len,
-    guint64 * at, GError ** error)
+    gint * fd, guint64 * at, GError ** error)
 {
   g_autofree gchar *q = NULL;
   Tensor *t;
@@ -804,20 +990,21 @@ claim (UelWriter * w, const gchar * name, guint64 offset, guint64 len,
     return FALSE;
   }
   *at = t->info.file_offset + offset;
+  *fd = g_array_index (w->shards, Shard, t->info.file_index).fd;
   return TRUE;
 }
 
 /* claim() for a caller that does not hold the lock */
 static gboolean
 claim_unlocked (UelWriter * w, const gchar * name, guint64 offset,
-    guint64 len, guint64 * at, GError ** error)
+    guint64 len, gint * fd, guint64 * at, GError ** error)
 {
   gboolean ok;
 
   g_mutex_lock (&w->lock);
   ok = w->state != STATE_FINISHED && w->state != STATE_ABORTED;
   if (ok)
-    ok = claim (w, name, offset, len, at, error);
+    ok = claim (w, name, offset, len, fd, at, error);
   else
     g_critical ("%s: the writer of %s is already %s", G_STRFUNC, w->location,
         w->state == STATE_FINISHED ? "finished" : "aborted");
@@ -853,15 +1040,15 @@ uel_writer_write (UelWriter * writer, const gchar * name, guint64 offset,
   g_autofree gchar *q = NULL;
   GError *err = NULL;
   guint64 at;
-  gint saved_errno;
+  gint fd, saved_errno;
 
   g_return_val_if_fail (writer != NULL, FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
   g_return_val_if_fail (data != NULL || len == 0, FALSE);
 
-  if (!claim_unlocked (writer, name, offset, len, &at, error))
+  if (!claim_unlocked (writer, name, offset, len, &fd, &at, error))
     return FALSE;
-  if (pwrite_all (writer->fd, data, len, at))
+  if (pwrite_all (fd, data, len, at))
     return TRUE;
 
   saved_errno = errno;
@@ -898,11 +1085,12 @@ uel_writer_write_zeros (UelWriter * writer, const gchar * name,
     guint64 offset, guint64 len, GError ** error)
 {
   guint64 at;
+  gint fd;
 
   g_return_val_if_fail (writer != NULL, FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
 
-  return claim_unlocked (writer, name, offset, len, &at, error);
+  return claim_unlocked (writer, name, offset, len, &fd, &at, error);
 }
 
 /**
@@ -966,6 +1154,199 @@ sync_folder (const gchar * location)
   }
 }
 
+static gint
+compare_tensor_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp ((*(const Tensor * const *) a)->info.name,
+      (*(const Tensor * const *) b)->info.name);
+}
+
+/* The index as transformers' save_pretrained() writes it:
+ * json.dumps (index, indent=2, sort_keys=True) + "\n" of
+ * {"metadata": {"total_size": N}, "weight_map": {name: shard file}}, the
+ * total the sum of the tensors' byte sizes and the files named without
+ * their folder.  Sorting UTF-8 bytewise sorts by code point, as Python
+ * sorts str keys. */
+static GString *
+build_index (UelWriter * w)
+{
+  GString *out = g_string_new (NULL);
+  g_autoptr (GPtrArray) sorted = g_ptr_array_sized_new (w->tensors->len);
+
+  for (guint i = 0; i < w->tensors->len; i++)
+    g_ptr_array_add (sorted, &g_array_index (w->tensors, Tensor, i));
+  g_ptr_array_sort (sorted, compare_tensor_names);
+
+  g_string_append_printf (out, "{\n  \"metadata\": {\n    \"total_size\": %"
+      G_GUINT64_FORMAT "\n  },\n  \"weight_map\": {\n", w->total_bytes);
+  for (guint i = 0; i < sorted->len; i++) {
+    const Tensor *t = g_ptr_array_index (sorted, i);
+    const Shard *sh = &g_array_index (w->shards, Shard, t->info.file_index);
+    g_autofree gchar *file = g_path_get_basename (sh->path);
+
+    g_string_append (out, "    ");
+    uel_json_append_string_ascii (out, t->info.name);
+    g_string_append (out, ": ");
+    uel_json_append_string_ascii (out, file);
+    g_string_append (out, i + 1 < sorted->len ? ",\n" : "\n");
+  }
+  g_string_append (out, "  }\n}\n");
+  return out;
+}
+
+/* Under the lock: writes the index of a sharded output to its temporary
+ * file, synced. */
+static gboolean
+write_index (UelWriter * w, const gchar * path, GError ** error)
+{
+  g_autoptr (GString) index = build_index (w);
+  gint fd = create_tmp (path, &w->index_tmp, error);
+
+  if (fd < 0)
+    return FALSE;
+  if (!pwrite_all (fd, (const guint8 *) index->str, index->len, 0)
+      || fdatasync (fd) != 0) {
+    gint err = errno;
+
+    close (fd);
+    return errno_error (error, err, "%s: cannot write the index", path);
+  }
+  if (close (fd) != 0)
+    return errno_error (error, errno, "%s: cannot close the index", path);
+  return TRUE;
+}
+
+/* Under the lock: syncs every shard's temporary file to disk and closes
+ * it. */
+static gboolean
+sync_shards (UelWriter * w, GError ** error)
+{
+  for (guint i = 0; i < w->shards->len; i++) {
+    Shard *sh = &g_array_index (w->shards, Shard, i);
+    gint fd = sh->fd;
+
+    sh->fd = -1;
+    if (fdatasync (fd) != 0) {
+      gint err = errno;
+
+      close (fd);
+      return errno_error (error, err, "%s: cannot sync the data to disk",
+          sh->path);
+    }
+    if (close (fd) != 0)
+      return errno_error (error, errno, "%s: cannot close the file",
+          sh->path);
+  }
+  return TRUE;
+}
+
+static gboolean
+rename_shard (Shard * sh, GError ** error)
+{
+  if (g_rename (sh->tmp_path, sh->path) != 0)
+    return errno_error (error, errno, "%s: cannot rename %s to it",
+        sh->path, sh->tmp_path);
+  g_clear_pointer (&sh->tmp_path, g_free);
+  return TRUE;
+}
+
+/* whether @name is `STEM-ddddd-of-dddddEXT`, the name of a shard of some
+ * output of the same location */
+static gboolean
+is_shard_name (const gchar * name, const gchar * stem, const gchar * ext)
+{
+  static const gchar pattern[] = "-#####-of-#####";
+  gsize stem_len = strlen (stem);
+
+  if (strncmp (name, stem, stem_len) != 0)
+    return FALSE;
+  name += stem_len;
+  for (guint i = 0; pattern[i]; i++)
+    if (pattern[i] == '#' ? !g_ascii_isdigit (name[i]) : name[i] != pattern[i])
+      return FALSE;
+  return strcmp (name + strlen (pattern), ext) == 0;
+}
+
+/* After a sharded (or shardable) output is in place: removes what an
+ * earlier output of the same location left that the new one does not
+ * replace, as huggingface_hub's save_torch_state_dict() does (an index
+ * of an earlier sharded output, shards of another count, a single file
+ * that a sharded output replaces), so that a loader finds the new files
+ * and only them.  A file that cannot be removed is left. */
+static void
+remove_stale (UelWriter * w)
+{
+  g_autofree gchar *single = NULL;
+  g_autofree gchar *stem = NULL;
+  g_autofree gchar *dir = g_path_get_dirname (w->location);
+  g_autofree gchar *index = index_path (w->location);
+  g_autofree gchar *stem_base = NULL;
+  g_autofree gchar *single_base = NULL;
+  g_autofree gchar *index_base = g_path_get_basename (index);
+  g_autoptr (GHashTable) keep = g_hash_table_new_full (g_str_hash,
+      g_str_equal, g_free, NULL);
+  g_autoptr (GDir) d = NULL;
+  const gchar *ext, *name;
+
+  split_location (w->location, &single, &stem, &ext);
+  stem_base = g_path_get_basename (stem);
+  single_base = g_path_get_basename (single);
+  for (guint i = 0; i < w->shards->len; i++)
+    g_hash_table_add (keep,
+        g_path_get_basename (g_array_index (w->shards, Shard, i).path));
+  if (w->shards->len > 1)
+    g_hash_table_add (keep, g_strdup (index_base));
+
+  d = g_dir_open (dir, 0, NULL);
+  while (d && (name = g_dir_read_name (d))) {
+    if (g_hash_table_contains (keep, name))
+      continue;
+    if (strcmp (name, single_base) == 0 || strcmp (name, index_base) == 0
+        || is_shard_name (name, stem_base, ext)) {
+      g_autofree gchar *path = g_build_filename (dir, name, NULL);
+
+      g_unlink (path);
+    }
+  }
+}
+
+/* Under the lock, once every file is complete and synced: puts them in
+ * place.  The order makes an interrupted commit (a crash, a failed
+ * rename) leave either the earlier output, or shards without an index
+ * (which no loader takes for a checkpoint), never an index that names
+ * files of two outputs: the earlier index goes first, then the shards are
+ * renamed one by one, the files of the earlier output that the new one
+ * does not replace are removed, and the new index comes last. */
+static gboolean
+commit (UelWriter * w, GError ** error)
+{
+  g_autofree gchar *index = NULL;
+
+  if (w->shards->len == 1) {
+    if (!rename_shard (&g_array_index (w->shards, Shard, 0), error))
+      return FALSE;
+    if (w->max_shard_size > 0)
+      remove_stale (w);
+    return TRUE;
+  }
+
+  index = index_path (w->location);
+  if (!write_index (w, index, error))
+    return FALSE;
+  if (g_unlink (index) != 0 && errno != ENOENT)
+    return errno_error (error, errno, "%s: cannot remove the earlier index",
+        index);
+  for (guint i = 0; i < w->shards->len; i++)
+    if (!rename_shard (&g_array_index (w->shards, Shard, i), error))
+      return FALSE;
+  remove_stale (w);
+  if (g_rename (w->index_tmp, index) != 0)
+    return errno_error (error, errno, "%s: cannot rename %s to it", index,
+        w->index_tmp);
+  g_clear_pointer (&w->index_tmp, g_free);
+  return TRUE;
+}
+
 /**
  * uel_writer_finish:
  * @writer: a #UelWriter
@@ -976,6 +1357,15 @@ sync_folder (const gchar * location)
  * location, replacing what was there (a symbolic link there is replaced,
  * not followed), then syncs the folder.  The file keeps the permissions it
  * was created with, not those of a file it replaces.
+ *
+ * A sharded output (uel_writer_set_max_shard_size()) is put in place only
+ * once every shard is complete and synced and its index written and
+ * synced: the earlier index at that location is removed, the shards are
+ * renamed into place one by one, files of an earlier output of the same
+ * location that the new one does not replace are removed (other shard
+ * counts, a single file, an index), and the index is renamed into place
+ * last.  A crash or a failure between the renames leaves some new shards
+ * and no index, and the temporary files of the others.
  *
  * Returns: %TRUE when the file is in place.  %UEL_ERROR_INCOMPLETE when
  *   bytes are missing (naming the first tensor, in file order, with
@@ -1016,30 +1406,107 @@ uel_writer_finish (UelWriter * writer, GError ** error)
     }
   }
 
-  if (fdatasync (writer->fd) != 0) {
-    errno_error (&err, errno, "%s: cannot sync the data to disk",
-        writer->location);
+  if (!sync_shards (writer, &err) || !commit (writer, &err)) {
     fail (writer, err, error);
     goto out;
   }
-  if (close (writer->fd) != 0) {
-    writer->fd = -1;
-    errno_error (&err, errno, "%s: cannot close the file", writer->location);
-    fail (writer, err, error);
-    goto out;
-  }
-  writer->fd = -1;
-  if (g_rename (writer->tmp_path, writer->location) != 0) {
-    errno_error (&err, errno, "%s: cannot rename %s to it", writer->location,
-        writer->tmp_path);
-    fail (writer, err, error);
-    goto out;
-  }
-  g_clear_pointer (&writer->tmp_path, g_free);
   writer->state = STATE_FINISHED;
   sync_folder (writer->location);
 
 out:
   g_mutex_unlock (&writer->lock);
   return writer->state == STATE_FINISHED;
+}
+
+/**
+ * uel_writer_set_max_shard_size:
+ * @writer: a #UelWriter whose header is not written yet
+ * @max_bytes: the largest data section of one file, in bytes; 0 for one
+ *   file whatever its size (the default)
+ *
+ * Splits the output into shards as Hugging Face `transformers`
+ * (`save_pretrained (max_shard_size=…)`) and `huggingface_hub`
+ * (`split_torch_state_dict_into_shards`) do: the tensors, taken in the
+ * order they were declared, fill a shard until the next one would take it
+ * over @max_bytes, which then starts the next shard; a tensor larger than
+ * @max_bytes gets a shard of its own, numbered before the shard being
+ * filled when it came.  Each shard is the reference's file of its tensors
+ * with the writer's `__metadata__`.
+ *
+ * With the writer's location `DIR/model.safetensors` (or
+ * `DIR/model.safetensors.index.json`), one shard is written as
+ * `DIR/model.safetensors`, and N shards as
+ * `DIR/model-00001-of-0000N.safetensors` … with the index
+ * `DIR/model.safetensors.index.json` that names them, in transformers'
+ * layout: `json.dumps (index, indent=2, sort_keys=True) + "\n"` of
+ * `{"metadata": {"total_size": BYTES}, "weight_map": {TENSOR: FILE}}`.
+ * #UelHeader and `uelsrc` read it back.
+ */
+void
+uel_writer_set_max_shard_size (UelWriter * writer, guint64 max_bytes)
+{
+  g_return_if_fail (writer != NULL);
+  g_return_if_fail (writer->state == STATE_DECLARING);
+
+  writer->max_shard_size = max_bytes;
+}
+
+/**
+ * uel_writer_get_max_shard_size:
+ * @writer: a #UelWriter
+ *
+ * Returns: the maximum shard size in bytes, 0 for one file
+ */
+guint64
+uel_writer_get_max_shard_size (const UelWriter * writer)
+{
+  g_return_val_if_fail (writer != NULL, 0);
+  return writer->max_shard_size;
+}
+
+/**
+ * uel_writer_get_n_files:
+ * @writer: a #UelWriter whose header is written
+ *
+ * Returns: the number of files the tensors go to: 1, or the number of
+ *   shards
+ */
+guint
+uel_writer_get_n_files (const UelWriter * writer)
+{
+  g_return_val_if_fail (writer != NULL, 0);
+  g_return_val_if_fail (writer->state != STATE_DECLARING, 0);
+  return writer->shards->len;
+}
+
+/**
+ * uel_writer_get_file_path:
+ * @writer: a #UelWriter whose header is written
+ * @file_index: below uel_writer_get_n_files(), as the @file_index of
+ *   #UelTensorInfo
+ *
+ * Returns: the final path of that file (a shard's, when there are several)
+ */
+const gchar *
+uel_writer_get_file_path (const UelWriter * writer, guint file_index)
+{
+  g_return_val_if_fail (writer != NULL, NULL);
+  g_return_val_if_fail (writer->state != STATE_DECLARING, NULL);
+  g_return_val_if_fail (file_index < writer->shards->len, NULL);
+  return g_array_index (writer->shards, Shard, file_index).path;
+}
+
+/**
+ * uel_writer_dup_index_path:
+ * @writer: a #UelWriter whose header is written
+ *
+ * Returns: (transfer full) (nullable): the path of the index of a sharded
+ *   output, or %NULL when the output is one file
+ */
+gchar *
+uel_writer_dup_index_path (const UelWriter * writer)
+{
+  g_return_val_if_fail (writer != NULL, NULL);
+  g_return_val_if_fail (writer->state != STATE_DECLARING, NULL);
+  return writer->shards->len > 1 ? index_path (writer->location) : NULL;
 }

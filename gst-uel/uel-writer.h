@@ -35,6 +35,13 @@ G_BEGIN_DECLS
  * freed or aborted before that removes its temporary file, and whatever
  * was at @location stays as it was.
  *
+ * With a maximum shard size (uel_writer_set_max_shard_size()) the tensors
+ * are split over several such files and an index, named and laid out as
+ * Hugging Face `transformers` writes a sharded checkpoint
+ * (`model-00001-of-00003.safetensors` …, `model.safetensors.index.json`),
+ * all of them put in place by uel_writer_finish() only once every one is
+ * complete.
+ *
  * Errors in the #UEL_ERROR domain say which rule a call broke and name the
  * file and the tensor; a refused declaration or write leaves the writer as
  * it was, to go on or to abort.  Errors of the file system (a missing or
@@ -67,8 +74,16 @@ gboolean             uel_writer_set_metadata    (UelWriter * writer,
                                                  GError ** error);
 guint64              uel_writer_get_total_bytes (const UelWriter * writer);
 
+void                 uel_writer_set_max_shard_size (UelWriter * writer,
+                                                 guint64 max_bytes);
+guint64              uel_writer_get_max_shard_size (const UelWriter * writer);
+
 gboolean             uel_writer_write_header    (UelWriter * writer,
                                                  GError ** error);
+guint                uel_writer_get_n_files     (const UelWriter * writer);
+const gchar         *uel_writer_get_file_path   (const UelWriter * writer,
+                                                 guint file_index);
+gchar               *uel_writer_dup_index_path  (const UelWriter * writer);
 guint                uel_writer_get_n_tensors   (const UelWriter * writer);
 const UelTensorInfo *uel_writer_get_tensor      (const UelWriter * writer,
                                                  guint index);

@@ -23,6 +23,15 @@
  * event, or whose event gives only a count of tensors, is refused: the
  * file's layout cannot be known before its data.
  *
+ * With #GstUelSink:max-shard-size the tensors are split, in stream order,
+ * over shards of at most that many bytes, written as Hugging Face
+ * `transformers` writes a sharded checkpoint: for a location
+ * `DIR/model.safetensors` (or `DIR/model.safetensors.index.json`), the
+ * shards `DIR/model-00001-of-0000N.safetensors` … and the index
+ * `DIR/model.safetensors.index.json`, or `DIR/model.safetensors` alone
+ * when everything fits in one shard.  Each shard gets the metadata.  The
+ * shards and the index appear at EOS, the index last.
+ *
  * The file's `__metadata__` is the upstream file's, with the fields of
  * #GstUelSink:metadata added over it (the same key replaces the upstream
  * value); #GstUelSink:keep-metadata=false drops the upstream map.
@@ -49,6 +58,9 @@
  * gst-launch-1.0 uelsrc location=model.safetensors tensors="*.weight" ! uelconvert dtype=bf16 ! uelsink location=weights-bf16.safetensors metadata="format=pt"
  * ]| Writes the weights only, cast to BF16, with `"format": "pt"` in the
  * metadata.
+ * |[
+ * gst-launch-1.0 uelsrc location=model.safetensors ! uelsink location=out/model.safetensors max-shard-size=5000000000
+ * ]| Writes the model as a checkpoint of 5 GB shards and its index.
  */
 
 #ifdef HAVE_CONFIG_H
@@ -66,6 +78,7 @@ GST_DEBUG_CATEGORY_STATIC (gst_uel_sink_debug);
 #define DEFAULT_LOCATION NULL
 #define DEFAULT_METADATA NULL
 #define DEFAULT_KEEP_METADATA TRUE
+#define DEFAULT_MAX_SHARD_SIZE 0
 
 enum
 {
@@ -73,6 +86,7 @@ enum
   PROP_LOCATION,
   PROP_METADATA,
   PROP_KEEP_METADATA,
+  PROP_MAX_SHARD_SIZE,
 };
 
 struct _GstUelSink
@@ -84,6 +98,7 @@ struct _GstUelSink
   gchar *metadata;
   GstStructure *metadata_fields;        /* parsed from metadata */
   gboolean keep_metadata;
+  guint64 max_shard_size;
 
   /* streaming thread (and start/stop) */
   GstEvent *header_event;       /* the last uel-header event */
@@ -158,6 +173,9 @@ open_writer (GstUelSink * self)
     g_error_free (err);
     return FALSE;
   }
+  GST_OBJECT_LOCK (self);
+  uel_writer_set_max_shard_size (self->writer, self->max_shard_size);
+  GST_OBJECT_UNLOCK (self);
   GST_DEBUG_OBJECT (self, "writing %s", location);
   return TRUE;
 }
@@ -429,6 +447,11 @@ gst_uel_sink_set_property (GObject * object, guint prop_id,
       self->keep_metadata = g_value_get_boolean (value);
       GST_OBJECT_UNLOCK (self);
       break;
+    case PROP_MAX_SHARD_SIZE:
+      GST_OBJECT_LOCK (self);
+      self->max_shard_size = g_value_get_uint64 (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -451,6 +474,9 @@ gst_uel_sink_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_KEEP_METADATA:
       g_value_set_boolean (value, self->keep_metadata);
+      break;
+    case PROP_MAX_SHARD_SIZE:
+      g_value_set_uint64 (value, self->max_shard_size);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -500,6 +526,13 @@ gst_uel_sink_class_init (GstUelSinkClass * klass)
       g_param_spec_boolean ("keep-metadata", "Keep metadata",
           "Copy the upstream file's __metadata__ into the file",
           DEFAULT_KEEP_METADATA, rw_ready));
+  g_object_class_install_property (gobject_class, PROP_MAX_SHARD_SIZE,
+      g_param_spec_uint64 ("max-shard-size", "Maximum shard size",
+          "Split the tensors over model-00001-of-0000N.safetensors … and "
+          "model.safetensors.index.json beside the location, as transformers "
+          "shards a checkpoint, each shard at most this many bytes of data "
+          "unless one tensor is larger (0 = one file)", 0, G_MAXUINT64,
+          DEFAULT_MAX_SHARD_SIZE, rw_ready));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_set_static_metadata (element_class,

@@ -34,6 +34,8 @@ static const gchar *const model_metadata[] = {
   "format", "pt", "modelspec.title", "a \"small\" model, for tests", NULL
 };
 
+static const gchar *const format_pt[] = { "format", "pt", NULL };
+
 static gsize
 spec_bytes (const Spec * t)
 {
@@ -221,6 +223,52 @@ test_metadata (void)
   copy_and_compare ("", "", "keep-metadata=false metadata=note=x", expected);
   write_model (expected, NULL, UEL_DTYPE_INVALID, NULL);
   copy_and_compare ("", "", "keep-metadata=false", expected);
+}
+
+/* max-shard-size writes a checkpoint of shards, each with the metadata,
+ * and an index that uelsrc reads back into the same file (the reader
+ * takes a checkpoint's metadata from its index: keep-metadata=false
+ * drops its total_size) */
+static void
+test_writes_shards (void)
+{
+  g_autofree gchar *in = uel_test_path ("model.safetensors");
+  g_autofree gchar *dir = uel_test_path ("sharded");
+  g_autofree gchar *out = g_build_filename (dir, "model.safetensors", NULL);
+  g_autofree gchar *index = g_build_filename (dir,
+      "model.safetensors.index.json", NULL);
+  g_autofree gchar *back = uel_test_path ("joined.safetensors");
+  g_autofree gchar *launch = NULL;
+  g_autoptr (UelHeader) h = NULL;
+  GError *err;
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  write_model (in, NULL, UEL_DTYPE_INVALID, format_pt);
+  /* 200 bytes: the 512-byte embedding alone, the rest in three */
+  launch = g_strdup_printf ("uelsrc location=%s ! uelsink location=%s "
+      "max-shard-size=200", in, out);
+  err = uel_test_run_pipeline (launch, NULL);
+  g_assert_no_error (err);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  h = uel_test_header_open (index);
+  g_assert_cmpuint (uel_header_get_n_files (h), ==, 4);
+  for (guint i = 0; i < 4; i++) {
+    g_autoptr (UelHeader) shard =
+        uel_test_header_open (uel_header_get_file_path (h, i));
+
+    g_assert_cmpstr (g_hash_table_lookup (uel_header_get_metadata (shard),
+            "format"), ==, "pt");
+    g_assert_cmpuint (uel_test_count_temporaries (uel_header_get_file_path
+            (h, i)), ==, 0);
+  }
+  g_assert_cmpuint (uel_test_count_temporaries (index), ==, 0);
+
+  g_clear_pointer (&launch, g_free);
+  launch = g_strdup_printf ("uelsrc location=%s ! uelsink location=%s "
+      "keep-metadata=false metadata=format=pt", index, back);
+  err = uel_test_run_pipeline (launch, NULL);
+  g_assert_no_error (err);
+  assert_same_bytes (back, in);
 }
 
 static void
@@ -481,6 +529,8 @@ main (int argc, char **argv)
   g_test_add_func ("/uelsink/writes-the-converted-table",
       test_writes_the_converted_table);
   g_test_add_func ("/uelsink/keeps-or-overrides-the-metadata", test_metadata);
+  g_test_add_func ("/uelsink/writes-shards-and-their-index",
+      test_writes_shards);
   g_test_add_func ("/uelsink/refuses-an-unwritable-folder",
       test_refuses_an_unwritable_folder);
   g_test_add_func ("/uelsink/stop-before-eos-leaves-the-old-file",

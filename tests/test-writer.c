@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "test-utils.h"
@@ -875,9 +877,356 @@ test_read_only_folder (void)
   assert_no_writer (path, G_FILE_ERROR_ACCES);
 }
 
+/* ------------------------------------------------------------------ */
+/* sharded output */
+
+/* a fresh folder for one test's files */
+static gchar *
+fresh_dir (const gchar * name)
+{
+  gchar *dir = uel_test_path (name);
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  return dir;
+}
+
+static gint
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
+}
+
+/* the names in @dir, sorted, joined with spaces */
+static gchar *
+list_dir (const gchar * dir)
+{
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const gchar *name;
+
+  g_assert_nonnull (d);
+  while ((name = g_dir_read_name (d)))
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+  return g_strjoinv (" ", (gchar **) names->pdata);
+}
+
+/* tensors whose sizes exercise every rule of huggingface_hub's split, with
+ * a maximum of 100 bytes: 'a' opens a shard, 'B' (over the maximum) gets
+ * its own, numbered before the open one, 'c' (with a DEL, which Python
+ * escapes) fits beside 'a', 'dé' does
+ * not and opens the third, the empty '🙂' joins it */
+static const struct
+{
+  const gchar *name;
+  guint64 n_bytes;
+} shard_tensors[] = {
+  {"a", 40}, {"B", 120}, {"c\x7f", 40}, {"d\u00e9", 40}, {"\U0001F642", 0},
+};
+
+/* json.dumps (index, indent=2, sort_keys=True) + "\n", as transformers
+ * writes it (printed by Python 3 for these tensors) */
+static const gchar expected_index[] =
+    "{\n"
+    "  \"metadata\": {\n"
+    "    \"total_size\": 240\n"
+    "  },\n"
+    "  \"weight_map\": {\n"
+    "    \"B\": \"model-00001-of-00003.safetensors\",\n"
+    "    \"a\": \"model-00002-of-00003.safetensors\",\n"
+    "    \"c\\u007f\": \"model-00002-of-00003.safetensors\",\n"
+    "    \"d\\u00e9\": \"model-00003-of-00003.safetensors\",\n"
+    "    \"\\ud83d\\ude42\": \"model-00003-of-00003.safetensors\"\n"
+    "  }\n"
+    "}\n";
+
+/* declares and writes the shard_tensors[] whose bits are set in @which
+ * (each filled from its own seed) */
+static void
+write_shard_tensors (UelWriter * w, guint which)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (shard_tensors); i++)
+    if (which & (1u << i))
+      add_ok (w, shard_tensors[i].name, UEL_DTYPE_U8, 1,
+          &shard_tensors[i].n_bytes);
+  for (guint i = 0; i < G_N_ELEMENTS (shard_tensors); i++) {
+    guint8 buf[120];
+
+    if (!(which & (1u << i)))
+      continue;
+    uel_test_fill (buf, sizeof buf, i);
+    write_ok (w, shard_tensors[i].name, 0, buf, shard_tensors[i].n_bytes);
+  }
+}
+
+#define ALL_SHARD_TENSORS ((1u << G_N_ELEMENTS (shard_tensors)) - 1)
+
+/* the shards are the files one writer writes for their tensors alone, the
+ * index is transformers', and the reader reads every byte back */
+static void
+test_shards_as_transformers (void)
+{
+  g_autofree gchar *dir = fresh_dir ("sharded");
+  g_autofree gchar *single = fresh_dir ("sharded-single");
+  g_autofree gchar *location = g_build_filename (dir, "model.safetensors",
+      NULL);
+  g_autofree gchar *index = g_build_filename (dir,
+      "model.safetensors.index.json", NULL);
+  g_autofree gchar *listing = NULL;
+  g_autofree gchar *dup_index = NULL;
+  g_autoptr (UelWriter) w = writer_ok (location);
+  g_autoptr (GBytes) index_bytes = NULL;
+  g_autoptr (UelHeader) h = NULL;
+  /* which tensors each shard holds */
+  static const guint shards[3] = { 1u << 1, 1u << 0 | 1u << 2,
+    1u << 3 | 1u << 4
+  };
+
+  uel_writer_set_metadata (w, "format", "pt", NULL);
+  uel_writer_set_max_shard_size (w, 100);
+  g_assert_cmpuint (uel_writer_get_max_shard_size (w), ==, 100);
+  write_shard_tensors (w, ALL_SHARD_TENSORS);
+  g_assert_cmpuint (uel_writer_get_n_files (w), ==, 3);
+  /* nothing appears before the end */
+  listing = list_dir (dir);
+  g_assert_false (g_str_has_prefix (listing, "model")
+      || strstr (listing, " model"));
+  finish_ok (w);
+  dup_index = uel_writer_dup_index_path (w);
+  g_assert_cmpstr (dup_index, ==, index);
+
+  g_clear_pointer (&listing, g_free);
+  listing = list_dir (dir);
+  g_assert_cmpstr (listing, ==, "model-00001-of-00003.safetensors "
+      "model-00002-of-00003.safetensors model-00003-of-00003.safetensors "
+      "model.safetensors.index.json");
+  index_bytes = read_file (index);
+  g_assert_cmpmem (g_bytes_get_data (index_bytes, NULL),
+      g_bytes_get_size (index_bytes), expected_index,
+      sizeof expected_index - 1);
+
+  /* each shard: what one writer writes for its tensors */
+  for (guint s = 0; s < 3; s++) {
+    g_autofree gchar *name = g_strdup_printf ("model-%05u-of-00003"
+        ".safetensors", s + 1);
+    g_autofree gchar *shard = g_build_filename (dir, name, NULL);
+    g_autofree gchar *alone = g_build_filename (single, name, NULL);
+    g_autoptr (UelWriter) one = writer_ok (alone);
+
+    g_assert_cmpstr (uel_writer_get_file_path (w, s), ==, shard);
+    uel_writer_set_metadata (one, "format", "pt", NULL);
+    write_shard_tensors (one, shards[s]);
+    finish_ok (one);
+    assert_same_file (alone, shard);
+  }
+
+  /* read back through the index */
+  h = uel_test_header_open (index);
+  g_assert_true (uel_header_is_sharded (h));
+  g_assert_cmpuint (uel_header_get_n_files (h), ==, 3);
+  g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 5);
+  g_assert_cmpuint (uel_header_get_total_bytes (h), ==, 240);
+  for (guint i = 0; i < G_N_ELEMENTS (shard_tensors); i++) {
+    const UelTensorInfo *t = uel_header_lookup (h, shard_tensors[i].name,
+        NULL);
+    g_autoptr (GBytes) file = NULL;
+    guint8 expected[120];
+
+    g_assert_nonnull (t);
+    file = read_file (uel_header_get_file_path (h, t->file_index));
+    uel_test_fill (expected, sizeof expected, i);
+    g_assert_cmpmem ((const guint8 *) g_bytes_get_data (file, NULL) +
+        t->file_offset, t->n_bytes, expected, shard_tensors[i].n_bytes);
+  }
+}
+
+/* one shard is `model.safetensors` with no index, whether the location
+ * names the file or the index; what an earlier output left there that
+ * the new one does not replace goes (as huggingface_hub removes it) */
+static void
+test_one_shard_is_one_file (void)
+{
+  g_autofree gchar *dir = fresh_dir ("one-shard");
+  g_autofree gchar *index = g_build_filename (dir,
+      "model.safetensors.index.json", NULL);
+  g_autofree gchar *old_shard = g_build_filename (dir,
+      "model-00002-of-00002.safetensors", NULL);
+  g_autofree gchar *other = g_build_filename (dir, "model-1-of-2.safetensors",
+      NULL);
+  g_autofree gchar *listing = NULL;
+  g_autoptr (UelWriter) w = writer_ok (index);
+
+  uel_test_write_bytes (index, "{}", 2);
+  uel_test_write_bytes (old_shard, "old", 3);
+  uel_test_write_bytes (other, "kept", 4);
+  uel_writer_set_max_shard_size (w, 1000);
+  write_shard_tensors (w, ALL_SHARD_TENSORS);
+  g_assert_cmpuint (uel_writer_get_n_files (w), ==, 1);
+  g_assert_null (uel_writer_dup_index_path (w));
+  finish_ok (w);
+  listing = list_dir (dir);
+  g_assert_cmpstr (listing, ==, "model-1-of-2.safetensors "
+      "model.safetensors");
+}
+
+/* a sharded output replaces a single file and shards of another count;
+ * before the end, and after a failure, everything is as it was */
+static void
+test_shards_replace_an_earlier_output (void)
+{
+  g_autofree gchar *dir = fresh_dir ("replaced-shards");
+  g_autofree gchar *location = g_build_filename (dir, "model.safetensors",
+      NULL);
+  g_autofree gchar *index = g_build_filename (dir,
+      "model.safetensors.index.json", NULL);
+  g_autofree gchar *old_shard = g_build_filename (dir,
+      "model-00001-of-00004.safetensors", NULL);
+  g_autofree gchar *second = g_build_filename (dir,
+      "model-00002-of-00002.safetensors", NULL);
+  g_autofree gchar *before = NULL;
+  g_autofree gchar *after = NULL;
+  g_autoptr (UelWriter) failed = NULL;
+  g_autoptr (UelWriter) w = NULL;
+  GError *err = NULL;
+
+  uel_test_write_bytes (location, "old", 3);
+  uel_test_write_bytes (index, "{}", 2);
+  uel_test_write_bytes (old_shard, "old", 3);
+  before = list_dir (dir);
+  failed = writer_ok (location);
+
+  /* a failure (a tensor missing) and an abort change nothing */
+  uel_writer_set_max_shard_size (failed, 100);
+  add_ok (failed, "missing", UEL_DTYPE_U8, 0, NULL);
+  write_shard_tensors (failed, 1u << 0 | 1u << 1);
+  g_assert_false (uel_writer_finish (failed, &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_INCOMPLETE);
+  g_clear_error (&err);
+  after = list_dir (dir);
+  g_assert_cmpuint (uel_test_count_temporaries (location), ==, 1);
+  g_assert_cmpuint (uel_test_count_temporaries (second), ==, 1);
+  g_clear_pointer (&failed, uel_writer_free);
+  g_clear_pointer (&after, g_free);
+  after = list_dir (dir);
+  g_assert_cmpstr (after, ==, before);
+
+  w = writer_ok (location);
+  uel_writer_set_max_shard_size (w, 100);
+  write_shard_tensors (w, ALL_SHARD_TENSORS);
+  finish_ok (w);
+  g_clear_pointer (&after, g_free);
+  after = list_dir (dir);
+  g_assert_cmpstr (after, ==, "model-00001-of-00003.safetensors "
+      "model-00002-of-00003.safetensors model-00003-of-00003.safetensors "
+      "model.safetensors.index.json");
+}
+
+/* ------------------------------------------------------------------ */
+/* a writer killed mid-write */
+
+#define KILLED_ENV "UEL_TEST_WRITER_KILLED_IN"
+
+/* The process that test_killed() kills: in the folder @dir, a writer of
+ * `killed.safetensors` and a sharded writer of `model.safetensors`, each
+ * with half of its data written; says so on stdout and waits for its
+ * end. */
+static int
+killed_child (const gchar * dir)
+{
+  g_autofree gchar *single = g_build_filename (dir, "killed.safetensors",
+      NULL);
+  g_autofree gchar *sharded = g_build_filename (dir, "model.safetensors",
+      NULL);
+  g_autoptr (UelWriter) a = writer_ok (single);
+  g_autoptr (UelWriter) b = writer_ok (sharded);
+  static const guint64 shape[] = { 1 << 20 };
+  g_autofree guint8 *half = g_malloc0 (shape[0] / 2);
+
+  add_ok (a, "x", UEL_DTYPE_U8, 1, shape);
+  write_ok (a, "x", 0, half, shape[0] / 2);
+  uel_writer_set_max_shard_size (b, shape[0]);
+  add_ok (b, "x", UEL_DTYPE_U8, 1, shape);
+  add_ok (b, "y", UEL_DTYPE_U8, 1, shape);
+  write_ok (b, "x", 0, half, shape[0] / 2);
+  g_assert_cmpint (write (STDOUT_FILENO, "R", 1), ==, 1);
+  for (;;)
+    pause ();
+  return 0;
+}
+
+/* kill -9 in the middle of a write leaves the files under their final
+ * names as they were, and the temporaries (`.NAME.XXXXXX`) behind */
+static void
+test_killed (void)
+{
+  g_autofree gchar *dir = fresh_dir ("killed");
+  g_autofree gchar *single = g_build_filename (dir, "killed.safetensors",
+      NULL);
+  g_autofree gchar *index = g_build_filename (dir,
+      "model.safetensors.index.json", NULL);
+  g_autofree gchar *before = NULL;
+  g_autofree gchar *after = NULL;
+  g_autoptr (GBytes) old = NULL;
+  gchar *argv[] = { (gchar *) "/proc/self/exe", NULL };
+  g_auto (GStrv) envp = g_environ_setenv (g_get_environ (), KILLED_ENV, dir,
+      TRUE);
+  GError *err = NULL;
+  GPid pid;
+  gint out, status;
+  gchar ready = 0;
+  g_autofree gchar *exe = g_file_read_link ("/proc/self/exe", NULL);
+
+  uel_test_write_bytes (single, "old", 3);
+  uel_test_write_bytes (index, "{}", 2);
+  before = list_dir (dir);
+  argv[0] = exe;
+  g_assert_true (g_spawn_async_with_pipes (NULL, argv, envp,
+          G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, NULL, &out, NULL,
+          &err));
+  g_assert_no_error (err);
+  g_assert_cmpint (read (out, &ready, 1), ==, 1);
+  g_assert_cmpint (ready, ==, 'R');
+  g_assert_cmpint (kill (pid, SIGKILL), ==, 0);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
+  close (out);
+  g_spawn_close_pid (pid);
+
+  old = read_file (single);
+  g_assert_cmpmem (g_bytes_get_data (old, NULL), g_bytes_get_size (old),
+      "old", 3);
+  g_clear_pointer (&old, g_bytes_unref);
+  old = read_file (index);
+  g_assert_cmpmem (g_bytes_get_data (old, NULL), g_bytes_get_size (old),
+      "{}", 2);
+  /* the temporaries remain: the single file's and the two shards' (the
+   * index's is made at the end) */
+  g_assert_cmpuint (uel_test_count_temporaries (single), ==, 1);
+  after = list_dir (dir);
+  g_test_message ("%s", after);
+  {
+    g_auto (GStrv) names = g_strsplit (after, " ", -1);
+    guint n_tmp = 0;
+
+    for (guint i = 0; names[i]; i++)
+      if (names[i][0] == '.') {
+        g_autofree gchar *path = g_build_filename (dir, names[i], NULL);
+
+        n_tmp++;
+        g_assert_cmpint (g_unlink (path), ==, 0);
+      } else {
+        g_assert_nonnull (strstr (before, names[i]));
+      }
+    g_assert_cmpuint (n_tmp, ==, 3);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
+  if (g_getenv (KILLED_ENV))
+    return killed_child (g_getenv (KILLED_ENV));
   uel_test_init (&argc, &argv);
 
   g_test_add_func ("/writer/writes-the-references-bytes",
@@ -909,5 +1258,13 @@ main (int argc, char **argv)
       test_location_is_a_folder);
   g_test_add_func ("/writer/read-only-folder-is-acces",
       test_read_only_folder);
+  g_test_add_func ("/writer/shards-as-transformers-does",
+      test_shards_as_transformers);
+  g_test_add_func ("/writer/one-shard-is-one-file-without-index",
+      test_one_shard_is_one_file);
+  g_test_add_func ("/writer/shards-replace-an-earlier-output-at-the-end",
+      test_shards_replace_an_earlier_output);
+  g_test_add_func ("/writer/killed-mid-write-leaves-the-old-files",
+      test_killed);
   return g_test_run ();
 }
