@@ -884,6 +884,60 @@ test_convert_sharded (void)
   g_assert_cmpstr (names, ==, "a.bias\na.weight\nb.weight");
 }
 
+/* --max-shard-size splits OUT as transformers does (uelsink's property):
+ * the shards and their index hold the bytes the one file would */
+static void
+test_convert_max_shard_size (void)
+{
+  g_autofree gchar *in = write_model ("conv-shard-in.safetensors");
+  g_autofree gchar *one = uel_test_path ("conv-one.safetensors");
+  g_autofree gchar *split = uel_test_path ("conv-split.safetensors");
+  g_autofree gchar *index = g_strconcat (split, ".index.json", NULL);
+  g_autofree gchar *out = NULL, *err = NULL;
+  g_autoptr (UelHeader) a = NULL;
+  g_autoptr (UelHeader) b = NULL;
+  g_autoptr (UelReader) ra = NULL;
+  g_autoptr (UelReader) rb = NULL;
+
+  g_assert_cmpint (run_tool (&out, &err, "convert", "-q", "--dtype", "bf16",
+          in, one, NULL), ==, 0);
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "convert", "--dtype", "bf16",
+          "--max-shard-size", "100", in, split, NULL), ==, 0);
+  g_assert_nonnull (strstr (out, ".index.json and its shards\n"));
+  g_assert_false (g_file_test (split, G_FILE_TEST_EXISTS));
+  a = uel_test_header_open (one);
+  b = uel_test_header_open (index);
+  g_assert_cmpuint (uel_header_get_n_files (b), >, 1);
+  g_assert_cmpuint (uel_header_get_n_tensors (a), ==,
+      uel_header_get_n_tensors (b));
+  ra = uel_reader_new (a);
+  rb = uel_reader_new (b);
+  for (guint i = 0; i < uel_header_get_n_tensors (a); i++) {
+    const UelTensorInfo *t = uel_header_get_tensor (a, i);
+    guint j;
+    g_autoptr (GstBuffer) x = uel_reader_read_tensor (ra, i, NULL);
+    g_autoptr (GstBuffer) y = NULL;
+
+    GstMapInfo mx, my;
+
+    g_assert_nonnull (uel_header_lookup (b, t->name, &j));
+    y = uel_reader_read_tensor (rb, j, NULL);
+
+    g_assert_cmpuint (uel_header_get_tensor (b, j)->dtype, ==, t->dtype);
+    g_assert_true (gst_buffer_map (x, &mx, GST_MAP_READ));
+    g_assert_true (gst_buffer_map (y, &my, GST_MAP_READ));
+    g_assert_cmpmem (mx.data, mx.size, my.data, my.size);
+    gst_buffer_unmap (x, &mx);
+    gst_buffer_unmap (y, &my);
+  }
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (run_tool (&out, &err, "convert", "--max-shard-size",
+          "lots", in, split, NULL), ==, 2);
+}
+
 /* --exclude is computed in the tool: the kept names go to uelsrc escaped,
  * so that a name with a comma, a star or a backslash is itself and not a
  * list or a pattern */
@@ -1256,6 +1310,8 @@ main (int argc, char **argv)
       test_convert_dtype);
   g_test_add_func ("/tool/convert/sharded-checkpoint-into-one-file",
       test_convert_sharded);
+  g_test_add_func ("/tool/convert/max-shard-size-splits-as-transformers",
+      test_convert_max_shard_size);
   g_test_add_func ("/tool/convert/tensors-and-exclude-select-exactly",
       test_convert_select);
   g_test_add_func ("/tool/convert/selection-that-chooses-nothing-is-an-error",

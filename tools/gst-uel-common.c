@@ -6,6 +6,8 @@
 
 #include "gst-uel-common.h"
 
+#include <errno.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,4 +203,40 @@ json_append_members (GString * out, GHashTable * table, const gchar * sep)
     g_string_append (out, ": ");
     json_string (out, g_hash_table_lookup (table, keys[k]));
   }
+}
+
+/* "4G", "512M", "100000": bytes, the suffixes powers of 1024; FALSE for
+ * anything else, or a size past 2^64 */
+gboolean
+parse_size (const gchar * text, guint64 * bytes)
+{
+  guint64 n;
+  gchar *end;
+  guint shift = 0;
+
+  if (!g_ascii_isdigit (*text))
+    return FALSE;
+  errno = 0;
+  n = g_ascii_strtoull (text, &end, 10);
+  if (errno)
+    return FALSE;
+  switch (g_ascii_toupper (*end)) {
+    case 'G':
+      shift = 30;
+      break;
+    case 'M':
+      shift = 20;
+      break;
+    case 'K':
+      shift = 10;
+      break;
+    case '\0':
+      break;
+    default:
+      return FALSE;
+  }
+  if ((shift && end[1]) || n > G_MAXUINT64 >> shift)
+    return FALSE;
+  *bytes = n << shift;
+  return TRUE;
 }

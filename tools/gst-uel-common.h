@@ -19,6 +19,7 @@ void errout (const gchar * format, ...) G_GNUC_PRINTF (1, 2);
 gchar *printable (const gchar * s);
 gchar *printable_json (const gchar * json);
 gchar *format_size (guint64 bytes);
+gboolean parse_size (const gchar * text, guint64 * bytes);
 
 /* what a command's --help says besides its options */
 typedef struct

@@ -215,7 +215,10 @@ static const CommandHelp help = {
       "uelconvert ! uelsink: floating tensors cast to --dtype, others "
       "unchanged; a selection of the tensors; metadata added.  OUT is laid "
       "out as the reference safetensors writer lays it out, and appears only "
-      "once complete (renamed into place from a temporary .OUT.XXXXXX).\n\n"
+      "once complete (renamed into place from a temporary .OUT.XXXXXX).  "
+      "With --max-shard-size, OUT (model.safetensors) becomes "
+      "model-00001-of-0000N.safetensors ... and "
+      "model.safetensors.index.json when it needs more than one shard.\n\n"
       "Progress on stderr and a summary on stdout as in launch.  Ctrl-C stops "
       "at once and leaves nothing behind: no OUT (an existing OUT stays as "
       "it was) and no temporary file.  Exit status: 0 when OUT is written, "
@@ -233,6 +236,7 @@ gint
 cmd_convert (gint argc, gchar ** argv)
 {
   g_autofree gchar *dtype = NULL, *tensors = NULL, *exclude = NULL;
+  g_autofree gchar *shard_size = NULL;
   g_auto (GStrv) metadata = NULL;
   gboolean drop_metadata = FALSE, quiet = FALSE;
   gdouble interval = 2.0;
@@ -248,6 +252,10 @@ cmd_convert (gint argc, gchar ** argv)
     {"metadata", 'M', 0, G_OPTION_ARG_FILENAME_ARRAY, &metadata,
           "Set KEY to VALUE in OUT's __metadata__, over IN's (repeatable)",
         "KEY=VALUE"},
+    {"max-shard-size", 0, 0, G_OPTION_ARG_STRING, &shard_size,
+          "Split OUT into shards of at most SIZE bytes (suffixes K, M, G), "
+          "with an index, as transformers shards a checkpoint (default: one "
+          "file)", "SIZE"},
     {"drop-metadata", 0, 0, G_OPTION_ARG_NONE, &drop_metadata,
         "Do not copy IN's __metadata__ (only --metadata's fields)", NULL},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet,
@@ -264,6 +272,7 @@ cmd_convert (gint argc, gchar ** argv)
   const gchar *in, *out_path;
   RunOptions options = { 0, };
   GError *err = NULL;
+  guint64 max_shard = 0;
   FileId before;
   gint dtype_value = 0, code;
   Run *run;
@@ -276,6 +285,11 @@ cmd_convert (gint argc, gchar ** argv)
   }
   if (interval <= 0) {
     errout ("gst-uel convert: --interval must be positive\n");
+    return EXIT_USAGE;
+  }
+  if (shard_size && !parse_size (shard_size, &max_shard)) {
+    errout ("gst-uel convert: --max-shard-size %s: give bytes, optionally "
+        "with K, M or G\n", shard_size);
     return EXIT_USAGE;
   }
   in = argv[1];
@@ -319,7 +333,7 @@ cmd_convert (gint argc, gchar ** argv)
   g_object_set (src, "location", in, "tensors", kept ? kept : tensors, NULL);
   g_object_set (convert, "dtype", dtype_value, NULL);
   g_object_set (sink, "location", out_path, "metadata", meta_text,
-      "keep-metadata", !drop_metadata, NULL);
+      "keep-metadata", !drop_metadata, "max-shard-size", max_shard, NULL);
   pipeline = gst_pipeline_new ("convert");
   gst_bin_add_many (GST_BIN (pipeline), src, convert, sink, NULL);
   if (!gst_element_link_many (src, convert, sink, NULL)) {
@@ -348,9 +362,14 @@ cmd_convert (gint argc, gchar ** argv)
   else if (code == 0 && !quiet) {
     GStatBuf st;
 
+    g_autofree gchar *index = g_strconcat (out_path, ".index.json", NULL);
+    g_autofree gchar *index_shown = printable (index);
+
     if (g_stat (out_path, &st) == 0)
       out ("Wrote %s: %" G_GUINT64_FORMAT " bytes\n", shown,
           (guint64) st.st_size);
+    else if (g_file_test (index, G_FILE_TEST_EXISTS))
+      out ("Wrote %s and its shards\n", index_shown);
   }
   return code;
 

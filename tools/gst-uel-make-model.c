@@ -5,7 +5,6 @@
 
 #include "gst-uel-common.h"
 
-#include <errno.h>
 #include <string.h>
 
 #include <gst-uel/uel.h>
@@ -66,42 +65,6 @@ fill_random (guint8 * buf, gsize len, guint64 * state)
   for (gsize i = len & ~(gsize) 7; i < len; i++)
     buf[i] = (guint8) (x >> (8 * (i & 7)));
   *state = x;
-}
-
-/* "4G", "512M", "100000": bytes, the suffixes powers of 1024; FALSE for
- * anything else, or a size past 2^64 */
-static gboolean
-parse_size (const gchar * text, guint64 * bytes)
-{
-  guint64 n;
-  gchar *end;
-  guint shift = 0;
-
-  if (!g_ascii_isdigit (*text))
-    return FALSE;
-  errno = 0;
-  n = g_ascii_strtoull (text, &end, 10);
-  if (errno)
-    return FALSE;
-  switch (g_ascii_toupper (*end)) {
-    case 'G':
-      shift = 30;
-      break;
-    case 'M':
-      shift = 20;
-      break;
-    case 'K':
-      shift = 10;
-      break;
-    case '\0':
-      break;
-    default:
-      return FALSE;
-  }
-  if ((shift && end[1]) || n > G_MAXUINT64 >> shift)
-    return FALSE;
-  *bytes = n << shift;
-  return TRUE;
 }
 
 static gboolean
