@@ -83,6 +83,13 @@ def buffer_bytes(buf):
     return buf.extract_dup(0, buf.get_size())
 
 
+def stream(reader):
+    """starts reader and yields each buffer with its UelTensorMeta"""
+    reader.start()
+    while (buf := reader.next()) is not None:
+        yield buf, GstUel.buffer_get_tensor_meta(buf)
+
+
 def overall_bytes(i):
     _, _, fmt, values = OVERALL_TENSORS[i]
     return struct.pack(fmt, *values)
@@ -155,15 +162,8 @@ def reader_reads_a_selection_in_chunks():
     r = GstUel.Reader.new(h)
     r.set_tensors([4, 6])       # d (48 bytes), f (24 bytes)
     r.set_chunk_size(16)
-    r.start()
-    got = []
-    while True:
-        buf = r.next()
-        if buf is None:
-            break
-        m = GstUel.buffer_get_tensor_meta(buf)
-        got.append((m.get_name(), m.index, m.count, m.chunk_index,
-                    m.chunk_offset, m.last_chunk, buf.get_size()))
+    got = [(m.get_name(), m.index, m.count, m.chunk_index, m.chunk_offset,
+            m.last_chunk, buf.get_size()) for buf, m in stream(r)]
     eq(got, [("d", 0, 2, 0, 0, False, 16), ("d", 0, 2, 1, 16, False, 16),
              ("d", 0, 2, 2, 32, True, 16), ("f", 1, 2, 0, 0, False, 16),
              ("f", 1, 2, 1, 16, True, 8)], "chunks")
@@ -257,16 +257,8 @@ def writer_writes_what_the_reader_reads_back():
 
         h = GstUel.Header.open(path)
         eq(h.get_metadata(), {"format": "pt"}, "metadata read back")
-        r = GstUel.Reader.new(h)
-        r.start()
-        got = []
-        while True:
-            buf = r.next()
-            if buf is None:
-                break
-            m = GstUel.buffer_get_tensor_meta(buf)
-            got.append((m.get_name(), m.dtype, m.get_shape(),
-                        buffer_bytes(buf)))
+        got = [(m.get_name(), m.dtype, m.get_shape(), buffer_bytes(buf))
+               for buf, m in stream(GstUel.Reader.new(h))]
         eq(got, [("weight", GstUel.DType.F32, [2, 3], weight),
                  ("scale", GstUel.DType.BF16, [], b"\x00\x00"),
                  ("mask", GstUel.DType.U8, [4], b"\x01\x00\x01\x01")],
