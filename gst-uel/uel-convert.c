@@ -340,7 +340,7 @@ convert_parallel (gint f, gint t, const guint8 * src, guint8 * dst,
 }
 
 /**
- * uel_convert_cpu:
+ * uel_convert_cpu: (skip)
  * @from: the dtype of @src
  * @to: the dtype of @dst
  * @src: (array) (element-type guint8): @n_elements elements of @from
@@ -356,6 +356,9 @@ convert_parallel (gint f, gint t, const guint8 * src, guint8 * dst,
  * tensors (from 2^21 elements) are split among up to one thread per CPU
  * core, each converting at least 2^20 elements; the result does not depend
  * on the split.
+ *
+ * Not introspectable (bindings cannot size the caller-allocated @dst):
+ * bindings call uel_convert_cpu_bytes() under this name.
  *
  * Neither buffer needs any alignment.  They must not overlap, except for
  * @src == @dst when @from and @to have the same size (an in-place
@@ -395,6 +398,54 @@ uel_convert_cpu (UelDType from, UelDType to, gconstpointer src,
   else
     convert_range (f, t, src, dst, n_elements);
   return TRUE;
+}
+
+/**
+ * uel_convert_cpu_bytes: (rename-to uel_convert_cpu)
+ * @from: the dtype of @src
+ * @to: the dtype to convert to
+ * @src: whole elements of @from
+ * @error: return location for a #GError, or %NULL
+ *
+ * uel_convert_cpu() into new memory sized for the result: the form
+ * bindings call (as `convert_cpu`).
+ *
+ * Returns: (transfer full) (nullable): the elements of @src in @to; %NULL
+ *   with %UEL_ERROR_INVALID_ARGUMENT when the pair is not supported or
+ *   @src is not a whole number of elements of @from
+ */
+GBytes *
+uel_convert_cpu_bytes (UelDType from, UelDType to, GBytes * src,
+    GError ** error)
+{
+  gsize in_bytes, in_size, n_elements, out_bytes;
+  gconstpointer data;
+  gpointer dst;
+
+  g_return_val_if_fail (src != NULL, NULL);
+  g_return_val_if_fail (error == NULL || *error == NULL, NULL);
+
+  if (!check_args (from, to, FALSE, 0, error))
+    return NULL;
+  data = g_bytes_get_data (src, &in_bytes);
+  in_size = (gsize) uel_cvt_size (cvt_format (from));
+  if (in_bytes % in_size != 0) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
+        "cannot convert %" G_GSIZE_FORMAT " bytes of %s: not a whole number "
+        "of %" G_GSIZE_FORMAT "-byte elements", in_bytes,
+        uel_dtype_to_string (from), in_size);
+    return NULL;
+  }
+  n_elements = in_bytes / in_size;
+  if (!check_args (from, to, FALSE, n_elements, error))
+    return NULL;
+  out_bytes = n_elements * (gsize) uel_cvt_size (cvt_format (to));
+  dst = g_malloc (out_bytes);
+  if (!uel_convert_cpu (from, to, data, dst, n_elements, error)) {
+    g_free (dst);
+    return NULL;
+  }
+  return g_bytes_new_take (dst, out_bytes);
 }
 
 /* uel_cuda_convert: declared in uel-cuda-private.h with the rest of the

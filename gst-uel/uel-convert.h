@@ -21,5 +21,9 @@ gboolean uel_convert_cpu         (UelDType from,
                                   gpointer dst,
                                   gsize n_elements,
                                   GError ** error);
+GBytes  *uel_convert_cpu_bytes   (UelDType from,
+                                  UelDType to,
+                                  GBytes * src,
+                                  GError ** error);
 
 G_END_DECLS

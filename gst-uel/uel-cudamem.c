@@ -488,13 +488,18 @@ timings_free (gpointer data)
 }
 
 /**
- * uel_cuda_uploader_new:
+ * uel_cuda_uploader_new: (skip)
  * @device: the CUDA device (-1 = current)
  * @convert_to: %UEL_DTYPE_INVALID to keep dtypes, or F32, F16 or BF16 to
  *   convert floating-point tensors on the GPU
  * @max_in_flight: device tensors whose copies may be queued before the
  *   oldest is waited for
  * @error: return location for a #GError
+ *
+ * Not introspectable, like the rest of #UelCudaUploader: the uploader is
+ * one owner's engine, with no reference count to hand to a binding;
+ * bindings reach the same through the `uelcudaupload` element or
+ * uel_loader_new_full() with direct_gpu set.
  *
  * Returns: (transfer full) (nullable): the uploader, or %NULL with a
  *   %UEL_ERROR_CUDA error when there is no such device
@@ -525,7 +530,7 @@ uel_cuda_uploader_new (gint device, UelDType convert_to, guint max_in_flight,
 }
 
 /**
- * uel_cuda_uploader_reserve:
+ * uel_cuda_uploader_reserve: (skip)
  * @uploader: a #UelCudaUploader
  * @header: the stream's header
  * @error: return location for a #GError
@@ -682,7 +687,7 @@ start_tensor (UelCudaUploader * u, GstBuffer * in, UelTensorMeta * meta,
 }
 
 /**
- * uel_cuda_uploader_submit:
+ * uel_cuda_uploader_submit: (skip)
  * @uploader: a #UelCudaUploader
  * @buffer: (transfer none): a tensor, or the next chunk of one, in host
  *   memory (pinned memory copies asynchronously; pageable memory works,
@@ -830,7 +835,7 @@ uel_cuda_uploader_submit (UelCudaUploader * uploader, GstBuffer * buffer,
 }
 
 /**
- * uel_cuda_uploader_drain:
+ * uel_cuda_uploader_drain: (skip)
  * @uploader: a #UelCudaUploader
  * @ready: (element-type GstBuffer) (transfer full) (nullable): where the
  *   finished device tensors are appended, or %NULL to drop them
@@ -862,7 +867,7 @@ uel_cuda_uploader_drain (UelCudaUploader * uploader, GPtrArray * ready,
 }
 
 /**
- * uel_cuda_uploader_free:
+ * uel_cuda_uploader_free: (skip)
  * @uploader: (transfer full): a #UelCudaUploader
  *
  * Waits for the queued copies, drops what they carried and frees the
@@ -884,7 +889,7 @@ uel_cuda_uploader_free (UelCudaUploader * uploader)
 }
 
 /**
- * uel_cuda_uploader_get_stats:
+ * uel_cuda_uploader_get_stats: (skip)
  * @uploader: a #UelCudaUploader
  * @stats: (out caller-allocates): the counters
  */

@@ -18,6 +18,71 @@
 
 G_DEFINE_BOXED_TYPE (UelHeader, uel_header, uel_header_ref,
     uel_header_unref);
+G_DEFINE_BOXED_TYPE (UelTensorInfo, uel_tensor_info, uel_tensor_info_copy,
+    uel_tensor_info_free);
+
+/**
+ * uel_tensor_info_copy:
+ * @info: a #UelTensorInfo
+ *
+ * Copies @info with its name and shape, in one allocation, so that the
+ * copy outlives the header @info came from (bindings hold such copies).
+ *
+ * Returns: (transfer full): the copy; free it with uel_tensor_info_free()
+ */
+UelTensorInfo *
+uel_tensor_info_copy (const UelTensorInfo * info)
+{
+  gsize shape_bytes, name_bytes;
+  UelTensorInfo *copy;
+  guint64 *shape;
+
+  g_return_val_if_fail (info != NULL, NULL);
+
+  shape_bytes = (gsize) info->n_dims * sizeof (guint64);
+  name_bytes = strlen (info->name) + 1;
+  copy = g_malloc (sizeof (UelTensorInfo) + shape_bytes + name_bytes);
+  *copy = *info;
+  shape = (guint64 *) (copy + 1);
+  if (shape_bytes)
+    memcpy (shape, info->shape, shape_bytes);
+  copy->shape = shape;
+  copy->name = memcpy ((gchar *) shape + shape_bytes, info->name, name_bytes);
+  return copy;
+}
+
+/**
+ * uel_tensor_info_free:
+ * @info: (transfer full) (nullable): a #UelTensorInfo made by
+ *   uel_tensor_info_copy()
+ *
+ * Frees a copy; the entries of a #UelHeader belong to the header.
+ */
+void
+uel_tensor_info_free (UelTensorInfo * info)
+{
+  g_free (info);
+}
+
+/**
+ * uel_tensor_info_get_shape:
+ * @info: a #UelTensorInfo
+ * @n_dims: (out) (optional): the rank
+ *
+ * The dimensions, for bindings that cannot read @info's array field.
+ *
+ * Returns: (array length=n_dims) (transfer none) (nullable): the
+ *   dimensions (%NULL or empty for a scalar)
+ */
+const guint64 *
+uel_tensor_info_get_shape (const UelTensorInfo * info, guint * n_dims)
+{
+  g_return_val_if_fail (info != NULL, NULL);
+
+  if (n_dims)
+    *n_dims = info->n_dims;
+  return info->shape;
+}
 
 /* a tensor while the table is being read, before validation */
 typedef struct

@@ -46,6 +46,16 @@ typedef struct
   guint file_index;
 } UelTensorInfo;
 
+GType          uel_tensor_info_get_type  (void);
+#define UEL_TYPE_TENSOR_INFO (uel_tensor_info_get_type ())
+
+UelTensorInfo *uel_tensor_info_copy      (const UelTensorInfo * info);
+void           uel_tensor_info_free      (UelTensorInfo * info);
+const guint64 *uel_tensor_info_get_shape (const UelTensorInfo * info,
+                                          guint * n_dims);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (UelTensorInfo, uel_tensor_info_free)
+
 /**
  * UelHeader:
  *

@@ -47,13 +47,16 @@ uel_pread_partial (gint fd, gpointer buf, gsize len, guint64 offset,
 }
 
 /**
- * uel_pread_full:
+ * uel_pread_full: (skip)
  * @fd: a file descriptor open for reading
  * @buf: (out caller-allocates) (array length=len): where to put the bytes
  * @len: how many bytes to read
  * @offset: where in the file
  * @path: the file's name, for messages
  * @error: return location for a #GError
+ *
+ * Not introspectable: bindings cannot hand a caller-allocated C array in,
+ * and have their own pread (Python's os.pread()).
  *
  * Reads exactly @len bytes at @offset, retrying short reads and EINTR.
  * The end of the file before @len bytes is %UEL_ERROR_FILE_CHANGED (the file

@@ -478,9 +478,11 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
  * Waits for the next batch of tensors, each a #GstBuffer with its
  * #UelTensorMeta (uel_tensor_meta_get_name() gives its key).  The caller
  * owns the batch: freeing it (or the buffers) gives their memory back to
- * the stream, which is what lets reading go on.
+ * the stream, which is what lets reading go on.  The array's free
+ * function releases the buffers, hence (transfer container): bindings take
+ * their own references to the buffers and free the array.
  *
- * Returns: (transfer full) (element-type GstBuffer) (nullable): the batch,
+ * Returns: (transfer container) (element-type GstBuffer) (nullable): the batch,
  *   or %NULL at the end of the stream (@error unset) or on an error (@error
  *   set: %UEL_ERROR_FILE_CHANGED for a file that changed, %UEL_ERROR_IO
  *   for a failed read, #G_FILE_ERROR for a shard that cannot be opened,

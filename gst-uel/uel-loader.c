@@ -951,12 +951,16 @@ uel_loader_get_preloaded_bytes (UelLoader * loader)
 }
 
 /**
- * uel_loader_load_all:
+ * uel_loader_load_all: (skip)
  * @loader: a #UelLoader
  * @error: return location for a #GError
  *
  * Every tensor, by name: uel_loader_get_tensor() for each key.  In
  * low-memory mode this reads the whole file into memory.
+ *
+ * Not introspectable: PyGObject 3.42 hands out the buffers of a returned
+ * table already released (a table of boxed values is freed twice).
+ * Bindings call uel_loader_get_tensor() for each of uel_loader_keys().
  *
  * Returns: (transfer full) (element-type utf8 GstBuffer) (nullable): a
  *   table of tensor name → #GstBuffer (the table owns its keys and

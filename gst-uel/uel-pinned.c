@@ -443,8 +443,8 @@ uel_pinned_allocator_new (guint64 capacity, gint cuda_device)
  * uel_pinned_allocator_new_shared:
  * @allocator: a #UelPinnedAllocator
  *
- * Creates an allocator that hands out memory from the same pool as
- * @allocator: the pool is mapped and pinned once, whichever allocates
+ * Creates an allocator that hands out memory from the same pool as the
+ * given @allocator: the pool is mapped and pinned once, whichever allocates
  * first, and stays until the last allocator made from it (and the last
  * buffer of its memory) is gone.  Each allocator has its own flushing
  * state, wait timeout, give-up state and counters, so pipelines that share

@@ -1124,8 +1124,12 @@ uel_reader_get_n_tensors (UelReader * reader)
 }
 
 /**
- * uel_reader_get_tensors:
+ * uel_reader_get_tensors: (skip)
  * @reader: a #UelReader
+ *
+ * Not introspectable: the array's length comes from another call.
+ * Bindings have the indices they gave uel_reader_set_tensors(), and read
+ * each buffer's #UelTensorMeta.
  *
  * Returns: (array) (transfer none): the header indices of the tensors the
  *   stream reads, in stream order (uel_reader_get_n_tensors() of them)

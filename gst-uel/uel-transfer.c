@@ -293,7 +293,7 @@ settle (UelTransfer * t, GstBuffer * result, GError * error)
 }
 
 /**
- * uel_transfer_to_gpu_pinned_async:
+ * uel_transfer_to_gpu_pinned_async: (skip)
  * @buffer: (transfer none): a whole tensor in host memory (with or without
  *   a #UelTensorMeta; without one, its bytes count as `U8`)
  * @device: the CUDA device (-1 = the current one)
@@ -301,6 +301,10 @@ settle (UelTransfer * t, GstBuffer * result, GError * error)
  *   BF16 to convert a floating-point tensor on the way (see
  *   uel_convert_supported())
  * @error: return location for a #GError
+ *
+ * Not introspectable, like uel_transfer_wait() and uel_transfer_free(): a
+ * #UelTransfer belongs to one owner, with no reference count to hand to a
+ * binding; bindings call uel_transfer_to_gpu_pinned().
  *
  * Starts copying a tensor to a CUDA device through pinned memory and
  * returns without waiting for the copy: the Python loader's
@@ -418,7 +422,7 @@ failed:
 }
 
 /**
- * uel_transfer_wait:
+ * uel_transfer_wait: (skip)
  * @transfer: a #UelTransfer
  * @error: return location for a #GError
  *
@@ -470,7 +474,7 @@ uel_transfer_wait (UelTransfer * transfer, GError ** error)
 }
 
 /**
- * uel_transfer_free:
+ * uel_transfer_free: (skip)
  * @transfer: (transfer full) (nullable): a #UelTransfer
  *
  * Releases @transfer: its reference to the result, and, when it was never

@@ -320,7 +320,7 @@ uel_writer_abort (UelWriter * writer)
 }
 
 /**
- * uel_writer_free:
+ * uel_writer_free: (skip)
  * @writer: (transfer full): a #UelWriter
  *
  * Frees the writer; one that did not finish is aborted first (its
@@ -1017,7 +1017,7 @@ claim_unlocked (UelWriter * w, const gchar * name, guint64 offset,
  * @writer: a #UelWriter
  * @name: a declared tensor
  * @offset: where in the tensor the bytes go, from its first byte
- * @data: (array length=len): the bytes
+ * @data: (array length=len) (element-type guint8): the bytes
  * @len: how many
  * @error: return location for a #GError
  *
@@ -1097,7 +1097,7 @@ uel_writer_write_zeros (UelWriter * writer, const gchar * name,
  * uel_writer_write_tensor:
  * @writer: a #UelWriter
  * @name: a declared tensor
- * @data: (array length=len): all its bytes
+ * @data: (array length=len) (element-type guint8): all its bytes
  * @len: its size in bytes
  * @error: return location for a #GError
  *

@@ -20,6 +20,7 @@
 #include <gst-uel/uel-select.h>
 #include <gst-uel/uel-transfer.h>
 #include <gst-uel/uel-writer.h>
+#include <gst-uel/uel-writer-type.h>
 
 G_BEGIN_DECLS
 

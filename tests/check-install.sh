@@ -2,9 +2,10 @@
 # Installs the build into a temporary folder (meson install --destdir, no
 # rebuild) and checks it as a user of the installed package would: the
 # headers, the library, the pkg-config file, the plugin in GStreamer's
-# plugin folder and the tool are there; an example program builds against
-# the pkg-config file alone; gst-inspect-1.0 finds the plugin there; the
-# installed tool and the example run on a model with the installed plugin.
+# plugin folder, the tool and the introspection data (where built) are
+# there; an example program builds against the pkg-config file alone;
+# gst-inspect-1.0 finds the plugin there; the installed tool and the
+# example run on a model with the installed plugin.
 #
 #   check-install.sh BUILD_DIR SOURCE_DIR
 #
@@ -45,6 +46,14 @@ done
 for h in $(sed -n 's|^#include <gst-uel/\(.*\)>|\1|p' "$src/gst-uel/uel.h"); do
   [ -f "$dest$includedir/gst-uel-1.0/gst-uel/$h" ] || fail "header $h is not installed"
 done
+# introspection data, where the build made it: the .gir with the other
+# GIRs of the prefix, the .typelib in the library folder's
+if [ -f "$build/gst-uel/GstUel-1.0.typelib" ]; then
+  for f in "$dest$prefix/share/gir-1.0/GstUel-1.0.gir" \
+      "$dest$libdir/girepository-1.0/GstUel-1.0.typelib"; do
+    [ -f "$f" ] || fail "$f is not installed"
+  done
+fi
 # the plugin sits in GStreamer's plugin folder for this prefix
 case "$plugindir" in
   */gstreamer-1.0) ;;
