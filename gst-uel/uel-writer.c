@@ -498,6 +498,18 @@ is_utf8 (const gchar * s)
   return uel_utf8_validate (s, strlen (s), &bad);
 }
 
+/* the checked description of a tensor being declared */
+static void
+describe (UelWriter * w, Tensor * t, const gchar * name, UelDType dtype,
+    guint n_dims, guint64 count, guint64 n_bytes)
+{
+  t->info.name = g_string_chunk_insert (w->names, name);
+  t->info.dtype = dtype;
+  t->info.n_dims = n_dims;
+  t->info.n_elements = count;
+  t->info.n_bytes = n_bytes;
+}
+
 /* Incremental: declares a checked tensor at the end of the data section,
  * its entry added to the header unless the header would outgrow its
  * block.  Under the lock: writes of other threads read the table. */
@@ -522,11 +534,7 @@ append_entry (UelWriter * w, const gchar * name, UelDType dtype,
   if (len > w->reserve)
     return header_too_large (w, len, error);
 
-  t.info.name = g_string_chunk_insert (w->names, name);
-  t.info.dtype = dtype;
-  t.info.n_dims = n_dims;
-  t.info.n_elements = count;
-  t.info.n_bytes = n_bytes;
+  describe (w, &t, name, dtype, n_dims, count, n_bytes);
   t.own_shape = n_dims ? g_memdup2 (shape, n_dims * sizeof (guint64)) : NULL;
   t.info.shape = t.own_shape;
   t.info.data_begin = w->total_bytes;
@@ -652,11 +660,7 @@ uel_writer_add_tensor (UelWriter * writer, const gchar * name,
     return append_entry (writer, name, dtype, n_dims, shape, count,
         bits / 8, error);
 
-  t.info.name = g_string_chunk_insert (writer->names, name);
-  t.info.dtype = dtype;
-  t.info.n_dims = n_dims;
-  t.info.n_elements = count;
-  t.info.n_bytes = bits / 8;
+  describe (writer, &t, name, dtype, n_dims, count, bits / 8);
   t.shape_start = writer->dims->len;
   if (n_dims)
     g_array_append_vals (writer->dims, shape, n_dims);
@@ -983,13 +987,30 @@ create_shards (UelWriter * w, guint n, GError ** error)
   return TRUE;
 }
 
+/* Writes the header length and @h (padded) at the start of @sh and gives
+ * the file its full size at once (sparse until the data come). */
+static gboolean
+put_header (Shard * sh, const GString * h, guint64 file_size,
+    GError ** error)
+{
+  guint64 len_le = GUINT64_TO_LE ((guint64) h->len);
+
+  if (!pwrite_all (sh->fd, (const guint8 *) &len_le, 8, 0)
+      || !pwrite_all (sh->fd, (const guint8 *) h->str, h->len, 8))
+    return errno_error (error, errno, "%s: cannot write the header",
+        sh->path);
+  if (ftruncate (sh->fd, (off_t) file_size) != 0)
+    return errno_error (error, errno, "%s: cannot make the file %"
+        G_GUINT64_FORMAT " bytes long", sh->path, file_size);
+  return TRUE;
+}
+
 /* Under the lock: writes the header of @sh and gives the file its full
- * size at once (sparse until the data come). */
+ * size at once. */
 static gboolean
 write_shard_header (UelWriter * w, Shard * sh, GError ** error)
 {
   g_autoptr (GString) h = build_header (w, sh);
-  guint64 len_le;
 
   if (h->len > UEL_MAX_HEADER_SIZE) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
@@ -1005,16 +1026,7 @@ write_shard_header (UelWriter * w, Shard * sh, GError ** error)
     t->info.file_offset = sh->data_offset + t->info.data_begin;
   }
 
-  len_le = GUINT64_TO_LE ((guint64) h->len);
-  if (!pwrite_all (sh->fd, (const guint8 *) &len_le, 8, 0)
-      || !pwrite_all (sh->fd, (const guint8 *) h->str, h->len, 8))
-    return errno_error (error, errno, "%s: cannot write the header",
-        sh->path);
-  if (ftruncate (sh->fd, (off_t) (sh->data_offset + sh->n_bytes)) != 0)
-    return errno_error (error, errno, "%s: cannot make the file %"
-        G_GUINT64_FORMAT " bytes long", sh->path,
-        sh->data_offset + sh->n_bytes);
-  return TRUE;
+  return put_header (sh, h, sh->data_offset + sh->n_bytes, error);
 }
 
 /* Under the lock: splits the tensors into shards, puts each shard's in the
@@ -1437,7 +1449,6 @@ write_incremental_header (UelWriter * w, GError ** error)
 {
   Shard *sh = &g_array_index (w->shards, Shard, 0);
   g_autoptr (GString) h = g_string_new ("{");
-  guint64 len_le = GUINT64_TO_LE (w->reserve);
 
   if (w->metadata_len) {
     g_autoptr (GString) m = build_incremental_metadata (w, NULL, NULL);
@@ -1453,16 +1464,7 @@ write_incremental_header (UelWriter * w, GError ** error)
     return header_too_large (w, h->len, error);
   while (h->len < w->reserve)
     g_string_append_c (h, ' ');
-
-  if (!pwrite_all (sh->fd, (const guint8 *) &len_le, 8, 0)
-      || !pwrite_all (sh->fd, (const guint8 *) h->str, h->len, 8))
-    return errno_error (error, errno, "%s: cannot write the header",
-        sh->path);
-  if (ftruncate (sh->fd, (off_t) (8 + w->reserve + w->total_bytes)) != 0)
-    return errno_error (error, errno, "%s: cannot make the file %"
-        G_GUINT64_FORMAT " bytes long", sh->path,
-        8 + w->reserve + w->total_bytes);
-  return TRUE;
+  return put_header (sh, h, 8 + w->reserve + w->total_bytes, error);
 }
 
 /* the first byte of @t not written */

@@ -257,6 +257,16 @@ set_metadata (GstUelSink * self, UelHeader * header, GError ** error)
   return TRUE;
 }
 
+/* posts @err (taken) and gives up the file being declared */
+static gboolean
+declare_failed (GstUelSink * self, GError * err)
+{
+  post_error (self, err);
+  g_error_free (err);
+  close_writer (self);
+  return FALSE;
+}
+
 /* A stream whose table is unknown: replaces the writer by an incremental
  * one, which declares each tensor when it comes. */
 static gboolean
@@ -295,10 +305,7 @@ declare_incremental (GstUelSink * self)
   return TRUE;
 
 error:
-  post_error (self, err);
-  g_error_free (err);
-  close_writer (self);
-  return FALSE;
+  return declare_failed (self, err);
 }
 
 /* declares the stream's table (from the uel-header event) and the
@@ -339,10 +346,7 @@ declare (GstUelSink * self)
   return TRUE;
 
 error:
-  post_error (self, err);
-  g_error_free (err);
-  close_writer (self);
-  return FALSE;
+  return declare_failed (self, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -426,8 +430,7 @@ declare_tensor (GstUelSink * self, const UelTensorMeta * meta)
   shape = uel_tensor_meta_get_shape (meta, &n_dims);
   if (!uel_writer_add_tensor (self->writer, name, meta->dtype, n_dims, shape,
           &err)) {
-    post_error (self, err);
-    g_error_free (err);
+    declare_failed (self, err);
     return NULL;
   }
   t = uel_writer_lookup (self->writer, name, NULL);

@@ -407,6 +407,16 @@ open_model (const gchar * in, const gchar * const *metadata, gchar ** file)
   return uel_test_header_open (in);
 }
 
+/* @out holds "old", as the test wrote it */
+static void
+assert_old_file (const gchar * out)
+{
+  g_autofree gchar *text = NULL;
+
+  g_assert_true (g_file_get_contents (out, &text, NULL, NULL));
+  g_assert_cmpstr (text, ==, "old");
+}
+
 /* the harness's element posted a RESOURCE @code error naming @out and
  * @tensor; after the teardown no temporary file of @out is left */
 static void
@@ -499,9 +509,7 @@ test_errors_leave_the_old_file (void)
       GST_FLOW_OK);
   g_assert_false (gst_harness_push_event (h, gst_event_new_eos ()));
   assert_failed (h, bus, GST_RESOURCE_ERROR_WRITE, out, t->name);
-  g_clear_pointer (&text, g_free);
-  g_assert_true (g_file_get_contents (out, &text, NULL, NULL));
-  g_assert_cmpstr (text, ==, "old");
+  assert_old_file (out);
 }
 
 /* bytes [@offset, @offset + @len) of tensor @index of @header, as uelsrc
@@ -624,7 +632,6 @@ test_incremental_errors_leave_nothing (void)
   g_autofree gchar *out = uel_test_path ("outgrown.safetensors");
   g_autoptr (UelHeader) header = NULL;
   g_autofree gchar *file = NULL;
-  g_autofree gchar *text = NULL;
   const UelTensorInfo *t;
   GError *err;
   GstHarness *h;
@@ -648,8 +655,7 @@ test_incremental_errors_leave_nothing (void)
   g_error_free (err);
   teardown (h, bus);
   g_assert_cmpuint (uel_test_count_temporaries (out), ==, 0);
-  g_assert_true (g_file_get_contents (out, &text, NULL, NULL));
-  g_assert_cmpstr (text, ==, "old");
+  assert_old_file (out);
 
   /* EOS before a tensor's last chunk: named, nothing written */
   h = sink_harness (out, &bus);
@@ -657,18 +663,14 @@ test_incremental_errors_leave_nothing (void)
               0)), ==, GST_FLOW_OK);
   g_assert_false (gst_harness_push_event (h, gst_event_new_eos ()));
   assert_failed (h, bus, GST_RESOURCE_ERROR_WRITE, out, t->name);
-  g_clear_pointer (&text, g_free);
-  g_assert_true (g_file_get_contents (out, &text, NULL, NULL));
-  g_assert_cmpstr (text, ==, "old");
+  assert_old_file (out);
 
   /* shards need the table first */
   h = sink_harness_with (out, &bus, "max-shard-size", (guint64) 100, NULL);
   g_assert_cmpint (gst_harness_push (h, tensor_buffer (header, file, 0)), ==,
       GST_FLOW_ERROR);
   assert_failed (h, bus, GST_RESOURCE_ERROR_SETTINGS, out, NULL);
-  g_clear_pointer (&text, g_free);
-  g_assert_true (g_file_get_contents (out, &text, NULL, NULL));
-  g_assert_cmpstr (text, ==, "old");
+  assert_old_file (out);
 }
 
 int
