@@ -23,7 +23,8 @@ GQuark uel_error_quark (void);
  *   header length.
  * @UEL_ERROR_HEADER_TOO_LARGE: rule 2: the header length is larger than
  *   100,000,000 bytes (checked before the file size); or, writing, the
- *   header of the declared table would be.
+ *   header of the declared table would be, or an incremental writer's
+ *   header would outgrow the block reserved for it.
  * @UEL_ERROR_HEADER_TRUNCATED: rule 3: 8 + header length runs past the end
  *   of the file.
  * @UEL_ERROR_HEADER_NOT_UTF8: rule 4: the header is not valid UTF-8.

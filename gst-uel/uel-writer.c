@@ -82,6 +82,7 @@ typedef struct
   guint64 written;              /* bytes of the tensor written so far */
   GArray *ranges;               /* Range: what was written, sorted, merged;
                                  * NULL while nothing or everything is */
+  guint64 *own_shape;           /* incremental: the shape (dims grows) */
 } Tensor;
 
 typedef enum
@@ -108,6 +109,12 @@ struct _UelWriter
   GHashTable *by_name;          /* name -> index in tensors + 1 */
   GHashTable *metadata;         /* gchar * -> gchar *, owned */
   guint64 total_bytes;
+
+  /* incremental mode: reserve > 0 */
+  guint64 reserve;              /* the header block, a multiple of 8 */
+  GPtrArray *metadata_order;    /* gchar *, owned: keys as first set */
+  GString *entries;             /* the tensors' JSON entries, joined */
+  gsize metadata_len;           /* of "__metadata__":{...}, 0 without */
 };
 
 static void
@@ -116,6 +123,7 @@ tensor_clear (gpointer p)
   Tensor *t = p;
 
   g_clear_pointer (&t->ranges, g_array_unref);
+  g_clear_pointer (&t->own_shape, g_free);
 }
 
 /* A name for messages: at most 64 bytes of it, in quotes, with control
@@ -343,6 +351,9 @@ uel_writer_free (UelWriter * writer)
   g_string_chunk_free (writer->names);
   g_hash_table_unref (writer->by_name);
   g_hash_table_unref (writer->metadata);
+  g_clear_pointer (&writer->metadata_order, g_ptr_array_unref);
+  if (writer->entries)
+    g_string_free (writer->entries, TRUE);
   g_free (writer);
 }
 
@@ -359,6 +370,124 @@ uel_writer_get_location (const UelWriter * writer)
   return writer->location;
 }
 
+/**
+ * uel_writer_new_incremental:
+ * @location: the file to write; an existing file there is replaced by
+ *   uel_writer_finish(), and only then
+ * @reserve_bytes: the room for the header, in bytes, rounded up to a
+ *   multiple of 8; 0 for %UEL_WRITER_DEFAULT_HEADER_RESERVE
+ * @error: return location for a #GError
+ *
+ * Creates a writer for a table that is not known before the data, as
+ * uel_writer_new() creates one (the same temporary file, the same errors),
+ * with the first @reserve_bytes bytes after the 8-byte header length set
+ * aside for the header.  Each tensor is declared when it comes, with
+ * uel_writer_add_tensor() or uel_writer_append_tensor(), and placed right
+ * after the tensors declared before it; its bytes are written as in the
+ * other mode (uel_writer_write(), in pieces, in any order, from several
+ * threads).  Metadata may be set at any time before uel_writer_finish().
+ *
+ * uel_writer_finish() writes the header into the reserved block: compact
+ * JSON, `__metadata__` first (its keys in the order they were first set)
+ * then the tensors in the order they were declared, every character
+ * outside ASCII ' ' to '~' escaped as `\uXXXX`, padded with spaces at its
+ * end to fill the block; the header length is the size of the block.
+ * This is what `unifiedefficientloader` 0.5.x's
+ * `IncrementalSafetensorsWriter (location, metadata,
+ * max_header_bytes=reserve_bytes)` writes for the same calls, byte for
+ * byte.  Unlike it, the header is checked against the block as the table
+ * grows (a declaration or a metadata entry that would not fit is refused
+ * with %UEL_ERROR_HEADER_TOO_LARGE, naming both sizes, and the writer is
+ * left as it was), and the file goes through a temporary file renamed at
+ * the end, as in the other mode, where the Python writer fills the final
+ * name as it goes (and leaves a file with an empty header there when it
+ * fails).
+ *
+ * Sharding (uel_writer_set_max_shard_size()) needs the table first and is
+ * not available.  The tensor infos returned by uel_writer_get_tensor() and
+ * uel_writer_lookup() stay valid until the next declaration.
+ *
+ * Returns: (transfer full) (nullable): a new writer, or %NULL with @error
+ *   set: a #G_FILE_ERROR as uel_writer_new(), or %UEL_ERROR_INVALID_ARGUMENT
+ *   for a @reserve_bytes over %UEL_MAX_HEADER_SIZE, which no reader would
+ *   accept
+ */
+UelWriter *
+uel_writer_new_incremental (const gchar * location, guint64 reserve_bytes,
+    GError ** error)
+{
+  UelWriter *w;
+  guint64 reserve = reserve_bytes ? reserve_bytes :
+      UEL_WRITER_DEFAULT_HEADER_RESERVE;
+
+  g_return_val_if_fail (location != NULL, NULL);
+
+  if (reserve > UEL_MAX_HEADER_SIZE) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
+        "%s: a header block of %" G_GUINT64_FORMAT " bytes is larger than "
+        "the limit of %" G_GUINT64_FORMAT " bytes", location, reserve,
+        (guint64) UEL_MAX_HEADER_SIZE);
+    return NULL;
+  }
+  w = uel_writer_new (location, error);
+  if (!w)
+    return NULL;
+  w->reserve = (reserve + HEADER_ALIGN - 1) / HEADER_ALIGN * HEADER_ALIGN;
+  w->metadata_order = g_ptr_array_new_with_free_func (g_free);
+  w->entries = g_string_new (NULL);
+  g_array_index (w->shards, Shard, 0).data_offset = 8 + w->reserve;
+  /* nothing to sort or lay out: writes may start at once */
+  w->state = STATE_WRITING;
+  return w;
+}
+
+/**
+ * uel_writer_is_incremental:
+ * @writer: a #UelWriter
+ *
+ * Returns: whether @writer was created by uel_writer_new_incremental()
+ */
+gboolean
+uel_writer_is_incremental (const UelWriter * writer)
+{
+  g_return_val_if_fail (writer != NULL, FALSE);
+  return writer->reserve > 0;
+}
+
+/**
+ * uel_writer_get_header_reserve:
+ * @writer: a #UelWriter
+ *
+ * Returns: the size of the header block of an incremental writer, a
+ *   multiple of 8 (the file's header length); 0 for a writer of the other
+ *   mode
+ */
+guint64
+uel_writer_get_header_reserve (const UelWriter * writer)
+{
+  g_return_val_if_fail (writer != NULL, 0);
+  return writer->reserve;
+}
+
+/* The length of an incremental header with metadata of @metadata_len and
+ * entries of @entries_len: {META,ENTRIES} */
+static guint64
+incremental_len (gsize metadata_len, gsize entries_len)
+{
+  return 2 + (guint64) metadata_len + entries_len
+      + (metadata_len && entries_len ? 1 : 0);
+}
+
+static gboolean
+header_too_large (UelWriter * w, guint64 len, GError ** error)
+{
+  g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
+      "%s: the header would be %" G_GUINT64_FORMAT " bytes, larger than "
+      "the %" G_GUINT64_FORMAT " bytes reserved for it", w->location, len,
+      w->reserve);
+  return FALSE;
+}
+
 /* what the reader of the header would refuse in a name or a metadata
  * string: bytes that are not UTF-8 */
 static gboolean
@@ -367,6 +496,58 @@ is_utf8 (const gchar * s)
   gsize bad;
 
   return uel_utf8_validate (s, strlen (s), &bad);
+}
+
+/* the checked description of a tensor being declared */
+static void
+describe (UelWriter * w, Tensor * t, const gchar * name, UelDType dtype,
+    guint n_dims, guint64 count, guint64 n_bytes)
+{
+  t->info.name = g_string_chunk_insert (w->names, name);
+  t->info.dtype = dtype;
+  t->info.n_dims = n_dims;
+  t->info.n_elements = count;
+  t->info.n_bytes = n_bytes;
+}
+
+/* Incremental: declares a checked tensor at the end of the data section,
+ * its entry added to the header unless the header would outgrow its
+ * block.  Under the lock: writes of other threads read the table. */
+static gboolean
+append_entry (UelWriter * w, const gchar * name, UelDType dtype,
+    guint n_dims, const guint64 * shape, guint64 count, guint64 n_bytes,
+    GError ** error)
+{
+  g_autoptr (GString) entry = g_string_new (w->entries->len ? "," : "");
+  Tensor t = { 0, };
+  guint64 len;
+
+  uel_json_append_string_ascii (entry, name);
+  g_string_append_printf (entry, ":{\"dtype\":\"%s\",\"shape\":[",
+      uel_dtype_to_string (dtype));
+  for (guint d = 0; d < n_dims; d++)
+    g_string_append_printf (entry, "%s%" G_GUINT64_FORMAT, d ? "," : "",
+        shape[d]);
+  g_string_append_printf (entry, "],\"data_offsets\":[%" G_GUINT64_FORMAT
+      ",%" G_GUINT64_FORMAT "]}", w->total_bytes, w->total_bytes + n_bytes);
+  len = incremental_len (w->metadata_len, w->entries->len + entry->len);
+  if (len > w->reserve)
+    return header_too_large (w, len, error);
+
+  describe (w, &t, name, dtype, n_dims, count, n_bytes);
+  t.own_shape = n_dims ? g_memdup2 (shape, n_dims * sizeof (guint64)) : NULL;
+  t.info.shape = t.own_shape;
+  t.info.data_begin = w->total_bytes;
+  t.info.file_offset = 8 + w->reserve + w->total_bytes;
+
+  g_mutex_lock (&w->lock);
+  g_string_append_len (w->entries, entry->str, entry->len);
+  g_array_append_val (w->tensors, t);
+  g_hash_table_insert (w->by_name, (gpointer) t.info.name,
+      GUINT_TO_POINTER (w->tensors->len));
+  w->total_bytes += n_bytes;
+  g_mutex_unlock (&w->lock);
+  return TRUE;
 }
 
 /**
@@ -380,7 +561,12 @@ is_utf8 (const gchar * s)
  *   @n_dims is 0
  * @error: return location for a #GError
  *
- * Declares a tensor.  Its byte size, element count × bits / 8, is checked
+ * Declares a tensor.  In the incremental mode (uel_writer_new_incremental())
+ * it may come at any time before uel_writer_finish(), and is placed after
+ * those declared before it; a header that would outgrow its block is
+ * %UEL_ERROR_HEADER_TOO_LARGE.
+ *
+ * Its byte size, element count × bits / 8, is checked
  * as #UelHeader checks it when reading: a count or a size that overflows
  * 64 bits (%UEL_ERROR_SIZE_OVERFLOW), a size that is not a whole number of
  * bytes (%UEL_ERROR_PARTIAL_BYTE).  A data section that would pass
@@ -404,8 +590,12 @@ uel_writer_add_tensor (UelWriter * writer, const gchar * name,
   g_return_val_if_fail (writer != NULL, FALSE);
   g_return_val_if_fail (name != NULL, FALSE);
   g_return_val_if_fail (n_dims == 0 || shape != NULL, FALSE);
-  g_return_val_if_fail (writer->state == STATE_DECLARING, FALSE);
+  g_return_val_if_fail (writer->state == STATE_DECLARING
+      || (writer->reserve && writer->state == STATE_WRITING)
+      || (writer->reserve && writer->state == STATE_FAILED), FALSE);
 
+  if (writer->state == STATE_FAILED)
+    return failed (writer, error);
   if (!is_utf8 (name)) {
     q = quote_name (name);
     g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME,
@@ -466,12 +656,11 @@ uel_writer_add_tensor (UelWriter * writer, const gchar * name,
         writer->location, q, bits / 8, writer->total_bytes);
     return FALSE;
   }
+  if (writer->reserve)
+    return append_entry (writer, name, dtype, n_dims, shape, count,
+        bits / 8, error);
 
-  t.info.name = g_string_chunk_insert (writer->names, name);
-  t.info.dtype = dtype;
-  t.info.n_dims = n_dims;
-  t.info.n_elements = count;
-  t.info.n_bytes = bits / 8;
+  describe (writer, &t, name, dtype, n_dims, count, bits / 8);
   t.shape_start = writer->dims->len;
   if (n_dims)
     g_array_append_vals (writer->dims, shape, n_dims);
@@ -479,6 +668,55 @@ uel_writer_add_tensor (UelWriter * writer, const gchar * name,
   g_hash_table_insert (writer->by_name, (gpointer) t.info.name,
       GUINT_TO_POINTER (writer->tensors->len));
   writer->total_bytes = total;
+  return TRUE;
+}
+
+/* Incremental: `"__metadata__":{...}` with @key set to @value (NULL: as
+ * it is), the keys in the order they were first set, escaped as Python's
+ * json.dumps() escapes them */
+static GString *
+build_incremental_metadata (UelWriter * w, const gchar * key,
+    const gchar * value)
+{
+  GString *m = g_string_new (NULL);
+  gboolean seen = FALSE;
+
+  for (guint i = 0; i < w->metadata_order->len; i++) {
+    const gchar *k = g_ptr_array_index (w->metadata_order, i);
+    gboolean is_key = key && strcmp (k, key) == 0;
+
+    g_string_append (m, i ? "," : "\"__metadata__\":{");
+    uel_json_append_string_ascii (m, k);
+    g_string_append_c (m, ':');
+    uel_json_append_string_ascii (m, is_key ? value :
+        g_hash_table_lookup (w->metadata, k));
+    seen |= is_key;
+  }
+  if (key && !seen) {
+    g_string_append (m, m->len ? "," : "\"__metadata__\":{");
+    uel_json_append_string_ascii (m, key);
+    g_string_append_c (m, ':');
+    uel_json_append_string_ascii (m, value);
+  }
+  if (m->len)
+    g_string_append_c (m, '}');
+  return m;
+}
+
+static gboolean
+set_incremental_metadata (UelWriter * w, const gchar * key,
+    const gchar * value, GError ** error)
+{
+  g_autoptr (GString) m = build_incremental_metadata (w, key, value);
+  guint64 len = incremental_len (m->len, w->entries->len);
+
+  if (len > w->reserve)
+    return header_too_large (w, len, error);
+  /* the header is built by the declaring thread only: no lock */
+  if (!g_hash_table_contains (w->metadata, key))
+    g_ptr_array_add (w->metadata_order, g_strdup (key));
+  g_hash_table_replace (w->metadata, g_strdup (key), g_strdup (value));
+  w->metadata_len = m->len;
   return TRUE;
 }
 
@@ -493,8 +731,13 @@ uel_writer_add_tensor (UelWriter * writer, const gchar * name,
  * value of @key.  The header has a `__metadata__` once a key is set, and
  * none otherwise (as the reference's `save_file (tensors, metadata=None)`).
  *
+ * In the incremental mode, metadata may be set at any time before
+ * uel_writer_finish(); the keys keep the order in which they were first
+ * set, as a Python dict does.
+ *
  * Returns: %TRUE when set; %FALSE with %UEL_ERROR_INVALID_METADATA when
- *   @key or @value is not UTF-8
+ *   @key or @value is not UTF-8, or in the incremental mode
+ *   %UEL_ERROR_HEADER_TOO_LARGE when the header would outgrow its block
  */
 gboolean
 uel_writer_set_metadata (UelWriter * writer, const gchar * key,
@@ -503,8 +746,12 @@ uel_writer_set_metadata (UelWriter * writer, const gchar * key,
   g_return_val_if_fail (writer != NULL, FALSE);
   g_return_val_if_fail (key != NULL, FALSE);
   g_return_val_if_fail (value != NULL, FALSE);
-  g_return_val_if_fail (writer->state == STATE_DECLARING, FALSE);
+  g_return_val_if_fail (writer->state == STATE_DECLARING
+      || (writer->reserve && writer->state == STATE_WRITING)
+      || (writer->reserve && writer->state == STATE_FAILED), FALSE);
 
+  if (writer->state == STATE_FAILED)
+    return failed (writer, error);
   if (!is_utf8 (key) || !is_utf8 (value)) {
     g_autofree gchar *q = quote_name (key);
 
@@ -513,6 +760,8 @@ uel_writer_set_metadata (UelWriter * writer, const gchar * key,
         writer->location, q, is_utf8 (key) ? "value" : "key");
     return FALSE;
   }
+  if (writer->reserve)
+    return set_incremental_metadata (writer, key, value, error);
   g_hash_table_replace (writer->metadata, g_strdup (key), g_strdup (value));
   return TRUE;
 }
@@ -738,13 +987,30 @@ create_shards (UelWriter * w, guint n, GError ** error)
   return TRUE;
 }
 
+/* Writes the header length and @h (padded) at the start of @sh and gives
+ * the file its full size at once (sparse until the data come). */
+static gboolean
+put_header (Shard * sh, const GString * h, guint64 file_size,
+    GError ** error)
+{
+  guint64 len_le = GUINT64_TO_LE ((guint64) h->len);
+
+  if (!pwrite_all (sh->fd, (const guint8 *) &len_le, 8, 0)
+      || !pwrite_all (sh->fd, (const guint8 *) h->str, h->len, 8))
+    return errno_error (error, errno, "%s: cannot write the header",
+        sh->path);
+  if (ftruncate (sh->fd, (off_t) file_size) != 0)
+    return errno_error (error, errno, "%s: cannot make the file %"
+        G_GUINT64_FORMAT " bytes long", sh->path, file_size);
+  return TRUE;
+}
+
 /* Under the lock: writes the header of @sh and gives the file its full
- * size at once (sparse until the data come). */
+ * size at once. */
 static gboolean
 write_shard_header (UelWriter * w, Shard * sh, GError ** error)
 {
   g_autoptr (GString) h = build_header (w, sh);
-  guint64 len_le;
 
   if (h->len > UEL_MAX_HEADER_SIZE) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
@@ -760,16 +1026,7 @@ write_shard_header (UelWriter * w, Shard * sh, GError ** error)
     t->info.file_offset = sh->data_offset + t->info.data_begin;
   }
 
-  len_le = GUINT64_TO_LE ((guint64) h->len);
-  if (!pwrite_all (sh->fd, (const guint8 *) &len_le, 8, 0)
-      || !pwrite_all (sh->fd, (const guint8 *) h->str, h->len, 8))
-    return errno_error (error, errno, "%s: cannot write the header",
-        sh->path);
-  if (ftruncate (sh->fd, (off_t) (sh->data_offset + sh->n_bytes)) != 0)
-    return errno_error (error, errno, "%s: cannot make the file %"
-        G_GUINT64_FORMAT " bytes long", sh->path,
-        sh->data_offset + sh->n_bytes);
-  return TRUE;
+  return put_header (sh, h, sh->data_offset + sh->n_bytes, error);
 }
 
 /* Under the lock: splits the tensors into shards, puts each shard's in the
@@ -815,6 +1072,7 @@ write_header_locked (UelWriter * w, GError ** error)
  * uel_writer_finish() does it if it was not done; call it to read the
  * table in file order (uel_writer_get_tensor()) before writing, e.g. to
  * write the data front to back.  Nothing can be declared afterwards.
+ * An incremental writer has nothing to close: this does nothing there.
  *
  * Returns: %TRUE when the header is written (or was already);
  *   %UEL_ERROR_HEADER_TOO_LARGE for a header over %UEL_MAX_HEADER_SIZE
@@ -1129,6 +1387,86 @@ uel_writer_write_tensor (UelWriter * writer, const gchar * name,
   return uel_writer_write (writer, name, 0, data, len, error);
 }
 
+/**
+ * uel_writer_append_tensor:
+ * @writer: an incremental #UelWriter (uel_writer_new_incremental())
+ * @name: the tensor's name, as for uel_writer_add_tensor()
+ * @dtype: its element type
+ * @n_dims: its rank; 0 for a scalar
+ * @shape: (array length=n_dims) (nullable): its dimensions; %NULL when
+ *   @n_dims is 0
+ * @data: (array length=len) (nullable): all its bytes
+ * @len: its size in bytes
+ * @error: return location for a #GError
+ *
+ * Declares a tensor after those declared before and writes it whole:
+ * uel_writer_add_tensor() then uel_writer_write_tensor(), as
+ * `IncrementalSafetensorsWriter.write (name, tensor)` does.  A @len that
+ * is not the size of @shape in @dtype is %UEL_ERROR_SIZE_MISMATCH, and
+ * nothing is declared.
+ *
+ * Returns: %TRUE when the tensor is declared and written; the errors of
+ *   uel_writer_add_tensor() (the writer unchanged) and of
+ *   uel_writer_write() (a #G_FILE_ERROR: the writer failed)
+ */
+gboolean
+uel_writer_append_tensor (UelWriter * writer, const gchar * name,
+    UelDType dtype, guint n_dims, const guint64 * shape, gconstpointer data,
+    gsize len, GError ** error)
+{
+  guint64 count = 1;
+  guint bits = uel_dtype_get_bits (dtype);
+
+  g_return_val_if_fail (writer != NULL, FALSE);
+  g_return_val_if_fail (writer->reserve > 0, FALSE);
+  g_return_val_if_fail (name != NULL, FALSE);
+  g_return_val_if_fail (n_dims == 0 || shape != NULL, FALSE);
+  g_return_val_if_fail (data != NULL || len == 0, FALSE);
+
+  /* the size first, so that a refused tensor is not declared; one that
+   * overflows is left to uel_writer_add_tensor() to name */
+  for (guint d = 0; d < n_dims; d++)
+    if (!g_uint64_checked_mul (&count, count, shape[d]))
+      bits = 0;
+  if (bits && count <= G_MAXUINT64 / bits && count * bits % 8 == 0
+      && count * bits / 8 != len) {
+    g_autofree gchar *q = quote_name (name);
+
+    g_set_error (error, UEL_ERROR, UEL_ERROR_SIZE_MISMATCH,
+        "%s: tensor %s: %" G_GSIZE_FORMAT " bytes given for its %"
+        G_GUINT64_FORMAT, writer->location, q, len, count * bits / 8);
+    return FALSE;
+  }
+  if (!uel_writer_add_tensor (writer, name, dtype, n_dims, shape, error))
+    return FALSE;
+  return uel_writer_write (writer, name, 0, data, len, error);
+}
+
+/* Under the lock: writes the header of an incremental writer into its
+ * block, padded with spaces, and gives the file its full size. */
+static gboolean
+write_incremental_header (UelWriter * w, GError ** error)
+{
+  Shard *sh = &g_array_index (w->shards, Shard, 0);
+  g_autoptr (GString) h = g_string_new ("{");
+
+  if (w->metadata_len) {
+    g_autoptr (GString) m = build_incremental_metadata (w, NULL, NULL);
+
+    g_string_append_len (h, m->str, m->len);
+    if (w->entries->len)
+      g_string_append_c (h, ',');
+  }
+  g_string_append_len (h, w->entries->str, w->entries->len);
+  g_string_append_c (h, '}');
+  /* declarations are refused before this can happen */
+  if (h->len > w->reserve)
+    return header_too_large (w, h->len, error);
+  while (h->len < w->reserve)
+    g_string_append_c (h, ' ');
+  return put_header (sh, h, 8 + w->reserve + w->total_bytes, error);
+}
+
 /* the first byte of @t not written */
 static guint64
 first_missing (const Tensor * t)
@@ -1352,10 +1690,11 @@ commit (UelWriter * w, GError ** error)
  * @writer: a #UelWriter
  * @error: return location for a #GError
  *
- * Checks that every byte of every tensor was written, syncs the temporary
- * file's data to disk (fdatasync(2)) and renames it to the writer's
- * location, replacing what was there (a symbolic link there is replaced,
- * not followed), then syncs the folder.  The file keeps the permissions it
+ * Checks that every byte of every tensor was written (an incremental
+ * writer then writes its header into the block reserved for it), syncs
+ * the temporary file's data to disk (fdatasync(2)) and renames it to the
+ * writer's location, replacing what was there (a symbolic link there is
+ * replaced, not followed), then syncs the folder.  The file keeps the permissions it
  * was created with, not those of a file it replaces.
  *
  * A sharded output (uel_writer_set_max_shard_size()) is put in place only
@@ -1406,7 +1745,8 @@ uel_writer_finish (UelWriter * writer, GError ** error)
     }
   }
 
-  if (!sync_shards (writer, &err) || !commit (writer, &err)) {
+  if ((writer->reserve && !write_incremental_header (writer, &err))
+      || !sync_shards (writer, &err) || !commit (writer, &err)) {
     fail (writer, err, error);
     goto out;
   }

@@ -51,16 +51,49 @@ G_BEGIN_DECLS
  * one, the temporary file is gone and every later call fails with the
  * same error.
  *
+ * When the table is not known before the data, the incremental mode
+ * (uel_writer_new_incremental()) reserves a block for the header at the
+ * start of the file and declares each tensor as it comes, placed after
+ * the one before; uel_writer_finish() writes the header into the block,
+ * padded with spaces.  The file is what `unifiedefficientloader` 0.5.x's
+ * `IncrementalSafetensorsWriter` writes for the same sequence of tensors
+ * and metadata, byte for byte.
+ *
  * Declaring, uel_writer_write_header() and uel_writer_finish() belong to
  * one thread; uel_writer_write() may be called from several threads at
- * once (the bytes go out with pwrite(2), outside the writer's lock).
+ * once (the bytes go out with pwrite(2), outside the writer's lock), in
+ * the incremental mode while that thread declares more tensors.
  */
 typedef struct _UelWriter UelWriter;
+
+/**
+ * UEL_WRITER_DEFAULT_HEADER_RESERVE:
+ *
+ * The header block an incremental writer reserves when given 0: 1 MiB,
+ * the default of `IncrementalSafetensorsWriter`: room for some 8,000
+ * tensors with names of 50 bytes (an entry of two dimensions and
+ * gigabyte offsets takes about 80 bytes beside its name).
+ */
+#define UEL_WRITER_DEFAULT_HEADER_RESERVE (G_GUINT64_CONSTANT (1) << 20)
 
 UelWriter           *uel_writer_new             (const gchar * location,
                                                  GError ** error);
 void                 uel_writer_free            (UelWriter * writer);
 const gchar         *uel_writer_get_location    (const UelWriter * writer);
+
+UelWriter           *uel_writer_new_incremental (const gchar * location,
+                                                 guint64 reserve_bytes,
+                                                 GError ** error);
+gboolean             uel_writer_is_incremental  (const UelWriter * writer);
+guint64              uel_writer_get_header_reserve (const UelWriter * writer);
+gboolean             uel_writer_append_tensor   (UelWriter * writer,
+                                                 const gchar * name,
+                                                 UelDType dtype,
+                                                 guint n_dims,
+                                                 const guint64 * shape,
+                                                 gconstpointer data,
+                                                 gsize len,
+                                                 GError ** error);
 
 gboolean             uel_writer_add_tensor      (UelWriter * writer,
                                                  const gchar * name,

@@ -19,9 +19,19 @@
  * holds and, when an element such as `uelconvert` changed them, in which
  * dtypes.  The tensors' bytes are then written at their place in the file
  * as they come, in any order and in chunks (`uelsrc chunk-size`), so
- * memory stays bounded by what the pipeline holds.  A stream without that
- * event, or whose event gives only a count of tensors, is refused: the
- * file's layout cannot be known before its data.
+ * memory stays bounded by what the pipeline holds.
+ *
+ * A stream without that event, or whose event gives only a count of
+ * tensors (an application's `appsrc` pushing buffers with #UelTensorMeta),
+ * is written incrementally (uel_writer_new_incremental()): a block of
+ * #GstUelSink:header-reserve bytes is set aside for the header at the
+ * start of the file, each tensor is placed after the one before when its
+ * first bytes arrive (whole, or in chunks), with the name, dtype and shape
+ * of its #UelTensorMeta, and the header is written into the block at EOS,
+ * padded with spaces: the file `unifiedefficientloader`'s
+ * `IncrementalSafetensorsWriter` writes for the tensors in that order.  A
+ * header that outgrows the block is a SETTINGS error naming both sizes;
+ * such a stream cannot be sharded.
  *
  * With #GstUelSink:max-shard-size the tensors are split, in stream order,
  * over shards of at most that many bytes, written as Hugging Face
@@ -48,7 +58,8 @@
  * folder), NO_SPACE_LEFT for a full disk, WRITE for a failed write, a
  * tensor that is not in the announced table, arrives in another dtype or
  * twice, or one that has not fully arrived at EOS, NOT_FOUND without a
- * location, and SETTINGS for a stream whose table is not known.
+ * location, and SETTINGS for a header larger than #GstUelSink:header-reserve
+ * or a stream to shard whose table is not known.
  *
  * ## Example launch line
  * |[
@@ -67,6 +78,9 @@
 #include "config.h"
 #endif
 
+#include <stdlib.h>
+#include <string.h>
+
 #include <gst-uel/uel.h>
 
 #include "gstuelsink.h"
@@ -79,6 +93,9 @@ GST_DEBUG_CATEGORY_STATIC (gst_uel_sink_debug);
 #define DEFAULT_METADATA NULL
 #define DEFAULT_KEEP_METADATA TRUE
 #define DEFAULT_MAX_SHARD_SIZE 0
+#define DEFAULT_HEADER_RESERVE UEL_WRITER_DEFAULT_HEADER_RESERVE
+/* the smallest block that holds "{}", the largest a reader accepts */
+#define MIN_HEADER_RESERVE 8
 
 enum
 {
@@ -87,6 +104,7 @@ enum
   PROP_METADATA,
   PROP_KEEP_METADATA,
   PROP_MAX_SHARD_SIZE,
+  PROP_HEADER_RESERVE,
 };
 
 struct _GstUelSink
@@ -99,6 +117,7 @@ struct _GstUelSink
   GstStructure *metadata_fields;        /* parsed from metadata */
   gboolean keep_metadata;
   guint64 max_shard_size;
+  guint64 header_reserve;
 
   /* streaming thread (and start/stop) */
   GstEvent *header_event;       /* the last uel-header event */
@@ -130,6 +149,9 @@ post_error (GstUelSink * self, const GError * err)
   if (err->domain == G_FILE_ERROR && err->code == G_FILE_ERROR_NOSPC)
     GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT, ("%s", err->message),
         ("GFileError %d", err->code));
+  else if (g_error_matches (err, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE))
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("%s", err->message),
+        ("raise the header-reserve property"));
   else if (err->domain == G_FILE_ERROR && !self->declared)
     GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE, ("%s", err->message),
         ("GFileError %d", err->code));
@@ -192,17 +214,109 @@ set_metadata_field (GQuark field, const GValue * value, gpointer user_data)
       text ? text : "", args[1]);
 }
 
+static gint
+compare_keys (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
+}
+
+/* The upstream metadata of @header (NULL: none) unless keep-metadata is
+ * off, then the metadata property's fields over it.  The upstream keys go
+ * in sorted (an incremental file keeps the order they are set in), the
+ * fields in their order. */
+static gboolean
+set_metadata (GstUelSink * self, UelHeader * header, GError ** error)
+{
+  g_autoptr (GstStructure) fields = NULL;
+  gboolean keep;
+
+  GST_OBJECT_LOCK (self);
+  keep = self->keep_metadata;
+  fields = self->metadata_fields ? gst_structure_copy (self->metadata_fields)
+      : NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (keep && header) {
+    GHashTable *metadata = uel_header_get_metadata (header);
+    guint n;
+    g_autofree const gchar **keys = (const gchar **)
+        g_hash_table_get_keys_as_array (metadata, &n);
+
+    qsort (keys, n, sizeof (gchar *), compare_keys);
+    for (guint i = 0; i < n; i++)
+      if (!(fields && gst_structure_has_field (fields, keys[i]))
+          && !uel_writer_set_metadata (self->writer, keys[i],
+              g_hash_table_lookup (metadata, keys[i]), error))
+        return FALSE;
+  }
+  if (fields) {
+    gpointer args[2] = { self->writer, error };
+
+    if (!gst_structure_foreach (fields, set_metadata_field, args))
+      return FALSE;
+  }
+  return TRUE;
+}
+
+/* posts @err (taken) and gives up the file being declared */
+static gboolean
+declare_failed (GstUelSink * self, GError * err)
+{
+  post_error (self, err);
+  g_error_free (err);
+  close_writer (self);
+  return FALSE;
+}
+
+/* A stream whose table is unknown: replaces the writer by an incremental
+ * one, which declares each tensor when it comes. */
+static gboolean
+declare_incremental (GstUelSink * self)
+{
+  g_autoptr (UelHeader) header = NULL;
+  g_autofree gchar *location =
+      g_strdup (uel_writer_get_location (self->writer));
+  guint64 reserve, max_shard_size;
+  GError *err = NULL;
+
+  GST_OBJECT_LOCK (self);
+  reserve = self->header_reserve;
+  max_shard_size = self->max_shard_size;
+  GST_OBJECT_UNLOCK (self);
+  if (max_shard_size > 0) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("Cannot write \"%s\" in shards: the stream did not say which "
+            "tensors it holds.", location),
+        ("max-shard-size needs a uel-header event with the table (is uelsrc "
+            "upstream?)"));
+    return FALSE;
+  }
+  g_clear_pointer (&self->writer, uel_writer_free);
+  self->writer = uel_writer_new_incremental (location, reserve, &err);
+  if (!self->writer)
+    goto error;
+  if (self->header_event)
+    uel_header_event_parse (self->header_event, &header);
+  if (!set_metadata (self, header, &err))
+    goto error;
+  self->declared = TRUE;
+  GST_DEBUG_OBJECT (self, "%s: no table upstream, writing incrementally "
+      "with a header block of %" G_GUINT64_FORMAT " bytes", location,
+      uel_writer_get_header_reserve (self->writer));
+  return TRUE;
+
+error:
+  return declare_failed (self, err);
+}
+
 /* declares the stream's table (from the uel-header event) and the
  * metadata, and writes the header */
 static gboolean
 declare (GstUelSink * self)
 {
   g_autoptr (UelHeader) header = NULL;
-  g_autoptr (GstStructure) fields = NULL;
   g_autofree guint *tensors = NULL;
   g_autofree UelDType *dtypes = NULL;
   const gchar *location;
-  gboolean keep;
   GError *err = NULL;
   guint n;
 
@@ -211,22 +325,9 @@ declare (GstUelSink * self)
   if (!open_writer (self))
     return FALSE;
   location = uel_writer_get_location (self->writer);
-  if (!self->header_event) {
-    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("Cannot write \"%s\": the stream did not say which tensors it "
-            "holds.", location),
-        ("no uel-header event before the data (is uelsrc upstream?)"));
-    return FALSE;
-  }
-  if (!uel_header_event_parse_table (self->header_event, &n, &tensors,
-          &dtypes)) {
-    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
-        ("Cannot write \"%s\": the stream's uel-header event does not say "
-            "which tensors it holds.", location),
-        ("the event has no valid 'tensors' field and its n-tensors differs "
-            "from the header's"));
-    return FALSE;
-  }
+  if (!self->header_event || !uel_header_event_parse_table
+      (self->header_event, &n, &tensors, &dtypes))
+    return declare_incremental (self);
   uel_header_event_parse (self->header_event, &header);
 
   for (guint i = 0; i < n; i++) {
@@ -236,30 +337,8 @@ declare (GstUelSink * self)
             info->n_dims, info->shape, &err))
       goto error;
   }
-
-  GST_OBJECT_LOCK (self);
-  keep = self->keep_metadata;
-  fields = self->metadata_fields ? gst_structure_copy (self->metadata_fields)
-      : NULL;
-  GST_OBJECT_UNLOCK (self);
-  if (keep) {
-    GHashTableIter iter;
-    gpointer key, value;
-
-    g_hash_table_iter_init (&iter, uel_header_get_metadata (header));
-    while (g_hash_table_iter_next (&iter, &key, &value))
-      if (!(fields && gst_structure_has_field (fields, key))
-          && !uel_writer_set_metadata (self->writer, key, value, &err))
-        goto error;
-  }
-  if (fields) {
-    gpointer args[2] = { self->writer, &err };
-
-    if (!gst_structure_foreach (fields, set_metadata_field, args))
-      goto error;
-  }
-
-  if (!uel_writer_write_header (self->writer, &err))
+  if (!set_metadata (self, header, &err)
+      || !uel_writer_write_header (self->writer, &err))
     goto error;
   self->declared = TRUE;
   GST_DEBUG_OBJECT (self, "%s: %u tensors, %" G_GUINT64_FORMAT " bytes",
@@ -267,10 +346,7 @@ declare (GstUelSink * self)
   return TRUE;
 
 error:
-  post_error (self, err);
-  g_error_free (err);
-  close_writer (self);
-  return FALSE;
+  return declare_failed (self, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -340,6 +416,39 @@ gst_uel_sink_event (GstBaseSink * sink, GstEvent * event)
   return GST_BASE_SINK_CLASS (parent_class)->event (sink, event);
 }
 
+/* Incremental: declares the tensor of @meta, whose first bytes came,
+ * after those before it */
+static const UelTensorInfo *
+declare_tensor (GstUelSink * self, const UelTensorMeta * meta)
+{
+  const gchar *name = uel_tensor_meta_get_name (meta);
+  const UelTensorInfo *t;
+  const guint64 *shape;
+  GError *err = NULL;
+  guint n_dims;
+
+  shape = uel_tensor_meta_get_shape (meta, &n_dims);
+  if (!uel_writer_add_tensor (self->writer, name, meta->dtype, n_dims, shape,
+          &err)) {
+    declare_failed (self, err);
+    return NULL;
+  }
+  t = uel_writer_lookup (self->writer, name, NULL);
+  if (t->n_bytes != meta->n_bytes) {
+    GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
+        ("Cannot write \"%s\": tensor '%s' is %" G_GUINT64_FORMAT " bytes, "
+            "but its shape makes %" G_GUINT64_FORMAT " bytes of %s.",
+            uel_writer_get_location (self->writer), name, meta->n_bytes,
+            t->n_bytes, uel_dtype_to_string (meta->dtype)),
+        ("the buffer's UelTensorMeta disagrees with itself"));
+    return NULL;
+  }
+  GST_DEBUG_OBJECT (self, "tensor '%s': %s, %" G_GUINT64_FORMAT " bytes at "
+      "byte %" G_GUINT64_FORMAT " of the data", name,
+      uel_dtype_to_string (t->dtype), t->n_bytes, t->data_begin);
+  return t;
+}
+
 static GstFlowReturn
 gst_uel_sink_render (GstBaseSink * sink, GstBuffer * buf)
 {
@@ -363,11 +472,16 @@ gst_uel_sink_render (GstBaseSink * sink, GstBuffer * buf)
   }
   name = uel_tensor_meta_get_name (meta);
   t = uel_writer_lookup (self->writer, name, NULL);
+  if (!t && uel_writer_is_incremental (self->writer)
+      && !(t = declare_tensor (self, meta)))
+    return GST_FLOW_ERROR;
   if (t && t->dtype != meta->dtype) {
     GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
-        ("Cannot write \"%s\": tensor '%s' arrives as %s, but the stream "
-            "announced it as %s.", uel_writer_get_location (self->writer),
-            name, uel_dtype_to_string (meta->dtype),
+        ("Cannot write \"%s\": tensor '%s' arrives as %s, but %s %s.",
+            uel_writer_get_location (self->writer), name,
+            uel_dtype_to_string (meta->dtype),
+            uel_writer_is_incremental (self->writer) ?
+            "its first bytes came as" : "the stream announced it as",
             uel_dtype_to_string (t->dtype)),
         ("an element changed the dtype without saying so in the uel-header "
             "event"));
@@ -452,6 +566,11 @@ gst_uel_sink_set_property (GObject * object, guint prop_id,
       self->max_shard_size = g_value_get_uint64 (value);
       GST_OBJECT_UNLOCK (self);
       break;
+    case PROP_HEADER_RESERVE:
+      GST_OBJECT_LOCK (self);
+      self->header_reserve = g_value_get_uint64 (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -477,6 +596,9 @@ gst_uel_sink_get_property (GObject * object, guint prop_id, GValue * value,
       break;
     case PROP_MAX_SHARD_SIZE:
       g_value_set_uint64 (value, self->max_shard_size);
+      break;
+    case PROP_HEADER_RESERVE:
+      g_value_set_uint64 (value, self->header_reserve);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -533,6 +655,22 @@ gst_uel_sink_class_init (GstUelSinkClass * klass)
           "shards a checkpoint, each shard at most this many bytes of data "
           "unless one tensor is larger (0 = one file)", 0, G_MAXUINT64,
           DEFAULT_MAX_SHARD_SIZE, rw_ready));
+  /**
+   * GstUelSink:header-reserve:
+   *
+   * The bytes set aside for the header at the start of the file when the
+   * stream does not say its tensors before their data, rounded up to a
+   * multiple of 8 (the file's header length, whatever the header needs).
+   * The default, 1 MiB as in `IncrementalSafetensorsWriter`, holds some
+   * 8,000 tensors with names of 50 bytes; a header that outgrows it is an
+   * error.  Unused with a table upstream.
+   */
+  g_object_class_install_property (gobject_class, PROP_HEADER_RESERVE,
+      g_param_spec_uint64 ("header-reserve", "Header reserve",
+          "Bytes reserved for the header when the stream does not announce "
+          "its tensors (no table in its uel-header event), rounded up to a "
+          "multiple of 8; a larger header is an error", MIN_HEADER_RESERVE,
+          UEL_MAX_HEADER_SIZE, DEFAULT_HEADER_RESERVE, rw_ready));
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
   gst_element_class_set_static_metadata (element_class,
@@ -554,6 +692,7 @@ static void
 gst_uel_sink_init (GstUelSink * self)
 {
   self->keep_metadata = DEFAULT_KEEP_METADATA;
+  self->header_reserve = DEFAULT_HEADER_RESERVE;
   /* a file, not a clock's consumer */
   gst_base_sink_set_sync (GST_BASE_SINK (self), FALSE);
   /* a kept last sample would hold a whole tensor after it was written */

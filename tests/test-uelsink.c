@@ -320,16 +320,22 @@ test_stop_before_eos_leaves_the_old_file (void)
   g_assert_cmpstr (text, ==, "old");
 }
 
-/* A harness around uelsink writing @out, with a bus to read its errors. */
+/* A harness around uelsink writing @out, with a bus to read its errors,
+ * and the properties @first_property ... set (NULL-terminated). */
 static GstHarness *
-sink_harness (const gchar * out, GstBus ** bus)
+sink_harness_with (const gchar * out, GstBus ** bus,
+    const gchar * first_property, ...)
 {
   GstElement *sink = gst_element_factory_make ("uelsink", NULL);
   GstHarness *h;
+  va_list args;
 
   g_assert_nonnull (sink);
   /* no preroll to wait for: the harness wants the state change done */
   g_object_set (sink, "location", out, "async", FALSE, NULL);
+  va_start (args, first_property);
+  g_object_set_valist (G_OBJECT (sink), first_property, args);
+  va_end (args);
   h = gst_harness_new_with_element (sink, "sink", NULL);
   gst_object_unref (sink);
   *bus = gst_bus_new ();
@@ -337,6 +343,12 @@ sink_harness (const gchar * out, GstBus ** bus)
   gst_harness_set_src_caps_str (h, UEL_TENSOR_CAPS);
   gst_harness_play (h);
   return h;
+}
+
+static GstHarness *
+sink_harness (const gchar * out, GstBus ** bus)
+{
+  return sink_harness_with (out, bus, NULL);
 }
 
 /* The messages queued on @bus hold the element, which holds @bus: drop
@@ -393,6 +405,16 @@ open_model (const gchar * in, const gchar * const *metadata, gchar ** file)
   write_model (in, NULL, UEL_DTYPE_INVALID, metadata);
   g_assert_true (g_file_get_contents (in, file, NULL, NULL));
   return uel_test_header_open (in);
+}
+
+/* @out holds "old", as the test wrote it */
+static void
+assert_old_file (const gchar * out)
+{
+  g_autofree gchar *text = NULL;
+
+  g_assert_true (g_file_get_contents (out, &text, NULL, NULL));
+  g_assert_cmpstr (text, ==, "old");
 }
 
 /* the harness's element posted a RESOURCE @code error naming @out and
@@ -487,32 +509,168 @@ test_errors_leave_the_old_file (void)
       GST_FLOW_OK);
   g_assert_false (gst_harness_push_event (h, gst_event_new_eos ()));
   assert_failed (h, bus, GST_RESOURCE_ERROR_WRITE, out, t->name);
-  g_clear_pointer (&text, g_free);
-  g_assert_true (g_file_get_contents (out, &text, NULL, NULL));
-  g_assert_cmpstr (text, ==, "old");
+  assert_old_file (out);
+}
+
+/* bytes [@offset, @offset + @len) of tensor @index of @header, as uelsrc
+ * pushes a chunk */
+static GstBuffer *
+chunk_buffer (UelHeader * header, const gchar * file, guint index,
+    guint64 offset, gsize len, guint chunk)
+{
+  const UelTensorInfo *t = uel_header_get_tensor (header, index);
+  GstBuffer *buf = gst_buffer_new_memdup (file + t->file_offset + offset,
+      len);
+  UelTensorMeta *meta = uel_buffer_add_tensor_meta (buf, header, index,
+      index, uel_header_get_n_tensors (header));
+
+  meta->chunk_offset = offset;
+  meta->chunk_index = chunk;
+  meta->last_chunk = offset + len == t->n_bytes;
+  return buf;
+}
+
+/* Pushes the model's first @n tensors in stream order, the even ones
+ * whole, the odd ones in chunks of 7 bytes, then EOS. */
+static void
+push_model (GstHarness * h, UelHeader * header, const gchar * file, guint n)
+{
+  for (guint i = 0; i < n; i++) {
+    guint64 size = uel_header_get_tensor (header, i)->n_bytes;
+
+    if (i % 2 == 0) {
+      g_assert_cmpint (gst_harness_push (h, tensor_buffer (header, file, i)),
+          ==, GST_FLOW_OK);
+      continue;
+    }
+    for (guint64 off = 0, c = 0; off < size; off += 7, c++)
+      g_assert_cmpint (gst_harness_push (h, chunk_buffer (header, file, i,
+                  off, MIN (7, size - off), c)), ==, GST_FLOW_OK);
+  }
+  g_assert_true (gst_harness_push_event (h, gst_event_new_eos ()));
+}
+
+/* What the incremental writer writes for the model's first @n tensors in
+ * stream order, after the metadata @metadata (pairs, in that order). */
+static void
+write_incrementally (const gchar * path, UelHeader * header,
+    const gchar * file, guint n, guint64 reserve,
+    const gchar * const *metadata)
+{
+  GError *err = NULL;
+  g_autoptr (UelWriter) w = uel_writer_new_incremental (path, reserve, &err);
+
+  g_assert_no_error (err);
+  for (guint i = 0; metadata && metadata[i]; i += 2) {
+    g_assert_true (uel_writer_set_metadata (w, metadata[i], metadata[i + 1],
+            &err));
+    g_assert_no_error (err);
+  }
+  for (guint i = 0; i < n; i++) {
+    const UelTensorInfo *t = uel_header_get_tensor (header, i);
+
+    g_assert_true (uel_writer_append_tensor (w, t->name, t->dtype, t->n_dims,
+            t->shape, file + t->file_offset, t->n_bytes, &err));
+    g_assert_no_error (err);
+  }
+  g_assert_true (uel_writer_finish (w, &err));
+  g_assert_no_error (err);
 }
 
 static void
-test_refuses_an_unknown_table (void)
+test_writes_a_stream_without_a_table (void)
 {
   g_autofree gchar *in = uel_test_path ("model.safetensors");
-  g_autofree gchar *out = uel_test_path ("unknown.safetensors");
+  g_autofree gchar *out = uel_test_path ("streamed.safetensors");
+  g_autofree gchar *expected = uel_test_path ("expected-inc.safetensors");
+  g_autoptr (UelHeader) header = NULL;
+  g_autoptr (UelHeader) back = NULL;
+  g_autofree gchar *file = NULL;
+  const gchar *const with_property[] = {
+    "modelspec.title", "a \"small\" model, for tests", "format", "np",
+    "z", "1", NULL
+  };
+  GstHarness *h;
+  GstBus *bus;
+  guint n;
+
+  header = open_model (in, model_metadata, &file);
+  n = uel_header_get_n_tensors (header);
+  g_remove (out);
+
+  /* no uel-header event at all: the metadata property only */
+  h = sink_harness_with (out, &bus, "metadata", "format=pt", NULL);
+  push_model (h, header, file, n);
+  teardown (h, bus);
+  write_incrementally (expected, header, file, n, 0, format_pt);
+  assert_same_bytes (out, expected);
+  g_assert_cmpuint (uel_test_count_temporaries (out), ==, 0);
+  /* which reads back as the tensors that came, in their order */
+  back = uel_test_header_open (out);
+  g_assert_cmpuint (uel_header_get_n_tensors (back), ==, n);
+  g_assert_cmpuint (uel_header_get_data_offset (back, 0), ==, 8 + 1048576);
+  g_assert_cmpstr (uel_header_get_tensor (back, 0)->name, ==,
+      uel_header_get_tensor (header, 0)->name);
+
+  /* a selection announced by its count only: the upstream metadata kept,
+   * in key order, the property's fields over it; a smaller block */
+  h = sink_harness_with (out, &bus, "header-reserve", (guint64) 1001,
+      "metadata", "format=np,z=1", NULL);
+  g_assert_true (gst_harness_push_event (h, uel_header_event_new (header,
+              n - 2, uel_header_get_total_bytes (header))));
+  push_model (h, header, file, n - 2);
+  teardown (h, bus);
+  write_incrementally (expected, header, file, n - 2, 1001, with_property);
+  assert_same_bytes (out, expected);
+  g_assert_cmpuint (uel_test_count_temporaries (out), ==, 0);
+}
+
+static void
+test_incremental_errors_leave_nothing (void)
+{
+  g_autofree gchar *in = uel_test_path ("model.safetensors");
+  g_autofree gchar *out = uel_test_path ("outgrown.safetensors");
   g_autoptr (UelHeader) header = NULL;
   g_autofree gchar *file = NULL;
+  const UelTensorInfo *t;
+  GError *err;
   GstHarness *h;
   GstBus *bus;
 
   header = open_model (in, NULL, &file);
-  g_remove (out);
+  t = uel_header_get_tensor (header, 1);
+  uel_test_write_bytes (out, "old", 3);
 
-  /* a selection announced by its count only */
+  /* the second tensor's entry outgrows a block of 104 bytes: the error
+   * names the header's size and the block's */
+  h = sink_harness_with (out, &bus, "header-reserve", (guint64) 100, NULL);
+  g_assert_cmpint (gst_harness_push (h, tensor_buffer (header, file, 0)), ==,
+      GST_FLOW_OK);
+  g_assert_cmpint (gst_harness_push (h, tensor_buffer (header, file, 1)), ==,
+      GST_FLOW_ERROR);
+  err = pop_error (bus);
+  assert_error_names (err, GST_RESOURCE_ERROR_SETTINGS, out,
+      "the 104 bytes reserved for it");
+  g_assert_nonnull (strstr (err->message, "the header would be "));
+  g_error_free (err);
+  teardown (h, bus);
+  g_assert_cmpuint (uel_test_count_temporaries (out), ==, 0);
+  assert_old_file (out);
+
+  /* EOS before a tensor's last chunk: named, nothing written */
   h = sink_harness (out, &bus);
-  g_assert_true (gst_harness_push_event (h, uel_header_event_new (header, 1,
-              uel_header_get_tensor (header, 0)->n_bytes)));
+  g_assert_cmpint (gst_harness_push (h, chunk_buffer (header, file, 1, 0, 2,
+              0)), ==, GST_FLOW_OK);
+  g_assert_false (gst_harness_push_event (h, gst_event_new_eos ()));
+  assert_failed (h, bus, GST_RESOURCE_ERROR_WRITE, out, t->name);
+  assert_old_file (out);
+
+  /* shards need the table first */
+  h = sink_harness_with (out, &bus, "max-shard-size", (guint64) 100, NULL);
   g_assert_cmpint (gst_harness_push (h, tensor_buffer (header, file, 0)), ==,
       GST_FLOW_ERROR);
   assert_failed (h, bus, GST_RESOURCE_ERROR_SETTINGS, out, NULL);
-  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  assert_old_file (out);
 }
 
 int
@@ -539,7 +697,9 @@ main (int argc, char **argv)
       test_flush_starts_a_new_file);
   g_test_add_func ("/uelsink/errors-leave-the-old-file",
       test_errors_leave_the_old_file);
-  g_test_add_func ("/uelsink/refuses-an-unknown-table",
-      test_refuses_an_unknown_table);
+  g_test_add_func ("/uelsink/incremental/writes-a-stream-without-a-table",
+      test_writes_a_stream_without_a_table);
+  g_test_add_func ("/uelsink/incremental/errors-leave-nothing",
+      test_incremental_errors_leave_nothing);
   return g_test_run ();
 }

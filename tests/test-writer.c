@@ -751,6 +751,264 @@ test_header_too_large (void)
 }
 
 /* ------------------------------------------------------------------ */
+/* the incremental mode */
+
+static UelWriter *
+incremental_ok (const gchar * path, guint64 reserve)
+{
+  GError *err = NULL;
+  UelWriter *w = uel_writer_new_incremental (path, reserve, &err);
+
+  g_assert_no_error (err);
+  g_assert_nonnull (w);
+  return w;
+}
+
+static void
+set_metadata_ok (UelWriter * w, const gchar * key, const gchar * value)
+{
+  GError *err = NULL;
+
+  gboolean ok = uel_writer_set_metadata (w, key, value, &err);
+
+  g_assert_no_error (err);
+  g_assert_true (ok);
+}
+
+/* the files of tests/conformance/incremental, written by
+ * IncrementalSafetensorsWriter (unifiedefficientloader 0.5.4) with these
+ * reserves and metadata keys in this order (make-vectors.py) */
+static const struct
+{
+  const gchar *file;
+  guint64 reserve;
+  const gchar *keys[4];
+} incremental_files[] = {
+  {"mixed", 1000, {"format", "b", "a"}},
+  {"names", 1001, {"k\"\\\n\x02\x1f\x7f\u00e9\U0001F600"}},
+  {"no-metadata", 200, {NULL}},
+  {"empty", 8, {NULL}},
+  {"only-metadata", 30, {"a"}},
+  {"exact-fit", 64, {NULL}},
+};
+
+/* Writes the tensors of @reference again, incrementally, in its header's
+ * order (the order the Python writer was given them): whole with
+ * uel_writer_append_tensor() and the metadata first, or when @in_pieces
+ * declared first, then written last tensor first in pieces of 5 bytes
+ * from the end back, the metadata set last. */
+static void
+rewrite_incrementally (guint v, const gchar * reference, const gchar * out,
+    gboolean in_pieces)
+{
+  g_autoptr (UelHeader) h = uel_test_header_open (reference);
+  g_autoptr (GBytes) bytes = read_file (reference);
+  const guint8 *data = g_bytes_get_data (bytes, NULL);
+  GHashTable *metadata = uel_header_get_metadata (h);
+  UelWriter *w = incremental_ok (out, incremental_files[v].reserve);
+  guint n = uel_header_get_n_tensors (h);
+  const gchar *const *keys = incremental_files[v].keys;
+  GError *err = NULL;
+
+  g_assert_cmpuint (g_hash_table_size (metadata), ==,
+      g_strv_length ((gchar **) keys));
+  for (guint k = 0; !in_pieces && keys[k]; k++)
+    set_metadata_ok (w, keys[k], g_hash_table_lookup (metadata, keys[k]));
+  for (guint i = 0; i < n; i++) {
+    const UelTensorInfo *t = uel_header_get_tensor (h, i);
+
+    if (in_pieces) {
+      add_ok (w, t->name, t->dtype, t->n_dims, t->shape);
+    } else {
+      g_assert_true (uel_writer_append_tensor (w, t->name, t->dtype,
+              t->n_dims, t->shape, data + t->file_offset, t->n_bytes, &err));
+      g_assert_no_error (err);
+    }
+  }
+  for (guint i = n; in_pieces && i-- > 0;) {
+    const UelTensorInfo *t = uel_header_get_tensor (h, i);
+
+    for (guint64 off = t->n_bytes; off > 0;) {
+      guint64 piece = MIN (off, 5);
+
+      off -= piece;
+      write_ok (w, t->name, off, data + t->file_offset + off, piece);
+    }
+  }
+  for (guint k = 0; in_pieces && keys[k]; k++)
+    set_metadata_ok (w, keys[k], g_hash_table_lookup (metadata, keys[k]));
+  finish_ok (w);
+  uel_writer_free (w);
+}
+
+static void
+test_incremental_reference_bytes (void)
+{
+  for (guint v = 0; v < G_N_ELEMENTS (incremental_files); v++) {
+    g_autofree gchar *file = g_strdup_printf ("%s.safetensors",
+        incremental_files[v].file);
+    g_autofree gchar *ref = g_build_filename (uel_test_conformance_dir (),
+        "incremental", file, NULL);
+    g_autofree gchar *out = uel_test_path (file);
+
+    for (guint way = 0; way < 2; way++) {
+      g_autoptr (GBytes) a = NULL;
+      g_autoptr (GBytes) b = NULL;
+      g_autoptr (UelHeader) back = NULL;
+
+      g_test_message ("%s, %s", file, way ? "in pieces" : "whole");
+      rewrite_incrementally (v, ref, out, way == 1);
+      a = read_file (ref);
+      b = read_file (out);
+      g_assert_cmpmem (g_bytes_get_data (b, NULL), g_bytes_get_size (b),
+          g_bytes_get_data (a, NULL), g_bytes_get_size (a));
+      back = uel_test_header_open (out);
+      g_assert_cmpuint (uel_test_count_temporaries (out), ==, 0);
+    }
+  }
+}
+
+static void
+test_incremental_reserve (void)
+{
+  g_autofree gchar *path = uel_test_path ("reserve.safetensors");
+  UelWriter *w;
+  GError *err = NULL;
+
+  w = incremental_ok (path, 0);
+  g_assert_true (uel_writer_is_incremental (w));
+  g_assert_cmpuint (uel_writer_get_header_reserve (w), ==, 1048576);
+  uel_writer_free (w);
+  w = incremental_ok (path, 1);
+  g_assert_cmpuint (uel_writer_get_header_reserve (w), ==, 8);
+  uel_writer_free (w);
+  w = incremental_ok (path, UEL_MAX_HEADER_SIZE);
+  g_assert_cmpuint (uel_writer_get_header_reserve (w), ==,
+      UEL_MAX_HEADER_SIZE);
+  uel_writer_free (w);
+  w = writer_ok (path);
+  g_assert_false (uel_writer_is_incremental (w));
+  g_assert_cmpuint (uel_writer_get_header_reserve (w), ==, 0);
+  uel_writer_free (w);
+
+  /* a block no reader would take */
+  g_assert_null (uel_writer_new_incremental (path, UEL_MAX_HEADER_SIZE + 1,
+          &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT);
+  assert_error_names (err, path, "100000001");
+  g_clear_error (&err);
+  g_assert_cmpuint (uel_test_count_temporaries (path), ==, 0);
+  g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+}
+
+/* The header of {"xxxxxxxxxxxx":{"dtype":"I8",...}} is 64 bytes: refused
+ * in a block of 56, naming both sizes, the writer as it was before */
+static void
+test_incremental_header_too_large (void)
+{
+  g_autofree gchar *path = uel_test_path ("outgrown.safetensors");
+  g_autofree gchar *expected = NULL;
+  UelWriter *w = incremental_ok (path, 56);
+  GError *err = NULL;
+
+  uel_test_write_bytes (path, "old", 3);
+  g_assert_false (uel_writer_append_tensor (w, "xxxxxxxxxxxx", UEL_DTYPE_I8,
+          1, (const guint64[]) { 1 }, "x", 1, &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE);
+  expected = g_strdup_printf ("%s: the header would be 64 bytes, larger "
+      "than the 56 bytes reserved for it", path);
+  g_assert_cmpstr (err->message, ==, expected);
+  g_clear_error (&err);
+  g_assert_cmpuint (uel_writer_get_n_tensors (w), ==, 0);
+  g_assert_false (uel_writer_add_tensor (w, "xxxxxxxxxxxx", UEL_DTYPE_I8,
+          1, (const guint64[]) { 1 }, &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE);
+  g_clear_error (&err);
+
+  /* metadata too: {"__metadata__":{"k":"..."}} */
+  g_assert_false (uel_writer_set_metadata (w, "k",
+          "1234567890123456789012345678901234567890", &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE);
+  assert_error_names (err, path, "56 bytes");
+  g_clear_error (&err);
+
+  /* what fits still goes in: 56 bytes exactly */
+  g_assert_true (uel_writer_append_tensor (w, "xxxx", UEL_DTYPE_I8, 1,
+          (const guint64[]) { 1 }, "x", 1, &err));
+  g_assert_no_error (err);
+  g_assert_false (uel_writer_set_metadata (w, "k", "v", &err));
+  g_assert_error (err, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE);
+  g_clear_error (&err);
+  g_assert_cmpuint (uel_test_count_temporaries (path), ==, 1);
+  uel_writer_free (w);
+  /* abandoned: nothing left, the old file as it was */
+  g_assert_cmpuint (uel_test_count_temporaries (path), ==, 0);
+  {
+    g_autoptr (GBytes) old = read_file (path);
+
+    g_assert_cmpmem (g_bytes_get_data (old, NULL), g_bytes_get_size (old),
+        "old", 3);
+  }
+}
+
+static void
+test_incremental_refusals (void)
+{
+  g_autofree gchar *path = uel_test_path ("incremental-refused.safetensors");
+  UelWriter *w = incremental_ok (path, 0);
+  GError *err = NULL;
+  gboolean ok;
+
+  uel_test_write_bytes (path, "old", 3);
+  g_assert_true (uel_writer_append_tensor (w, "a", UEL_DTYPE_F32, 1,
+          (const guint64[]) { 2 }, "12345678", 8, &err));
+  g_assert_no_error (err);
+  ok = uel_writer_append_tensor (w, "a", UEL_DTYPE_U8, 0, NULL, "1", 1, &err);
+  assert_refused (ok, err, UEL_ERROR, UEL_ERROR_DUPLICATE_TENSOR, path, "a");
+  err = NULL;
+  ok = uel_writer_append_tensor (w, "__metadata__", UEL_DTYPE_U8, 0, NULL,
+      "1", 1, &err);
+  assert_refused (ok, err, UEL_ERROR, UEL_ERROR_INVALID_TENSOR_NAME, path,
+      "__metadata__");
+  err = NULL;
+  ok = uel_writer_append_tensor (w, "b", UEL_DTYPE_F16, 1,
+      (const guint64[]) { 3 }, "1234", 4, &err);
+  assert_refused (ok, err, UEL_ERROR, UEL_ERROR_SIZE_MISMATCH, path, "b");
+  err = NULL;
+  g_assert_cmpuint (uel_writer_get_n_tensors (w), ==, 1);
+
+  /* declared, half written: finishing names it and changes nothing */
+  add_ok (w, "c", UEL_DTYPE_U8, 1, (const guint64[]) { 4 });
+  g_assert_cmpuint (uel_writer_lookup (w, "c", NULL)->data_begin, ==, 8);
+  write_ok (w, "c", 2, "cd", 2);
+  ok = uel_writer_finish (w, &err);
+  assert_refused (ok, err, UEL_ERROR, UEL_ERROR_INCOMPLETE, path, "c");
+  err = NULL;
+  ok = uel_writer_write (w, "c", 3, "d", 1, &err);
+  assert_refused (ok, err, UEL_ERROR, UEL_ERROR_WRITE_OVERLAP, path, "c");
+  err = NULL;
+  {
+    g_autoptr (GBytes) old = read_file (path);
+
+    g_assert_cmpmem (g_bytes_get_data (old, NULL), g_bytes_get_size (old),
+        "old", 3);
+  }
+  write_ok (w, "c", 0, "ab", 2);
+  finish_ok (w);
+  uel_writer_free (w);
+  g_assert_cmpuint (uel_test_count_temporaries (path), ==, 0);
+  {
+    g_autoptr (UelHeader) h = uel_test_header_open (path);
+    g_autoptr (GBytes) b = read_file (path);
+    const guint8 *p = g_bytes_get_data (b, NULL);
+
+    g_assert_cmpuint (g_bytes_get_size (b), ==, 8 + 1048576 + 12);
+    g_assert_cmpuint (uel_header_get_n_tensors (h), ==, 2);
+    g_assert_cmpmem (p + 8 + 1048576, 12, "12345678abcd", 12);
+  }
+}
+
+/* ------------------------------------------------------------------ */
 /* nothing half-written */
 
 static void
@@ -1249,6 +1507,14 @@ main (int argc, char **argv)
       test_refuses_writes);
   g_test_add_func ("/writer/refuses-a-header-over-the-limit",
       test_header_too_large);
+  g_test_add_func ("/writer/incremental/writes-the-python-writers-bytes",
+      test_incremental_reference_bytes);
+  g_test_add_func ("/writer/incremental/rounds-and-bounds-the-reserve",
+      test_incremental_reserve);
+  g_test_add_func ("/writer/incremental/refuses-a-header-over-its-block",
+      test_incremental_header_too_large);
+  g_test_add_func ("/writer/incremental/refuses-and-leaves-nothing",
+      test_incremental_refusals);
   g_test_add_func ("/writer/abort-removes-the-temporary-file",
       test_abort_removes_temporary);
   g_test_add_func ("/writer/existing-file-untouched-on-error",
