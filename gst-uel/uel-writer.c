@@ -1395,7 +1395,7 @@ uel_writer_write_tensor (UelWriter * writer, const gchar * name,
  * @n_dims: its rank; 0 for a scalar
  * @shape: (array length=n_dims) (nullable): its dimensions; %NULL when
  *   @n_dims is 0
- * @data: (array length=len) (nullable): all its bytes
+ * @data: (array length=len) (element-type guint8) (nullable): all its bytes
  * @len: its size in bytes
  * @error: return location for a #GError
  *
