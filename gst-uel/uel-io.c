@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "uel-error.h"
@@ -42,6 +43,48 @@ uel_pread_partial (gint fd, gpointer buf, gsize len, guint64 offset,
       return FALSE;
     }
     *done += (gsize) r;
+  }
+  return TRUE;
+}
+
+gboolean
+uel_preadv_partial (gint fd, struct iovec * iov, gint iovcnt, gsize len,
+    guint64 offset, const gchar * path, gsize * done, GError ** error)
+{
+  gint first = 0;
+
+  *done = 0;
+  while (*done < len) {
+    ssize_t r = preadv (fd, iov + first, MIN (iovcnt - first, IOV_MAX),
+        (off_t) (offset + *done));
+    gsize left;
+
+    if (r < 0) {
+      gint err = errno;
+      if (err == EINTR)
+        continue;
+      g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
+          "%s: read of %" G_GSIZE_FORMAT " bytes at offset %" G_GUINT64_FORMAT
+          " failed: %s", path, len, offset, g_strerror (err));
+      return FALSE;
+    }
+    if (r == 0) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
+          "%s: the file ends at byte %" G_GUINT64_FORMAT " but %"
+          G_GSIZE_FORMAT " bytes were expected at offset %" G_GUINT64_FORMAT
+          ": it shrank after it was validated", path, offset + *done, len,
+          offset);
+      return FALSE;
+    }
+    *done += (gsize) r;
+    /* a short read: go on from where it stopped */
+    for (left = (gsize) r; first < iovcnt && left >= iov[first].iov_len;
+        first++)
+      left -= iov[first].iov_len;
+    if (left > 0) {
+      iov[first].iov_base = (guint8 *) iov[first].iov_base + left;
+      iov[first].iov_len -= left;
+    }
   }
   return TRUE;
 }

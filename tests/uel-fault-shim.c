@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "uel-fault-shim.h"
@@ -43,6 +44,7 @@ typedef int (*OpenFunc) (const char *, int, ...);
 typedef int (*OpenatFunc) (int, const char *, int, ...);
 typedef ssize_t (*PreadChkFunc) (int, void *, size_t, off64_t, size_t);
 typedef int (*Open2Func) (const char *, int);
+typedef ssize_t (*PreadvFunc) (int, const struct iovec *, int, off64_t);
 
 /* the configuration: mode is read without the lock to let untargeted
  * calls through at no cost; the rest is copied under the lock */
@@ -234,6 +236,38 @@ pread64 (int fd, void *buf, size_t count, off64_t offset)
 {
   REAL (PreadFunc, pread64);
   return faulty_pread (fn_pread64, fd, buf, count, offset);
+}
+
+/* A read into several buffers (the reader's runs of small tensors): while
+ * faults are on, it reads the first buffer only, through pread's faults,
+ * which is a short read that every caller must take anyway. */
+static ssize_t
+faulty_preadv (PreadvFunc real, int fd, const struct iovec *iov, int iovcnt,
+    off64_t offset)
+{
+  int i = 0;
+
+  if (atomic_load (&cfg_mode) == UEL_FAULT_NONE)
+    return real (fd, iov, iovcnt, offset);
+  while (i < iovcnt && iov[i].iov_len == 0)
+    i++;
+  if (i == iovcnt)
+    return 0;
+  return pread64 (fd, iov[i].iov_base, iov[i].iov_len, offset);
+}
+
+ssize_t
+preadv (int fd, const struct iovec *iov, int iovcnt, off_t offset)
+{
+  REAL (PreadvFunc, preadv);
+  return faulty_preadv (fn_preadv, fd, iov, iovcnt, offset);
+}
+
+ssize_t
+preadv64 (int fd, const struct iovec *iov, int iovcnt, off64_t offset)
+{
+  REAL (PreadvFunc, preadv64);
+  return faulty_preadv (fn_preadv64, fd, iov, iovcnt, offset);
 }
 
 /* the checked variants only add a buffer-size check: keep it, then go
