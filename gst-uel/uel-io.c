@@ -11,42 +11,6 @@
 #include "uel-io.h"
 #include "uel-io-private.h"
 
-/* Linux transfers at most 0x7ffff000 bytes per read call */
-#define MAX_IO ((gsize) 0x7ffff000)
-
-gboolean
-uel_pread_partial (gint fd, gpointer buf, gsize len, guint64 offset,
-    const gchar * path, gsize * done, GError ** error)
-{
-  guint8 *p = buf;
-
-  *done = 0;
-  while (*done < len) {
-    ssize_t r = pread (fd, p + *done, MIN (len - *done, MAX_IO),
-        (off_t) (offset + *done));
-
-    if (r < 0) {
-      gint err = errno;
-      if (err == EINTR)
-        continue;
-      g_set_error (error, UEL_ERROR, UEL_ERROR_IO,
-          "%s: read of %" G_GSIZE_FORMAT " bytes at offset %" G_GUINT64_FORMAT
-          " failed: %s", path, len, offset, g_strerror (err));
-      return FALSE;
-    }
-    if (r == 0) {
-      g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_CHANGED,
-          "%s: the file ends at byte %" G_GUINT64_FORMAT " but %"
-          G_GSIZE_FORMAT " bytes were expected at offset %" G_GUINT64_FORMAT
-          ": it shrank after it was validated", path, offset + *done, len,
-          offset);
-      return FALSE;
-    }
-    *done += (gsize) r;
-  }
-  return TRUE;
-}
-
 gboolean
 uel_preadv_partial (gint fd, struct iovec * iov, gint iovcnt, gsize len,
     guint64 offset, const gchar * path, gsize * done, GError ** error)
@@ -87,6 +51,17 @@ uel_preadv_partial (gint fd, struct iovec * iov, gint iovcnt, gsize len,
     }
   }
   return TRUE;
+}
+
+gboolean
+uel_pread_partial (gint fd, gpointer buf, gsize len, guint64 offset,
+    const gchar * path, gsize * done, GError ** error)
+{
+  struct iovec iov = { buf, len };
+
+  /* one buffer of the same loop (the kernel's cap of 0x7ffff000 bytes a
+   * call is a short read like any other) */
+  return uel_preadv_partial (fd, &iov, 1, len, offset, path, done, error);
 }
 
 /**
