@@ -881,12 +881,6 @@ uel_header_get_metadata (const UelHeader * header)
   return header->metadata;
 }
 
-static gint
-strcmp_keys (gconstpointer a, gconstpointer b)
-{
-  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
-}
-
 /**
  * uel_header_get_metadata_json:
  * @header: a #UelHeader
@@ -902,21 +896,9 @@ strcmp_keys (gconstpointer a, gconstpointer b)
 gchar *
 uel_header_get_metadata_json (const UelHeader * header)
 {
-  guint n;
-  g_autofree const gchar **keys = (const gchar **)
-      g_hash_table_get_keys_as_array (header->metadata, &n);
-  GString *out = g_string_new ("{");
+  GString *out = g_string_new (NULL);
 
-  qsort (keys, n, sizeof (gchar *), strcmp_keys);
-  for (guint i = 0; i < n; i++) {
-    if (i)
-      g_string_append_c (out, ',');
-    uel_json_append_string (out, keys[i]);
-    g_string_append_c (out, ':');
-    uel_json_append_string (out, g_hash_table_lookup (header->metadata,
-            keys[i]));
-  }
-  g_string_append_c (out, '}');
+  uel_json_append_sorted_object (out, header->metadata);
   return g_string_free (out, FALSE);
 }
 

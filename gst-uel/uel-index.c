@@ -30,12 +30,6 @@ index_error (GError ** error, const gchar * path, const gchar * what)
   return FALSE;
 }
 
-static gint
-strcmp_ptr (gconstpointer a, gconstpointer b)
-{
-  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
-}
-
 UelHeader *
 uel_index_open (const gchar * path, GError ** error)
 {
@@ -139,7 +133,7 @@ uel_index_open (const gchar * path, GError ** error)
       g_ptr_array_add (shard_names, (gpointer) shard);
     }
   }
-  g_ptr_array_sort (shard_names, strcmp_ptr);
+  g_ptr_array_sort (shard_names, uel_compare_string_ptrs);
 
   for (guint s = 0; s < shard_names->len; s++) {
     const gchar *shard = g_ptr_array_index (shard_names, s);

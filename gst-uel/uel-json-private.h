@@ -65,6 +65,13 @@ G_GNUC_INTERNAL void uel_json_append_string (GString * out, const gchar * s);
 /* a string as Python's json.dumps() writes it (ensure_ascii=True) */
 G_GNUC_INTERNAL void uel_json_append_string_ascii (GString * out,
     const gchar * s);
+/* Appends @map (string to string) as one compact JSON object, its keys
+ * sorted bytewise, so that the same map gives the same text. */
+G_GNUC_INTERNAL void uel_json_append_sorted_object (GString * out,
+    GHashTable * map);
+/* Orders pointers to strings bytewise (qsort, g_ptr_array_sort). */
+G_GNUC_INTERNAL gint uel_compare_string_ptrs (gconstpointer a,
+    gconstpointer b);
 
 /* Whole document: whitespace, one value, whitespace, end. */
 G_GNUC_INTERNAL JsonNode *uel_json_parse (const gchar * data, gsize len,

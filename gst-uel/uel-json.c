@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "uel-error.h"
@@ -76,6 +77,31 @@ void
 uel_json_append_string_ascii (GString * out, const gchar * s)
 {
   append_string (out, s, TRUE);
+}
+
+gint
+uel_compare_string_ptrs (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
+}
+
+void
+uel_json_append_sorted_object (GString * out, GHashTable * map)
+{
+  guint n;
+  g_autofree const gchar **keys = (const gchar **)
+      g_hash_table_get_keys_as_array (map, &n);
+
+  qsort (keys, n, sizeof (gchar *), uel_compare_string_ptrs);
+  g_string_append_c (out, '{');
+  for (guint i = 0; i < n; i++) {
+    if (i)
+      g_string_append_c (out, ',');
+    uel_json_append_string (out, keys[i]);
+    g_string_append_c (out, ':');
+    uel_json_append_string (out, g_hash_table_lookup (map, keys[i]));
+  }
+  g_string_append_c (out, '}');
 }
 
 static gboolean

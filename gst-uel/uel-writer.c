@@ -794,12 +794,6 @@ reference_order (gconstpointer a, gconstpointer b)
   return strcmp (x->info.name, y->info.name);
 }
 
-static gint
-compare_strings (gconstpointer a, gconstpointer b)
-{
-  return strcmp (*(const gchar * const *) a, *(const gchar * const *) b);
-}
-
 /* The header of @sh as serde_json writes the reference's: no whitespace,
  * `__metadata__` first, each entry's members in the order of its
  * TensorInfo struct, then spaces to a multiple of HEADER_ALIGN. */
@@ -809,20 +803,8 @@ build_header (UelWriter * w, const Shard * sh)
   GString *h = g_string_new ("{");
 
   if (g_hash_table_size (w->metadata) > 0) {
-    guint n;
-    g_autofree const gchar **keys = (const gchar **)
-        g_hash_table_get_keys_as_array (w->metadata, &n);
-
-    qsort (keys, n, sizeof (gchar *), compare_strings);
-    g_string_append (h, "\"__metadata__\":{");
-    for (guint i = 0; i < n; i++) {
-      if (i)
-        g_string_append_c (h, ',');
-      uel_json_append_string (h, keys[i]);
-      g_string_append_c (h, ':');
-      uel_json_append_string (h, g_hash_table_lookup (w->metadata, keys[i]));
-    }
-    g_string_append_c (h, '}');
+    g_string_append (h, "\"__metadata__\":");
+    uel_json_append_sorted_object (h, w->metadata);
   }
   for (guint i = sh->first; i < sh->first + sh->n_tensors; i++) {
     const UelTensorInfo *info = &g_array_index (w->tensors, Tensor, i).info;
