@@ -223,13 +223,8 @@ gst_uel_convert_transform_caps (GstBaseTransform * trans,
    * can come in for system memory out */
   GstCaps *other = gst_static_pad_template_get_caps (direction ==
       GST_PAD_SINK ? &src_template : &sink_template);
-  GstCaps *res;
 
-  if (!filter)
-    return other;
-  res = gst_caps_intersect_full (filter, other, GST_CAPS_INTERSECT_FIRST);
-  gst_caps_unref (other);
-  return res;
+  return gst_uel_caps_filter (other, filter);
 }
 
 static GstFlowReturn

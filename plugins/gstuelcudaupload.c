@@ -203,14 +203,7 @@ gst_uel_cuda_upload_transform_caps (GstBaseTransform * trans,
           f ? gst_caps_features_copy (f) : NULL);
     }
   }
-  if (filter) {
-    GstCaps *tmp = gst_caps_intersect_full (filter, out,
-        GST_CAPS_INTERSECT_FIRST);
-
-    gst_caps_unref (out);
-    out = tmp;
-  }
-  return out;
+  return gst_uel_caps_filter (out, filter);
 }
 
 /* With a device, offer a pinned pool so that the reader fills it directly

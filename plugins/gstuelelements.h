@@ -18,5 +18,6 @@ GST_ELEMENT_REGISTER_DECLARE (uelsink);
 GstAllocator *gst_uel_shared_pinned_allocator (GstElement * element);
 gboolean gst_uel_property_can_change (GstElement * element,
     GParamSpec * pspec);
+GstCaps *gst_uel_caps_filter (GstCaps * caps, GstCaps * filter);
 
 G_END_DECLS

@@ -147,13 +147,7 @@ gst_uel_pin_transform_caps (GstBaseTransform * trans,
       out = gst_caps_merge_structure_full (out, gst_structure_copy (s),
           NULL);
   }
-  if (filter) {
-    GstCaps *tmp = gst_caps_intersect_full (filter, out,
-        GST_CAPS_INTERSECT_FIRST);
-    gst_caps_unref (out);
-    out = tmp;
-  }
-  return out;
+  return gst_uel_caps_filter (out, filter);
 }
 
 static gboolean
