@@ -96,6 +96,8 @@ typedef enum
 
 struct _UelWriter
 {
+  gint ref_count;               /* 1; bindings' copies of the boxed value
+                                 * take more */
   gchar *location;
   GArray *shards;               /* Shard: one until the header is written */
   gchar *index_tmp;             /* the index's temporary file, while there */
@@ -233,6 +235,7 @@ uel_writer_new (const gchar * location, GError ** error)
   shard.path = g_strdup (location);
 
   w = g_new0 (UelWriter, 1);
+  w->ref_count = 1;
   w->location = g_strdup (location);
   w->shards = g_array_new (FALSE, TRUE, sizeof (Shard));
   g_array_append_val (w->shards, shard);
@@ -327,17 +330,29 @@ uel_writer_abort (UelWriter * writer)
   g_mutex_unlock (&writer->lock);
 }
 
+/* A writer owns a temporary file and cannot be duplicated: copying the
+ * boxed value (bindings, GValues) takes another reference instead. */
+static UelWriter *
+writer_ref (UelWriter * writer)
+{
+  g_atomic_int_inc (&writer->ref_count);
+  return writer;
+}
+
+G_DEFINE_BOXED_TYPE (UelWriter, uel_writer, writer_ref, uel_writer_free);
+
 /**
  * uel_writer_free: (skip)
  * @writer: (transfer full): a #UelWriter
  *
  * Frees the writer; one that did not finish is aborted first (its
- * temporary file removed, @location left as it was).
+ * temporary file removed, @location left as it was).  (A binding's copies
+ * of the boxed value are references: the last one gone frees it.)
  */
 void
 uel_writer_free (UelWriter * writer)
 {
-  if (!writer)
+  if (!writer || !g_atomic_int_dec_and_test (&writer->ref_count))
     return;
   uel_writer_abort (writer);
   g_mutex_clear (&writer->lock);

@@ -3,7 +3,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <glib-object.h>
 #include <gst-uel/uel-dtype.h>
 #include <gst-uel/uel-header.h>
 
@@ -75,6 +75,9 @@ typedef struct _UelWriter UelWriter;
  * gigabyte offsets takes about 80 bytes beside its name).
  */
 #define UEL_WRITER_DEFAULT_HEADER_RESERVE (G_GUINT64_CONSTANT (1) << 20)
+
+GType                uel_writer_get_type        (void);
+#define UEL_TYPE_WRITER (uel_writer_get_type ())
 
 UelWriter           *uel_writer_new             (const gchar * location,
                                                  GError ** error);

@@ -20,7 +20,6 @@
 #include <gst-uel/uel-select.h>
 #include <gst-uel/uel-transfer.h>
 #include <gst-uel/uel-writer.h>
-#include <gst-uel/uel-writer-type.h>
 
 G_BEGIN_DECLS
 
