@@ -7,7 +7,9 @@
  * otherwise, byte by byte where an element is not aligned to its size.
  * Measured on an H200 (2^28 elements, vector path): 2.0 TB/s read+write for
  * F32 → F16/BF16, 2.9 TB/s for F16/BF16 → F32, against 4.2 TB/s for a
- * device copy: far above the host-to-device copy that precedes it.
+ * device copy: far above the host-to-device copy that precedes it.  The
+ * 8-bit formats (F8_E4M3, F8_E5M2) are one more word size of the same
+ * kernels (four of them, one 32-bit load or store, per vector).
  */
 #include <cuda_runtime_api.h>
 #include <stdint.h>
@@ -26,6 +28,8 @@ template <> struct uel_word<UEL_CVT_F64> { typedef uint64_t type; };
 template <> struct uel_word<UEL_CVT_F32> { typedef uint32_t type; };
 template <> struct uel_word<UEL_CVT_F16> { typedef uint16_t type; };
 template <> struct uel_word<UEL_CVT_BF16> { typedef uint16_t type; };
+template <> struct uel_word<UEL_CVT_F8_E4M3> { typedef uint8_t type; };
+template <> struct uel_word<UEL_CVT_F8_E5M2> { typedef uint8_t type; };
 
 /* four consecutive elements, loaded and stored as one vector (8 to 32
  * bytes) */
@@ -42,6 +46,8 @@ load_element (const unsigned char *base, size_t i)
   const int size = uel_cvt_size (FMT);
 
   if (ALIGNED) {
+    if (size == 1)
+      return base[i];
     if (size == 2)
       return reinterpret_cast<const uint16_t *> (base)[i];
     if (size == 4)
@@ -65,7 +71,9 @@ store_element (unsigned char *base, size_t i, uint64_t v)
   const int size = uel_cvt_size (FMT);
 
   if (ALIGNED) {
-    if (size == 2)
+    if (size == 1)
+      base[i] = (unsigned char) v;
+    else if (size == 2)
       reinterpret_cast<uint16_t *> (base)[i] = (uint16_t) v;
     else if (size == 4)
       reinterpret_cast<uint32_t *> (base)[i] = (uint32_t) v;
@@ -169,9 +177,8 @@ uel_cuda_convert_launch (int from, int to, const void *src_dev,
 {
   cudaStream_t stream = (cudaStream_t) stream_ptr;
 
-  /* no kernels for the 8-bit formats: the CPU converts them */
-  if (from < 0 || from >= UEL_CVT_N_GPU_FORMATS || to < 0
-      || to >= UEL_CVT_N_GPU_FORMATS || (to == UEL_CVT_F64 && from != to))
+  if (from < 0 || from >= UEL_CVT_N_FORMATS || to < 0
+      || to >= UEL_CVT_N_FORMATS || (to == UEL_CVT_F64 && from != to))
     return (int) cudaErrorInvalidValue;
   if (n == 0)
     return (int) cudaSuccess;
@@ -195,6 +202,23 @@ uel_cuda_convert_launch (int from, int to, const void *src_dev,
   UEL_CVT_CASE (UEL_CVT_F64, UEL_CVT_F32);
   UEL_CVT_CASE (UEL_CVT_F64, UEL_CVT_F16);
   UEL_CVT_CASE (UEL_CVT_F64, UEL_CVT_BF16);
+  /* to and from the 8-bit formats: every pair uel_convert_cpu() has */
+  UEL_CVT_CASE (UEL_CVT_F64, UEL_CVT_F8_E4M3);
+  UEL_CVT_CASE (UEL_CVT_F64, UEL_CVT_F8_E5M2);
+  UEL_CVT_CASE (UEL_CVT_F32, UEL_CVT_F8_E4M3);
+  UEL_CVT_CASE (UEL_CVT_F32, UEL_CVT_F8_E5M2);
+  UEL_CVT_CASE (UEL_CVT_F16, UEL_CVT_F8_E4M3);
+  UEL_CVT_CASE (UEL_CVT_F16, UEL_CVT_F8_E5M2);
+  UEL_CVT_CASE (UEL_CVT_BF16, UEL_CVT_F8_E4M3);
+  UEL_CVT_CASE (UEL_CVT_BF16, UEL_CVT_F8_E5M2);
+  UEL_CVT_CASE (UEL_CVT_F8_E4M3, UEL_CVT_F32);
+  UEL_CVT_CASE (UEL_CVT_F8_E4M3, UEL_CVT_F16);
+  UEL_CVT_CASE (UEL_CVT_F8_E4M3, UEL_CVT_BF16);
+  UEL_CVT_CASE (UEL_CVT_F8_E4M3, UEL_CVT_F8_E5M2);
+  UEL_CVT_CASE (UEL_CVT_F8_E5M2, UEL_CVT_F32);
+  UEL_CVT_CASE (UEL_CVT_F8_E5M2, UEL_CVT_F16);
+  UEL_CVT_CASE (UEL_CVT_F8_E5M2, UEL_CVT_BF16);
+  UEL_CVT_CASE (UEL_CVT_F8_E5M2, UEL_CVT_F8_E4M3);
 #undef UEL_CVT_CASE
 
   return (int) cudaErrorInvalidValue;

@@ -54,8 +54,6 @@ enum
   UEL_CVT_F32 = 1,
   UEL_CVT_F16 = 2,
   UEL_CVT_BF16 = 3,
-  /* the GPU kernels convert only the formats above */
-  UEL_CVT_N_GPU_FORMATS = 4,
   UEL_CVT_F8_E4M3 = 4,          /* float8_e4m3fn: no Inf, max 448 */
   UEL_CVT_F8_E5M2 = 5,
   UEL_CVT_N_FORMATS = 6

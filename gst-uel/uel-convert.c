@@ -6,16 +6,13 @@
  * SECTION:uel-convert
  * @title: dtype conversion
  *
- * Conversion of floating tensors between F32, F16 and BF16 (and from F64 to
- * each of them), as `uelcudaupload convert-to=…` does on the GPU.
- * uel_convert_cpu() is the reference: the GPU kernels run the very same
- * integer algorithm, so both give the same bits.
- *
- * On the CPU only (uel_convert_cpu_supported()), the 8-bit floats
- * F8_E4M3 (float8_e4m3fn) and F8_E5M2 convert to and from F32, F16, BF16
- * and each other, and F64 converts to them, with the results of the Python
- * package ml_dtypes (0.4) bit for bit; the rules that differ are listed
- * below.  `uelconvert` does these conversions in a pipeline.
+ * Conversion of floating tensors between F32, F16, BF16, F8_E4M3
+ * (float8_e4m3fn) and F8_E5M2, and from F64 to each of them, on the CPU
+ * (uel_convert_cpu(), `uelconvert` in a pipeline) and on the GPU
+ * (`uelcudaupload convert-to=…`).  uel_convert_cpu() is the reference: the
+ * GPU kernels run the very same integer algorithm, so both give the same
+ * bits.  The 8-bit floats give the results of the Python package ml_dtypes
+ * (0.4) bit for bit; the rules that differ for them are listed below.
  *
  * The rules, for every supported pair:
  *
@@ -107,23 +104,17 @@ cvt_format (UelDType dtype)
  * @to: the dtype of the output
  *
  * Whether both uel_convert_cpu() and the GPU conversion of `uelcudaupload`
- * convert @from to @to: F32, F16 and BF16 convert into one another, F64
- * converts to each of F32, F16 and BF16, and any of these four converts to
- * itself (a copy).  Widening to F64 and every other dtype (integers, BOOL,
- * C64, the F8/F6/F4 types) are not supported.  The CPU alone converts the
- * 8-bit floats too: see uel_convert_cpu_supported().
+ * convert @from to @to: F32, F16, BF16, F8_E4M3 and F8_E5M2 convert into
+ * one another, F64 converts to each of them, and any of these six converts
+ * to itself (a copy).  Widening to F64 and every other dtype (integers,
+ * BOOL, C64, F8_E8M0, the FNUZ types, F6_*, F4) are not supported.
  *
  * Returns: %TRUE if the pair is supported on the CPU and the GPU
  */
 gboolean
 uel_convert_supported (UelDType from, UelDType to)
 {
-  gint f = cvt_format (from), t = cvt_format (to);
-
-  if (f < 0 || t < 0 || f >= UEL_CVT_N_GPU_FORMATS
-      || t >= UEL_CVT_N_GPU_FORMATS)
-    return FALSE;
-  return t != UEL_CVT_F64 || f == UEL_CVT_F64;
+  return uel_convert_cpu_supported (from, to);
 }
 
 /**
@@ -131,11 +122,12 @@ uel_convert_supported (UelDType from, UelDType to)
  * @from: the dtype of the input
  * @to: the dtype of the output
  *
- * Whether uel_convert_cpu() converts @from to @to: the pairs of
- * uel_convert_supported(), and besides F8_E4M3 and F8_E5M2 to and from
- * F32, F16, BF16 and each other, and F64 to either of them.  Widening to
- * F64, the other 8-bit, 6-bit and 4-bit floats (F8_E8M0, the FNUZ types,
- * F6_*, F4), integers, BOOL and C64 are not supported.
+ * Whether uel_convert_cpu() converts @from to @to: F32, F16, BF16,
+ * F8_E4M3 and F8_E5M2 to and from each other, and F64 to each of them (and
+ * each of the six to itself).  Widening to F64, the other 8-bit, 6-bit and
+ * 4-bit floats (F8_E8M0, the FNUZ types, F6_*, F4), integers, BOOL and C64
+ * are not supported.  The same pairs as uel_convert_supported(): the CPU
+ * and the GPU convert the same formats.
  *
  * Returns: %TRUE if uel_convert_cpu() converts the pair
  */
@@ -190,8 +182,8 @@ check_args (UelDType from, UelDType to, gboolean gpu, gsize n_elements,
 
   if (gpu && !uel_convert_supported (from, to)) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
-        "cannot convert %s to %s on the GPU: only F32, F16 and BF16 "
-        "convert into one another, and F64 to each of them",
+        "cannot convert %s to %s on the GPU: only F32, F16, BF16, F8_E4M3 "
+        "and F8_E5M2 convert into one another, and F64 to each of them",
         fname ? fname : "(invalid)", tname ? tname : "(invalid)");
     return FALSE;
   }

@@ -490,8 +490,8 @@ timings_free (gpointer data)
 /**
  * uel_cuda_uploader_new: (skip)
  * @device: the CUDA device (-1 = current)
- * @convert_to: %UEL_DTYPE_INVALID to keep dtypes, or F32, F16 or BF16 to
- *   convert floating-point tensors on the GPU
+ * @convert_to: %UEL_DTYPE_INVALID to keep dtypes, or F32, F16, BF16, F8_E4M3
+ *   or F8_E5M2 to convert floating-point tensors on the GPU
  * @max_in_flight: device tensors whose copies may be queued before the
  *   oldest is waited for
  * @error: return location for a #GError

@@ -297,9 +297,9 @@ settle (UelTransfer * t, GstBuffer * result, GError * error)
  * @buffer: (transfer none): a whole tensor in host memory (with or without
  *   a #UelTensorMeta; without one, its bytes count as `U8`)
  * @device: the CUDA device (-1 = the current one)
- * @dtype: %UEL_DTYPE_INVALID to keep the tensor's dtype, or F32, F16 or
- *   BF16 to convert a floating-point tensor on the way (see
- *   uel_convert_supported())
+ * @dtype: %UEL_DTYPE_INVALID to keep the tensor's dtype, or F32, F16,
+ *   BF16, F8_E4M3 or F8_E5M2 to convert a floating-point tensor on the way
+ *   (see uel_convert_supported())
  * @error: return location for a #GError
  *
  * Not introspectable, like uel_transfer_wait() and uel_transfer_free(): a
@@ -367,8 +367,9 @@ uel_transfer_to_gpu_pinned_async (GstBuffer * buffer, gint device,
   if (dtype != UEL_DTYPE_INVALID && dtype != from) {
     if (!uel_convert_supported (from, dtype)) {
       g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
-          "%s%s%scannot convert %s to %s: only F32, F16 and BF16 convert "
-          "into one another, and F64 to each of them", meta ? "tensor '" :
+          "%s%s%scannot convert %s to %s: only F32, F16, BF16, F8_E4M3 and "
+          "F8_E5M2 convert into one another, and F64 to each of them",
+          meta ? "tensor '" :
           "", meta ? uel_tensor_meta_get_name (meta) : "", meta ? "': " : "",
           uel_dtype_to_string (from), uel_dtype_to_string (dtype));
       return NULL;
@@ -509,9 +510,9 @@ uel_transfer_free (UelTransfer * transfer)
  * @buffer: (transfer none): a whole tensor in host memory (with or without
  *   a #UelTensorMeta; without one, its bytes count as `U8`)
  * @device: the CUDA device (-1 = the current one)
- * @dtype: %UEL_DTYPE_INVALID to keep the tensor's dtype, or F32, F16 or
- *   BF16 to convert a floating-point tensor on the way (see
- *   uel_convert_supported())
+ * @dtype: %UEL_DTYPE_INVALID to keep the tensor's dtype, or F32, F16,
+ *   BF16, F8_E4M3 or F8_E5M2 to convert a floating-point tensor on the way
+ *   (see uel_convert_supported())
  * @error: return location for a #GError
  *
  * Copies a tensor to a CUDA device through pinned memory, asynchronously

@@ -20,7 +20,9 @@
  * there is no pool to propose, and the element does not ask for one.
  *
  * With #GstUelCudaUpload:convert-to, floating-point tensors (F32, F16,
- * BF16, F64) are converted on the GPU with round-to-nearest-even; the meta
+ * BF16, F8_E4M3, F8_E5M2, F64) are converted on the GPU with
+ * round-to-nearest-even, bit for bit as uelconvert and uel_convert_cpu()
+ * convert on the CPU (for the 8-bit floats: as ml_dtypes does); the meta
  * then says the new dtype.  Other tensors are copied unchanged.
  *
  * Output buffers hold #UelCudaAllocator memory, caps feature
@@ -130,6 +132,9 @@ static const GEnumValue convert_to_values[] = {
   {GST_UEL_CONVERT_F32, "floating tensors to F32", "f32"},
   {GST_UEL_CONVERT_F16, "floating tensors to F16", "f16"},
   {GST_UEL_CONVERT_BF16, "floating tensors to BF16", "bf16"},
+  {GST_UEL_CONVERT_F8_E4M3, "floating tensors to F8_E4M3 (float8_e4m3fn)",
+      "f8-e4m3"},
+  {GST_UEL_CONVERT_F8_E5M2, "floating tensors to F8_E5M2", "f8-e5m2"},
   {0, NULL, NULL}
 };
 
@@ -153,6 +158,10 @@ convert_dtype (GstUelConvertTo c)
       return UEL_DTYPE_F16;
     case GST_UEL_CONVERT_BF16:
       return UEL_DTYPE_BF16;
+    case GST_UEL_CONVERT_F8_E4M3:
+      return UEL_DTYPE_F8_E4M3;
+    case GST_UEL_CONVERT_F8_E5M2:
+      return UEL_DTYPE_F8_E5M2;
     default:
       return UEL_DTYPE_INVALID;
   }

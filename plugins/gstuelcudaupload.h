@@ -13,6 +13,8 @@ typedef enum
   GST_UEL_CONVERT_F32,
   GST_UEL_CONVERT_F16,
   GST_UEL_CONVERT_BF16,
+  GST_UEL_CONVERT_F8_E4M3,
+  GST_UEL_CONVERT_F8_E5M2,
 } GstUelConvertTo;
 
 typedef enum

@@ -237,12 +237,18 @@ write_float_model (void)
 {
   g_autoptr (UelTestBuilder) b = uel_test_builder_new ();
   gchar *path = uel_test_path ("floats.safetensors");
+  g_autofree guint8 *f8 = g_malloc (70003);
 
+  /* the 8-bit formats: every bit pattern, 273 times over, and odd tails */
+  for (guint i = 0; i < 70003; i++)
+    f8[i] = (guint8) (i * 7 + 3);
   uel_test_builder_set_align (b, 8);
   uel_test_builder_add (b, "f32", "F32", "[250001]", 1000004, NULL);
   uel_test_builder_add (b, "f16", "F16", "[65536]", 131072, NULL);
   uel_test_builder_add (b, "bf16", "BF16", "[65536]", 131072, NULL);
   uel_test_builder_add (b, "f64", "F64", "[33333]", 266664, NULL);
+  uel_test_builder_add (b, "e4m3", "F8_E4M3", "[70001]", 70001, f8);
+  uel_test_builder_add (b, "e5m2", "F8_E5M2", "[70003]", 70003, f8);
   uel_test_builder_add (b, "ids", "I32", "[1000]", 4000, NULL);
   uel_test_builder_add (b, "mask", "BOOL", "[77]", 77, NULL);
   uel_test_builder_write (b, path, NULL);
@@ -255,9 +261,9 @@ test_convert_matches_cpu (void)
   g_autofree gchar *path = NULL;
   g_autofree gchar *data = NULL;
   g_autoptr (UelHeader) h = NULL;
-  const gchar *targets[] = { "f32", "f16", "bf16" };
+  const gchar *targets[] = { "f32", "f16", "bf16", "f8-e4m3", "f8-e5m2" };
   const UelDType target_dtypes[] = { UEL_DTYPE_F32, UEL_DTYPE_F16,
-    UEL_DTYPE_BF16
+    UEL_DTYPE_BF16, UEL_DTYPE_F8_E4M3, UEL_DTYPE_F8_E5M2
   };
   gsize len;
 
@@ -275,7 +281,7 @@ test_convert_matches_cpu (void)
       Result r = run (launch);
       guint converted = 0;
 
-      g_assert_cmpuint (r.bufs->len, ==, 6);
+      g_assert_cmpuint (r.bufs->len, ==, 8);
       for (guint i = 0; i < r.bufs->len; i++) {
         GstBuffer *buf = g_ptr_array_index (r.bufs, i);
         UelTensorMeta *meta = uel_buffer_get_tensor_meta (buf);
