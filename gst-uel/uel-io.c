@@ -19,7 +19,11 @@ uel_preadv_partial (gint fd, struct iovec * iov, gint iovcnt, gsize len,
 
   *done = 0;
   while (*done < len) {
-    ssize_t r = preadv (fd, iov + first, MIN (iovcnt - first, IOV_MAX),
+    /* one buffer left: pread(2), without preadv's copy of the vector */
+    ssize_t r = iovcnt - first == 1
+        ? pread (fd, iov[first].iov_base, iov[first].iov_len,
+        (off_t) (offset + *done))
+        : preadv (fd, iov + first, MIN (iovcnt - first, IOV_MAX),
         (off_t) (offset + *done));
     gsize left;
 
