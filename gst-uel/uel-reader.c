@@ -1237,9 +1237,13 @@ uel_reader_set_method (UelReader * reader, UelReadMethod method)
  * uel_reader_set_io_threads:
  * @reader: a #UelReader, not started
  * @n_threads: threads that read large tensors in parallel parts, ahead of
- *   the buffer being handed out: 0 for one per CPU up to 16 (the default),
- *   1 for none (everything is read by the thread calling
- *   uel_reader_next())
+ *   the buffer being handed out: 0 for one per CPU up to 16 (the default;
+ *   at least 4 for a remote file), 1 for none (everything is read by the
+ *   thread calling uel_reader_next())
+ *
+ * For a remote file (an `http://` or `https://` location) each thread
+ * reads on a connection of its own: this is the number of connections
+ * at once, plus the calling thread's for runs of small tensors.
  */
 void
 uel_reader_set_io_threads (UelReader * reader, guint n_threads)
