@@ -807,7 +807,7 @@ uel_header_open_single (const gchar * path, GError ** error)
  * uel_header_open:
  * @location: a `.safetensors` file, or a sharded checkpoint's index (a name
  *   ending in `.json`, such as `model.safetensors.index.json`); either may
- *   be an `http://` or `https://` URL
+ *   be an `http://`, `https://` or `s3://` URL
  * @error: return location for a #GError
  *
  * A URL's header is read with one range request for its first 64 KiB
@@ -818,7 +818,10 @@ uel_header_open_single (const gchar * path, GError ** error)
  * huggingface_hub) and to no other host, TLS is verified (against
  * `CURL_CA_BUNDLE` or `SSL_CERT_FILE` when set) and libcurl's proxy
  * variables apply.  Messages name the URL without its user information
- * and query, and so does uel_header_get_location().
+ * and query, and so does uel_header_get_location().  `s3://BUCKET/KEY`
+ * requests are signed with SigV4 (`AWS_ACCESS_KEY_ID` and the other
+ * standard variables, or `~/.aws/credentials` and `~/.aws/config`;
+ * `AWS_ENDPOINT_URL` for an S3-compatible store).
  *
  * Opens and validates a file's header, or an index and every shard it
  * names.  An index is `{"metadata": {...}, "weight_map": {tensor: shard}}`;

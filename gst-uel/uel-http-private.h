@@ -1,8 +1,9 @@
 /* gst-uel: stream safetensors tensors through GStreamer
  * SPDX-License-Identifier: MIT
  *
- * Remote files: `http://` and `https://` locations read with ranged GET
- * requests (libcurl), for the header parser and the reading engine.
+ * Remote files: `http://`, `https://` and `s3://` locations read with
+ * ranged GET requests (libcurl; SigV4 for S3), for the header parser and
+ * the reading engine.
  */
 #pragma once
 
@@ -18,7 +19,7 @@ struct iovec;
  * handle (a connection) of its own. */
 typedef struct _UelRemote UelRemote;
 
-/* Whether @location names a remote file (http://, https://), which
+/* Whether @location names a remote file (http://, https://, s3://), which
  * uel_header_open() reads with ranged requests. */
 G_GNUC_INTERNAL gboolean uel_location_is_url (const gchar * location);
 

@@ -46,7 +46,8 @@ gboolean
 uel_location_is_url (const gchar * location)
 {
   return g_ascii_strncasecmp (location, "http://", 7) == 0
-      || g_ascii_strncasecmp (location, "https://", 8) == 0;
+      || g_ascii_strncasecmp (location, "https://", 8) == 0
+      || g_ascii_strncasecmp (location, "s3://", 5) == 0;
 }
 
 gchar *
@@ -95,6 +96,10 @@ struct _UelRemote
   gchar *url;
   gchar *name;
   gboolean hub;                 /* the Hub: HF_TOKEN as a bearer token */
+  /* s3://: requests signed with SigV4 (NULL: anonymous) */
+  gchar *sigv4;                 /* "aws:amz:REGION:s3" */
+  gchar *userpwd;               /* "KEY:SECRET" */
+  gchar *session_token;
 
   GMutex lock;
   gboolean pinned;
@@ -204,6 +209,117 @@ is_hub (const gchar * url)
       || g_str_equal (host, "hf.co"));
 }
 
+/* ------------------------------------------------------------------ */
+/* s3:// */
+
+static gchar *
+env_nonempty (const gchar * a, const gchar * b)
+{
+  const gchar *v = g_getenv (a);
+
+  if ((!v || !*v) && b)
+    v = g_getenv (b);
+  return v && *v ? g_strdup (v) : NULL;
+}
+
+/* @key of @profile's section in the AWS file named by @env_var (or
+ * ~/.aws/@file): the credentials file names sections "NAME", the config
+ * file "profile NAME" (but "default") */
+static gchar *
+aws_file_value (const gchar * env_var, const gchar * file,
+    const gchar * profile, gboolean config, const gchar * key)
+{
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  g_autofree gchar *path = env_nonempty (env_var, NULL);
+  g_autofree gchar *group = NULL;
+  gchar *v;
+
+  if (!path)
+    path = g_build_filename (g_get_home_dir (), ".aws", file, NULL);
+  if (!g_key_file_load_from_file (kf, path, G_KEY_FILE_NONE, NULL))
+    return NULL;
+  group = config && strcmp (profile, "default") != 0 ?
+      g_strdup_printf ("profile %s", profile) : g_strdup (profile);
+  v = g_key_file_get_string (kf, group, key, NULL);
+  if (v)
+    g_strstrip (v);
+  if (v && !*v)
+    g_clear_pointer (&v, g_free);
+  return v;
+}
+
+/* s3://BUCKET/KEY as the AWS tools read it: credentials from
+ * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN or the
+ * profile (AWS_PROFILE) of ~/.aws/credentials; the region from
+ * AWS_REGION, AWS_DEFAULT_REGION or ~/.aws/config (us-east-1); the
+ * endpoint from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (path-style
+ * requests: S3-compatible stores), else the bucket's virtual host at
+ * AWS.  No credentials anywhere: anonymous requests (public buckets). */
+static gboolean
+s3_setup (UelRemote * r, const gchar * url, GError ** error)
+{
+  const gchar *path = url + 5;
+  const gchar *slash = strchr (path, '/');
+  g_autofree gchar *bucket = NULL;
+  g_autofree gchar *key = NULL;
+  g_autofree gchar *profile = env_nonempty ("AWS_PROFILE", NULL);
+  g_autofree gchar *region = NULL;
+  g_autofree gchar *endpoint = NULL;
+  g_autofree gchar *id = NULL;
+  g_autofree gchar *secret = NULL;
+
+  if (!slash || slash == path || !slash[1]) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
+        "%s: not an s3://BUCKET/KEY location", r->name);
+    return FALSE;
+  }
+  bucket = g_strndup (path, slash - path);
+  key = g_uri_escape_string (slash + 1, "/", FALSE);
+  if (!profile)
+    profile = g_strdup ("default");
+
+  region = env_nonempty ("AWS_REGION", "AWS_DEFAULT_REGION");
+  if (!region)
+    region = aws_file_value ("AWS_CONFIG_FILE", "config", profile, TRUE,
+        "region");
+  if (!region)
+    region = g_strdup ("us-east-1");
+  endpoint = env_nonempty ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL");
+  if (endpoint) {
+    gsize n = strlen (endpoint);
+
+    while (n > 0 && endpoint[n - 1] == '/')
+      endpoint[--n] = '\0';
+    r->url = g_strdup_printf ("%s/%s/%s", endpoint, bucket, key);
+  } else
+    r->url = g_strdup_printf ("https://%s.s3.%s.amazonaws.com/%s", bucket,
+        region, key);
+
+  id = env_nonempty ("AWS_ACCESS_KEY_ID", NULL);
+  secret = env_nonempty ("AWS_SECRET_ACCESS_KEY", NULL);
+  if (id && secret)
+    r->session_token = env_nonempty ("AWS_SESSION_TOKEN", NULL);
+  else {
+    g_clear_pointer (&id, g_free);
+    g_clear_pointer (&secret, g_free);
+    id = aws_file_value ("AWS_SHARED_CREDENTIALS_FILE", "credentials",
+        profile, FALSE, "aws_access_key_id");
+    secret = aws_file_value ("AWS_SHARED_CREDENTIALS_FILE", "credentials",
+        profile, FALSE, "aws_secret_access_key");
+    if (id && secret)
+      r->session_token = aws_file_value ("AWS_SHARED_CREDENTIALS_FILE",
+          "credentials", profile, FALSE, "aws_session_token");
+  }
+  if (id && secret) {
+    r->sigv4 = g_strdup_printf ("aws:amz:%s:s3", region);
+    r->userpwd = g_strdup_printf ("%s:%s", id, secret);
+    memset (secret, 0, strlen (secret));
+  }
+  GST_DEBUG ("%s: %s, region %s, %s", r->name, endpoint ? endpoint :
+      "AWS", region, r->sigv4 ? "signed" : "anonymous");
+  return TRUE;
+}
+
 static UelRemote *
 remote_new (const gchar * url, GError ** error)
 {
@@ -213,10 +329,17 @@ remote_new (const gchar * url, GError ** error)
     return NULL;
   r = g_new0 (UelRemote, 1);
   r->ref_count = 1;
-  r->url = g_strdup (url);
   r->name = uel_url_redact (url);
-  r->hub = is_hub (url);
   g_mutex_init (&r->lock);
+  if (g_ascii_strncasecmp (url, "s3://", 5) == 0) {
+    if (!s3_setup (r, url, error)) {
+      uel_remote_unref (r);
+      return NULL;
+    }
+  } else {
+    r->url = g_strdup (url);
+    r->hub = is_hub (url);
+  }
   return r;
 }
 
@@ -234,6 +357,11 @@ uel_remote_unref (UelRemote * remote)
     return;
   g_free (remote->url);
   g_free (remote->name);
+  g_free (remote->sigv4);
+  if (remote->userpwd)
+    memset (remote->userpwd, 0, strlen (remote->userpwd));
+  g_free (remote->userpwd);
+  g_free (remote->session_token);
   g_free (remote->etag);
   g_free (remote->last_modified);
   g_mutex_clear (&remote->lock);
@@ -580,6 +708,18 @@ ca_file (void)
   return v && *v ? v : NULL;
 }
 
+static struct curl_slist *
+add_header (struct curl_slist *list, const gchar * header, gboolean * failed)
+{
+  struct curl_slist *l = curl_slist_append (list, header);
+
+  if (!l) {
+    *failed = TRUE;
+    return list;
+  }
+  return l;
+}
+
 /* Sends one request for [q->offset, q->offset + q->want) and classifies
  * its result.  On OUTCOME_FAIL @error is set. */
 static Outcome
@@ -591,6 +731,7 @@ perform (Request * q, CURL * h, GError ** error)
   g_autofree gchar *range = NULL;
   g_autofree gchar *cond = NULL;
   const gchar *token;
+  gboolean header_failed = FALSE;
   Outcome out_ = OUTCOME_FAIL;
   CURLcode res;
   glong stall = (glong) env_uint ("UEL_HTTP_STALL_TIMEOUT", DEFAULT_STALL_S,
@@ -607,13 +748,25 @@ perform (Request * q, CURL * h, GError ** error)
       cond = g_strdup_printf ("If-Unmodified-Since: %s", r->last_modified);
   }
   g_mutex_unlock (&r->lock);
-  if (cond) {
-    headers = curl_slist_append (NULL, cond);
-    if (!headers) {
-      g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: out of memory",
-          r->name);
-      return OUTCOME_FAIL;
+  if (cond)
+    headers = add_header (headers, cond, &header_failed);
+  if (r->sigv4) {
+    /* S3 wants the payload's hash in a header: a GET's is that of no
+     * bytes, which is also what libcurl signs */
+    headers = add_header (headers, "x-amz-content-sha256: "
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        &header_failed);
+    if (r->session_token) {
+      g_autofree gchar *t = g_strdup_printf ("x-amz-security-token: %s",
+          r->session_token);
+      headers = add_header (headers, t, &header_failed);
     }
+  }
+  if (header_failed) {
+    curl_slist_free_all (headers);
+    g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: out of memory",
+        r->name);
+    return OUTCOME_FAIL;
   }
 
   SETOPT (h, CURLOPT_URL, r->url);
@@ -639,6 +792,10 @@ perform (Request * q, CURL * h, GError ** error)
     SETOPT (h, CURLOPT_CAINFO, ca_file ());
   if (headers)
     SETOPT (h, CURLOPT_HTTPHEADER, headers);
+  if (r->sigv4) {
+    SETOPT (h, CURLOPT_AWS_SIGV4, r->sigv4);
+    SETOPT (h, CURLOPT_USERPWD, r->userpwd);
+  }
   token = g_getenv ("HF_TOKEN");
   if (r->hub && token && *token) {
     /* libcurl drops it on a redirect to another host (the Hub's CDN) */
@@ -960,13 +1117,24 @@ uel_remote_fetch_small (const gchar * url, gsize max, gsize * len,
 gchar *
 uel_url_sibling (const gchar * url, const gchar * file, GError ** error)
 {
-  CURLU *u = curl_url ();
+  CURLU *u;
   char *path = NULL, *out = NULL;
   g_autofree gchar *escaped = g_uri_escape_string (file, NULL, FALSE);
   g_autofree gchar *new_path = NULL;
   gchar *res = NULL;
   const gchar *slash;
 
+  if (g_ascii_strncasecmp (url, "s3://", 5) == 0) {
+    /* a key, not a URL path: the shard's key shares the index's prefix */
+    slash = strrchr (url + 5, '/');
+    if (!slash) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT,
+          "%s: not an s3://BUCKET/KEY location", url);
+      return NULL;
+    }
+    return g_strdup_printf ("%.*s/%s", (gint) (slash - url), url, file);
+  }
+  u = curl_url ();
   if (!u || curl_url_set (u, CURLUPART_URL, url, 0) != CURLUE_OK
       || curl_url_get (u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
     g_autofree gchar *name = uel_url_redact (url);

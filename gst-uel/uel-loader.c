@@ -509,7 +509,7 @@ uel_loader_initable_init (GInitableIface * iface)
 /**
  * uel_loader_new:
  * @location: a `.safetensors` file, or a sharded checkpoint's
- *   `*.index.json`; either may be an `http://` or `https://` URL
+ *   `*.index.json`; either may be an `http://`, `https://` or `s3://` URL
  * @low_memory: %FALSE to read every tensor now (standard mode), %TRUE to
  *   read each tensor only when uel_loader_get_tensor() asks for it
  * @error: return location for a #GError

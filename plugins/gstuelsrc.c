@@ -57,7 +57,7 @@
  * place, extended or truncated while it is read is a RESOURCE READ error
  * naming the file and the tensor, never a tensor of mixed bytes.
  *
- * #GstUelSrc:location may be an `http://` or `https://` URL (of a
+ * #GstUelSrc:location may be an `http://`, `https://` or `s3://` URL (of a
  * `.safetensors` file or of an `*.index.json`, whose shards are fetched
  * beside it): the header comes with one range request (two when it is
  * over 64 KiB), then the tensors, in file order, as range requests of up
@@ -75,7 +75,9 @@
  * URLs work as they are: redirects are followed and `HF_TOKEN`, where
  * set, goes as a bearer token to the Hub alone.  TLS is verified, against
  * `CURL_CA_BUNDLE` or `SSL_CERT_FILE` where set; the proxy variables of
- * libcurl apply.  `method=mmap` and `direct` read a URL as `pread` does.
+ * libcurl apply.  `s3://BUCKET/KEY` requests are signed with SigV4, the
+ * credentials, region and endpoint read from the standard AWS variables
+ * and files.  `method=mmap` and `direct` read a URL as `pread` does.
  *
  * With `method=mmap` the buffers are views of the file's pages, not
  * copies: a file that changes after a buffer was pushed changes that
@@ -663,7 +665,7 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
   g_object_class_install_property (gobject_class, PROP_LOCATION,
       g_param_spec_string ("location", "Location",
           "The .safetensors file, or a sharded checkpoint's *.index.json; "
-          "either may be an http:// or https:// URL",
+          "either may be an http://, https:// or s3:// URL",
           DEFAULT_LOCATION, rw_ready));
   g_object_class_install_property (gobject_class, PROP_TENSORS,
       g_param_spec_string ("tensors", "Tensors",

@@ -31,7 +31,9 @@
 
 #define TOKEN "hf_TestToken_5ecret"
 
-static GPid nginx_pid, fault_pid;
+static GPid nginx_pid, fault_pid, s3_pid;
+static gint s3_stdin = -1;
+static gchar *s3_key_id, *s3_secret, *s3_endpoint;
 static guint http_port, https_port, fault_port;
 static gchar *ca_file, *wrong_ca_file, *fault_log, *serve_dir;
 static gchar *model;            /* local copy of what the servers serve */
@@ -165,9 +167,61 @@ start_fault_server (void)
   g_assert_cmpuint (fault_port, >, 0);
 }
 
+/* moto, where scripts/s3-venv made its venv: FALSE without it */
+static gboolean
+start_s3_server (void)
+{
+  g_autofree gchar *python = g_build_filename (UEL_SOURCE_ROOT, ".venv-s3",
+      "bin", "python", NULL);
+  g_autofree gchar *script = g_build_filename (UEL_TESTS_SRC_DIR,
+      "s3-server.py", NULL);
+  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GError) err = NULL;
+  g_autoptr (GDir) dir = NULL;
+  g_autofree gchar *ckpt = g_build_filename (serve_dir, "ckpt", NULL);
+  g_auto (GStrv) words = NULL;
+  gchar line[256] = "";
+  const gchar *name;
+  gint out_fd;
+  FILE *f;
+
+  if (!g_file_test (python, G_FILE_TEST_IS_EXECUTABLE))
+    return FALSE;
+  g_ptr_array_add (argv, g_strdup (python));
+  g_ptr_array_add (argv, g_strdup (script));
+  g_ptr_array_add (argv, g_strdup ("models"));
+  g_ptr_array_add (argv, g_strdup (model));
+  dir = g_dir_open (ckpt, 0, NULL);
+  g_assert_nonnull (dir);
+  while ((name = g_dir_read_name (dir)))
+    g_ptr_array_add (argv, g_build_filename (ckpt, name, NULL));
+  g_ptr_array_add (argv, NULL);
+  g_assert_true (g_spawn_async_with_pipes (NULL, (gchar **) argv->pdata,
+          NULL, G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_STDERR_TO_DEV_NULL,
+          die_with_parent, NULL, &s3_pid, &s3_stdin, &out_fd, NULL, &err));
+  g_assert_no_error (err);
+  /* "PORT KEY_ID SECRET", once it listens and holds the files */
+  f = fdopen (out_fd, "r");
+  if (!fgets (line, sizeof line, f)) {
+    fclose (f);
+    return FALSE;
+  }
+  fclose (f);
+  words = g_strsplit (g_strstrip (line), " ", 3);
+  g_assert_cmpuint (g_strv_length (words), ==, 3);
+  s3_endpoint = g_strdup_printf ("http://127.0.0.1:%s", words[0]);
+  s3_key_id = g_strdup (words[1]);
+  s3_secret = g_strdup (words[2]);
+  return TRUE;
+}
+
 static void
 stop_servers (void)
 {
+  if (s3_pid) {
+    close (s3_stdin);
+    waitpid (s3_pid, NULL, 0);
+  }
   if (nginx_pid) {
     kill (nginx_pid, SIGTERM);
     waitpid (nginx_pid, NULL, 0);
@@ -625,7 +679,7 @@ test_stall_times_out (void)
   g_autoptr (GPtrArray) reqs = NULL;
   GError *err = NULL;
 
-  /* 1 s without a byte (UEL_HTTP_STALL_TIMEOUT, set in main) */
+  /* 2 s without a byte (UEL_HTTP_STALL_TIMEOUT, set in main) */
   g_assert_cmpuint (assert_exact (u, model, 1, 0, &err), >, 0);
   g_assert_no_error (err);
   reqs = requests_of ("stall");
@@ -760,6 +814,100 @@ test_token_not_sent_to_other_host (void)
 }
 
 /* ------------------------------------------------------------------ */
+/* s3:// on moto, which checks each request's signature */
+
+static void
+s3_env (void)
+{
+  g_setenv ("AWS_ENDPOINT_URL", s3_endpoint, TRUE);
+  g_setenv ("AWS_ACCESS_KEY_ID", s3_key_id, TRUE);
+  g_setenv ("AWS_SECRET_ACCESS_KEY", s3_secret, TRUE);
+  g_setenv ("AWS_REGION", "us-east-1", TRUE);
+}
+
+static gboolean
+s3_skip (void)
+{
+  if (s3_endpoint)
+    return FALSE;
+  g_test_skip ("no S3 server: scripts/s3-venv makes .venv-s3 with moto");
+  return TRUE;
+}
+
+static void
+test_s3_signed_exact (void)
+{
+  GError *err = NULL;
+
+  if (s3_skip ())
+    return;
+  s3_env ();
+  g_assert_cmpuint (assert_exact ("s3://models/model.safetensors", model, 4,
+          0, &err), >, 0);
+  g_assert_no_error (err);
+  g_assert_cmpuint (assert_exact
+      ("s3://models/ckpt/model.safetensors.index.json", index_path, 2, 0,
+          &err), >, 0);
+  g_assert_no_error (err);
+}
+
+static void
+test_s3_wrong_secret (void)
+{
+  g_autoptr (GError) err = NULL;
+  g_autoptr (UelHeader) h = NULL;
+
+  if (s3_skip ())
+    return;
+  s3_env ();
+  g_setenv ("AWS_SECRET_ACCESS_KEY", "hunter2-not-the-secret", TRUE);
+  h = uel_header_open ("s3://models/model.safetensors", &err);
+  g_assert_null (h);
+  g_assert_error (err, G_FILE_ERROR, G_FILE_ERROR_ACCES);
+  g_assert_nonnull (strstr (err->message, "s3://models/model.safetensors"));
+  assert_no_secret (err);
+  g_assert_null (strstr (err->message, s3_key_id));
+  g_clear_error (&err);
+  g_clear_pointer (&h, uel_header_unref);
+
+  /* and an unknown key */
+  s3_env ();
+  h = uel_header_open ("s3://models/none.safetensors", &err);
+  g_assert_error (err, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+}
+
+static void
+test_s3_credentials_from_files (void)
+{
+  g_autofree gchar *creds = uel_test_path ("aws-credentials");
+  g_autofree gchar *config = uel_test_path ("aws-config");
+  g_autofree gchar *c = g_strdup_printf ("[default]\naws_access_key_id = x\n"
+      "aws_secret_access_key = y\n\n[loader]\naws_access_key_id = %s\n"
+      "aws_secret_access_key = %s\n", s3_key_id, s3_secret);
+  const gchar *conf = "[default]\nregion = eu-west-3\n\n"
+      "[profile loader]\nregion = us-east-1\n";
+  GError *err = NULL;
+
+  if (s3_skip ())
+    return;
+  s3_env ();
+  g_unsetenv ("AWS_ACCESS_KEY_ID");
+  g_unsetenv ("AWS_SECRET_ACCESS_KEY");
+  g_unsetenv ("AWS_REGION");
+  uel_test_write_bytes (creds, c, strlen (c));
+  uel_test_write_bytes (config, conf, strlen (conf));
+  g_setenv ("AWS_SHARED_CREDENTIALS_FILE", creds, TRUE);
+  g_setenv ("AWS_CONFIG_FILE", config, TRUE);
+  g_setenv ("AWS_PROFILE", "loader", TRUE);
+  g_assert_cmpuint (assert_exact ("s3://models/model.safetensors", model, 2,
+          0, &err), >, 0);
+  g_assert_no_error (err);
+  g_unsetenv ("AWS_PROFILE");
+  g_unsetenv ("AWS_SHARED_CREDENTIALS_FILE");
+  g_unsetenv ("AWS_CONFIG_FILE");
+}
+
+/* ------------------------------------------------------------------ */
 
 static void
 write_models (void)
@@ -796,7 +944,7 @@ write_models (void)
 int
 main (int argc, char **argv)
 {
-  g_autofree gchar *nginx = NULL;
+  g_autofree gchar *nginx = NULL, *openssl = NULL, *python = NULL;
   gint ret;
 
   uel_test_init (&argc, &argv);
@@ -807,8 +955,9 @@ main (int argc, char **argv)
   nginx = g_find_program_in_path ("nginx");
   if (!nginx && g_file_test ("/usr/sbin/nginx", G_FILE_TEST_IS_EXECUTABLE))
     nginx = g_strdup ("/usr/sbin/nginx");
-  if (!nginx || !g_find_program_in_path ("openssl")
-      || !g_find_program_in_path ("python3")) {
+  openssl = g_find_program_in_path ("openssl");
+  python = g_find_program_in_path ("python3");
+  if (!nginx || !openssl || !python) {
     g_print ("1..0 # SKIP nginx, openssl or python3 is not installed "
         "(scripts/deps installs them)\n");
     return 0;
@@ -825,6 +974,8 @@ main (int argc, char **argv)
   wrong_ca_file = make_cert ("other");
   start_nginx (nginx);
   start_fault_server ();
+  if (!start_s3_server ())
+    g_clear_pointer (&s3_endpoint, g_free);
 
   g_setenv ("CURL_CA_BUNDLE", ca_file, TRUE);
   g_setenv ("HF_TOKEN", TOKEN, TRUE);
@@ -833,7 +984,7 @@ main (int argc, char **argv)
         fault_port);
     g_setenv ("HF_ENDPOINT", hub, TRUE);
   }
-  g_setenv ("UEL_HTTP_STALL_TIMEOUT", "1", TRUE);
+  g_setenv ("UEL_HTTP_STALL_TIMEOUT", "2", TRUE);
   /* the servers are local: no proxy */
   g_setenv ("no_proxy", "*", TRUE);
 
@@ -881,6 +1032,13 @@ main (int argc, char **argv)
       test_hub_token_unset_is_denied);
   g_test_add_func ("/remote/hub/token-not-sent-to-another-host",
       test_token_not_sent_to_other_host);
+
+  g_test_add_func ("/remote/s3/signed-requests-every-tensor-exact",
+      test_s3_signed_exact);
+  g_test_add_func ("/remote/s3/wrong-secret-is-access-denied",
+      test_s3_wrong_secret);
+  g_test_add_func ("/remote/s3/credentials-and-region-from-aws-files",
+      test_s3_credentials_from_files);
 
   ret = g_test_run ();
   stop_servers ();
