@@ -25,7 +25,6 @@
 
 #if HAVE_CURL
 #include <curl/curl.h>
-#endif
 
 GST_DEBUG_CATEGORY_STATIC (uel_http_debug);
 #define GST_CAT_DEFAULT uel_http_debug
@@ -41,6 +40,7 @@ debug_init (void)
     g_once_init_leave (&once, 1);
   }
 }
+#endif
 
 gboolean
 uel_location_is_url (const gchar * location)
