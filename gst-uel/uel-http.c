@@ -988,12 +988,16 @@ fetch (UelRemote * r, const struct iovec *iov, gint iovcnt, GByteArray * grow,
       backoff = BACKOFF_FIRST_US;
     }
     if (++failures >= attempts) {
-      if (!err)
-        g_set_error (&err, UEL_ERROR, UEL_ERROR_IO, "%s: the connection "
-            "ended early", r->name);
-      g_propagate_prefixed_error (error, err, "gave up after %u tries "
-          "without progress at byte %" G_GUINT64_FORMAT ": ", failures,
-          offset + *done);
+      const gchar *why = err ? err->message : "the connection ended early";
+      gsize n = strlen (r->name);
+
+      /* "URL: gave up ...: why", the URL said once */
+      if (strncmp (why, r->name, n) == 0 && strncmp (why + n, ": ", 2) == 0)
+        why += n + 2;
+      g_set_error (error, UEL_ERROR, UEL_ERROR_IO, "%s: gave up after %u "
+          "tries without progress at byte %" G_GUINT64_FORMAT ": %s",
+          r->name, failures, offset + *done, why);
+      g_clear_error (&err);
       goto out;
     }
     if (wait < 0) {

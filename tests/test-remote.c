@@ -511,6 +511,37 @@ test_uelsrc_pipeline (void)
   }
 }
 
+/* reads straight into the pool uelpin proposes (pinned memory with a
+ * device, page-aligned host memory without), within its bound */
+static void
+test_uelsrc_into_pinned_pool (void)
+{
+  g_autofree gchar *u = url ("http", http_port, "model.safetensors");
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=%s "
+      "io-threads=4 ! uelpin pool-size=67108864 ! fakesink name=sink", u);
+  g_autoptr (GPtrArray) bufs = g_ptr_array_new_with_free_func (
+      (GDestroyNotify) gst_buffer_unref);
+  g_autoptr (UelHeader) lh = uel_test_header_open (model);
+  g_autofree gchar *data = NULL;
+  gsize len;
+  GError *err;
+
+  g_assert_true (g_file_get_contents (model, &data, &len, NULL));
+  err = uel_test_run_pipeline (launch, bufs);
+  g_assert_no_error (err);
+  g_assert_cmpuint (bufs->len, ==, uel_header_get_n_tensors (lh));
+  for (guint i = 0; i < bufs->len; i++) {
+    GstBuffer *b = g_ptr_array_index (bufs, i);
+    const UelTensorInfo *info = uel_header_get_tensor (lh, i);
+    GstMapInfo map;
+
+    g_assert_true (gst_buffer_map (b, &map, GST_MAP_READ));
+    g_assert_cmpmem (map.data, map.size, data + info->file_offset,
+        info->n_bytes);
+    gst_buffer_unmap (b, &map);
+  }
+}
+
 static void
 test_uelsrc_not_found_error (void)
 {
@@ -1001,6 +1032,8 @@ main (int argc, char **argv)
       test_long_header_two_requests);
   g_test_add_func ("/remote/nginx/uelsrc-pipeline-exact",
       test_uelsrc_pipeline);
+  g_test_add_func ("/remote/nginx/uelsrc-into-uelpin-pool-exact",
+      test_uelsrc_into_pinned_pool);
   g_test_add_func ("/remote/nginx/uelsrc-not-found-is-resource-not-found",
       test_uelsrc_not_found_error);
   g_test_add_func ("/remote/nginx/loader-both-modes-exact", test_loader);
