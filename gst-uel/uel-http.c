@@ -87,6 +87,9 @@ uel_url_redact (const gchar * url)
 /* a connection that moves no byte for this long is dropped and retried */
 #define DEFAULT_STALL_S 30
 #define CONNECT_TIMEOUT_S 30L
+/* libcurl's receive buffer, its largest (the default 16 KiB costs a
+ * callback and a copy each: 15% of the rate over loopback) */
+#define RECEIVE_BUFFER 524288L
 /* idle easy handles (with their connections) kept for the next request */
 #define MAX_IDLE_HANDLES 32
 
@@ -107,7 +110,7 @@ struct _UelRemote
   guint64 size;
   gchar *etag;
   gchar *last_modified;
-  guint64 fetched;
+  guint64 fetched;              /* atomic */
 };
 
 /* idle easy handles of the process: a handle keeps its connections, so
@@ -388,12 +391,7 @@ uel_remote_get_size (UelRemote * remote)
 guint64
 uel_remote_get_bytes_fetched (UelRemote * remote)
 {
-  guint64 n;
-
-  g_mutex_lock (&remote->lock);
-  n = remote->fetched;
-  g_mutex_unlock (&remote->lock);
-  return n;
+  return __atomic_load_n (&remote->fetched, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------------ */
@@ -677,9 +675,8 @@ write_cb (char *data, size_t size, size_t n, void *user_data)
   }
   put_bytes (q, (const guint8 *) data, take, q->got);
   q->got += take;
-  g_mutex_lock (&q->r->lock);
-  q->r->fetched += len;
-  g_mutex_unlock (&q->r->lock);
+  /* every callback of every connection: no lock */
+  __atomic_fetch_add (&q->r->fetched, (guint64) len, __ATOMIC_RELAXED);
   if (take < len) {
     /* the rest of a 200 is not wanted */
     q->stopped = TRUE;
@@ -786,6 +783,7 @@ perform (Request * q, CURL * h, GError ** error)
   SETOPT (h, CURLOPT_LOW_SPEED_LIMIT, 1L);
   SETOPT (h, CURLOPT_LOW_SPEED_TIME, stall);
   SETOPT (h, CURLOPT_USERAGENT, "gst-uel/" PACKAGE_VERSION);
+  SETOPT (h, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER);
   SETOPT (h, CURLOPT_SSL_VERIFYPEER, 1L);
   SETOPT (h, CURLOPT_SSL_VERIFYHOST, 2L);
   if (ca_file ())

@@ -57,6 +57,11 @@ listen_loopback (guint * port)
   g_assert_cmpint (bind (fd, (struct sockaddr *) &a, sizeof a), ==, 0);
   g_assert_cmpint (listen (fd, 128), ==, 0);
   g_assert_cmpint (getsockname (fd, (struct sockaddr *) &a, &len), ==, 0);
+  /* nginx's workers take the socket as it is: a blocking one leaves the
+   * worker that lost the race for a connection blocked in accept(), its
+   * other connections stalled until the next connection comes */
+  g_assert_cmpint (fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) | O_NONBLOCK),
+      ==, 0);
   *port = ntohs (a.sin_port);
   return fd;
 }
