@@ -39,12 +39,14 @@ G_GNUC_INTERNAL guint64 uel_remote_get_bytes_fetched (UelRemote * remote);
 /* Reads exactly @len bytes at @offset into the buffers of @iov (one after
  * the other), retrying and resuming as the faults allow.  @done says how
  * many arrived before a failure.  %UEL_ERROR_FILE_CHANGED when the object
- * is no longer the one whose header was read. */
+ * is no longer the one whose header was read.  While *@cancel (atomic; may
+ * be NULL) is non-zero, a read in progress, waiting to retry or not yet
+ * started ends at once with %UEL_ERROR_IO. */
 G_GNUC_INTERNAL gboolean uel_remote_readv (UelRemote * remote,
     const struct iovec * iov, gint iovcnt, gsize len, guint64 offset,
-    gsize * done, GError ** error);
+    const gint * cancel, gsize * done, GError ** error);
 G_GNUC_INTERNAL gboolean uel_remote_read (UelRemote * remote, gpointer dst,
-    gsize len, guint64 offset, GError ** error);
+    gsize len, guint64 offset, const gint * cancel, GError ** error);
 
 /* The header of the `.safetensors` file at @url: one ranged request for
  * its first bytes, a second when the header is longer. */

@@ -416,6 +416,7 @@ typedef struct
   gsize base;
   GByteArray *grow;
   gboolean probe;               /* the first request: pins the object */
+  const gint *cancel;           /* atomic, or NULL */
   /* the response (the last one, after redirects) */
   glong status;
   gboolean have_range, range_unsatisfied;
@@ -695,6 +696,25 @@ write_cb (char *data, size_t size, size_t n, void *user_data)
     } \
   } G_STMT_END
 
+static int
+progress_cb (void *user_data, curl_off_t dltotal, curl_off_t dlnow,
+    curl_off_t ultotal, curl_off_t ulnow)
+{
+  Request *q = user_data;
+
+  /* non-zero aborts the transfer (CURLE_ABORTED_BY_CALLBACK) */
+  return g_atomic_int_get (q->cancel) ? 1 : 0;
+}
+
+static gboolean
+cancelled (UelRemote * r, const gint * cancel, GError ** error)
+{
+  if (!cancel || !g_atomic_int_get (cancel))
+    return FALSE;
+  g_set_error (error, UEL_ERROR, UEL_ERROR_IO, "%s: cancelled", r->name);
+  return TRUE;
+}
+
 static const gchar *
 ca_file (void)
 {
@@ -790,6 +810,12 @@ perform (Request * q, CURL * h, GError ** error)
     SETOPT (h, CURLOPT_CAINFO, ca_file ());
   if (headers)
     SETOPT (h, CURLOPT_HTTPHEADER, headers);
+  if (q->cancel) {
+    /* called several times a second, also while nothing arrives */
+    SETOPT (h, CURLOPT_XFERINFOFUNCTION, progress_cb);
+    SETOPT (h, CURLOPT_XFERINFODATA, q);
+    SETOPT (h, CURLOPT_NOPROGRESS, 0L);
+  }
   if (r->sigv4) {
     SETOPT (h, CURLOPT_AWS_SIGV4, r->sigv4);
     SETOPT (h, CURLOPT_USERPWD, r->userpwd);
@@ -821,6 +847,8 @@ perform (Request * q, CURL * h, GError ** error)
     out_ = OUTCOME_OK;
     goto out;
   }
+  if (res == CURLE_ABORTED_BY_CALLBACK && cancelled (r, q->cancel, error))
+    goto out;
   if (q->error) {
     /* refused in a callback: another object, bytes not asked for */
     g_propagate_error (error, g_steal_pointer (&q->error));
@@ -929,7 +957,8 @@ out:
  * transient failures from the byte reached. */
 static gboolean
 fetch (UelRemote * r, const struct iovec *iov, gint iovcnt, GByteArray * grow,
-    gsize len, guint64 offset, gboolean probe, gsize * done, GError ** error)
+    gsize len, guint64 offset, gboolean probe, const gint * cancel,
+    gsize * done, GError ** error)
 {
   guint attempts = env_uint ("UEL_HTTP_ATTEMPTS", DEFAULT_ATTEMPTS, 1, 100);
   guint failures = 0;
@@ -940,6 +969,8 @@ fetch (UelRemote * r, const struct iovec *iov, gint iovcnt, GByteArray * grow,
   *done = 0;
   if (len == 0)
     return TRUE;
+  if (cancelled (r, cancel, error))
+    return FALSE;
   h = handle_take ();
   if (!h) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: cannot make a "
@@ -961,6 +992,7 @@ fetch (UelRemote * r, const struct iovec *iov, gint iovcnt, GByteArray * grow,
     q.base = *done;
     q.grow = grow;
     q.probe = probe;
+    q.cancel = cancel;
     q.retry_after_us = -1;
     o = perform (&q, h, &err);
     *done += q.got;
@@ -1006,7 +1038,16 @@ fetch (UelRemote * r, const struct iovec *iov, gint iovcnt, GByteArray * grow,
         " ms: %s", r->name, offset + *done, wait / 1000,
         err ? err->message : "the connection ended early");
     g_clear_error (&err);
-    g_usleep ((gulong) wait);
+    /* in slices, so that a cancel ends the wait */
+    for (gint64 end = g_get_monotonic_time () + wait;;) {
+      gint64 left = end - g_get_monotonic_time ();
+
+      if (cancelled (r, cancel, error))
+        goto out;
+      if (left <= 0)
+        break;
+      g_usleep ((gulong) MIN (left, 50000));
+    }
   }
   ok = TRUE;
 out:
@@ -1016,9 +1057,11 @@ out:
 
 gboolean
 uel_remote_readv (UelRemote * remote, const struct iovec * iov, gint iovcnt,
-    gsize len, guint64 offset, gsize * done, GError ** error)
+    gsize len, guint64 offset, const gint * cancel, gsize * done,
+    GError ** error)
 {
-  if (!fetch (remote, iov, iovcnt, NULL, len, offset, FALSE, done, error))
+  if (!fetch (remote, iov, iovcnt, NULL, len, offset, FALSE, cancel, done,
+          error))
     return FALSE;
   if (*done < len) {
     /* a server that ignored the range: never a short tensor */
@@ -1033,12 +1076,13 @@ uel_remote_readv (UelRemote * remote, const struct iovec * iov, gint iovcnt,
 
 gboolean
 uel_remote_read (UelRemote * remote, gpointer dst, gsize len, guint64 offset,
-    GError ** error)
+    const gint * cancel, GError ** error)
 {
   struct iovec iov = { dst, len };
   gsize done;
 
-  return uel_remote_readv (remote, &iov, 1, len, offset, &done, error);
+  return uel_remote_readv (remote, &iov, 1, len, offset, cancel, &done,
+      error);
 }
 
 /* The first @max bytes of the object (fewer when it is shorter), pinning
@@ -1049,7 +1093,7 @@ probe (UelRemote * r, gsize max, GError ** error)
   GByteArray *a = g_byte_array_new ();
   gsize done;
 
-  if (!fetch (r, NULL, 0, a, max, 0, TRUE, &done, error)) {
+  if (!fetch (r, NULL, 0, a, max, 0, TRUE, NULL, &done, error)) {
     g_byte_array_unref (a);
     return NULL;
   }
@@ -1081,7 +1125,7 @@ uel_remote_header_open (const gchar * url, GError ** error)
 
     g_byte_array_set_size (head, (guint) need);
     if (!uel_remote_read (r, head->data + have, (gsize) need - have, have,
-            error))
+            NULL, error))
       goto out;
   }
   h = uel_header_new_remote (r, (const gchar *) head->data + 8, n, error);
@@ -1211,7 +1255,8 @@ uel_remote_get_bytes_fetched (UelRemote * remote)
 
 gboolean
 uel_remote_readv (UelRemote * remote, const struct iovec * iov, gint iovcnt,
-    gsize len, guint64 offset, gsize * done, GError ** error)
+    gsize len, guint64 offset, const gint * cancel, gsize * done,
+    GError ** error)
 {
   *done = 0;
   return not_built ("", error);
@@ -1219,7 +1264,7 @@ uel_remote_readv (UelRemote * remote, const struct iovec * iov, gint iovcnt,
 
 gboolean
 uel_remote_read (UelRemote * remote, gpointer dst, gsize len, guint64 offset,
-    GError ** error)
+    const gint * cancel, GError ** error)
 {
   return not_built ("", error);
 }

@@ -405,8 +405,10 @@ static gboolean
 file_read (UelReader * self, OpenFile * f, gpointer dst, gsize len,
     guint64 offset, GError ** error)
 {
+  /* a remote read ends at once while the reader flushes or stops */
   if (f->remote)
-    return uel_remote_read (f->remote, dst, len, offset, error);
+    return uel_remote_read (f->remote, dst, len, offset, &self->flushing,
+        error);
   return uel_pread_full (f->fd, dst, len, offset,
       uel_header_get_file_path (self->header, f->index), error);
 }
@@ -608,7 +610,8 @@ run_flush (UelReader * self)
   if (first->file->remote)
     /* one range request; each response is checked as it arrives */
     uel_remote_readv (first->file->remote, iov, (gint) self->run->len,
-        self->run_bytes, job_offset (self, first), &done, &err);
+        self->run_bytes, job_offset (self, first), &self->flushing, &done,
+        &err);
   else {
     uel_preadv_partial (first->file->fd, iov, (gint) self->run->len,
         self->run_bytes, job_offset (self, first), path, &done, &err);
@@ -998,8 +1001,9 @@ uel_reader_next (UelReader * reader, GError ** error)
  *
  * While flushing, memory refused by the allocator given with
  * uel_reader_set_allocator() (a pinned pool that its owner set flushing)
- * is a failure, not a reason to read into host memory instead.  Any
- * thread may call it.
+ * is a failure, not a reason to read into host memory instead, and the
+ * reads of a remote file in progress or waiting to retry end at once
+ * with an error.  Any thread may call it.
  */
 void
 uel_reader_set_flushing (UelReader * reader, gboolean flushing)
@@ -1018,8 +1022,13 @@ uel_reader_set_flushing (UelReader * reader, gboolean flushing)
 void
 uel_reader_stop (UelReader * reader)
 {
+  gint was_flushing;
+
   g_return_if_fail (UEL_IS_READER (reader));
 
+  /* remote reads ahead end now rather than after their last byte */
+  was_flushing = g_atomic_int_get (&reader->flushing);
+  g_atomic_int_set (&reader->flushing, TRUE);
   g_ptr_array_set_size (reader->run, 0);
   reader->run_bytes = 0;
   clear_jobs (reader);
@@ -1027,6 +1036,7 @@ uel_reader_stop (UelReader * reader)
     g_thread_pool_free (reader->pool, FALSE, TRUE);
     reader->pool = NULL;
   }
+  g_atomic_int_set (&reader->flushing, was_flushing);
   close_all_files (reader);
   reader->started = FALSE;
 }

@@ -724,6 +724,40 @@ test_stall_times_out (void)
       range_start (g_ptr_array_index (reqs, 1)) + 100);
 }
 
+/* Stopping a pipeline whose reads stall ends them at once: the reader's
+ * flushing cancels the requests in progress (the stall timeout is a
+ * minute here). */
+static void
+test_stop_during_stall (void)
+{
+  g_autofree gchar *u = fault_url ("stall", "model.safetensors");
+  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=%s "
+      "io-threads=3 ! fakesink", u);
+  GstElement *pipeline;
+  gint64 t0, waited = 0;
+
+  g_setenv ("UEL_HTTP_STALL_TIMEOUT", "60", TRUE);
+  pipeline = gst_parse_launch (launch, NULL);
+  g_assert_nonnull (pipeline);
+  gst_element_set_state (pipeline, GST_STATE_PLAYING);
+  /* until the server has the request it stalls (its second) */
+  while (TRUE) {
+    g_autoptr (GPtrArray) reqs = requests_of ("stall");
+
+    if (reqs->len >= 2)
+      break;
+    g_assert_cmpint (waited, <, 20 * G_USEC_PER_SEC);
+    g_usleep (10000);
+    waited += 10000;
+  }
+  t0 = g_get_monotonic_time ();
+  g_assert_cmpint (gst_element_set_state (pipeline, GST_STATE_NULL), ==,
+      GST_STATE_CHANGE_SUCCESS);
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 10 * G_USEC_PER_SEC);
+  gst_object_unref (pipeline);
+  g_setenv ("UEL_HTTP_STALL_TIMEOUT", "2", TRUE);
+}
+
 static void
 check_change (const gchar * mode)
 {
@@ -1053,6 +1087,8 @@ main (int argc, char **argv)
   g_test_add_func ("/remote/faults/5xx-forever-gives-up", test_gives_up);
   g_test_add_func ("/remote/faults/stall-times-out-and-resumes",
       test_stall_times_out);
+  g_test_add_func ("/remote/faults/stop-during-a-stall-returns-at-once",
+      test_stop_during_stall);
   g_test_add_func ("/remote/faults/changed-object-412-on-if-match",
       test_change_if_match);
   g_test_add_func ("/remote/faults/changed-etag-is-file-changed",
