@@ -126,12 +126,14 @@ start_nginx (const gchar * nginx)
       "  client_body_temp_path %s/t1; proxy_temp_path %s/t2;\n"
       "  fastcgi_temp_path %s/t3; uwsgi_temp_path %s/t4; "
       "scgi_temp_path %s/t5;\n"
+      "  log_format proto $server_protocol;\n"
       "  server { listen 127.0.0.1:%u; root %s; }\n"
-      "  server { listen 127.0.0.1:%u ssl; root %s;\n"
+      "  server { listen 127.0.0.1:%u ssl http2; root %s;\n"
+      "    access_log %s/https.log proto;\n"
       "    ssl_certificate %s; ssl_certificate_key %s/ca.key; }\n}\n",
       geteuid () == 0 ? "user root root;\n" : "", serve_dir, err_log,
       serve_dir, serve_dir, serve_dir, serve_dir, serve_dir, http_port,
-      serve_dir, https_port, serve_dir, ca_file, serve_dir);
+      serve_dir, https_port, serve_dir, serve_dir, ca_file, serve_dir);
   uel_test_write_bytes (conf, text, strlen (text));
   env_nginx = g_strdup_printf ("3;4;");
   envp = g_environ_setenv (g_get_environ (), "NGINX", env_nginx, TRUE);
@@ -410,10 +412,15 @@ static void
 test_https_exact (void)
 {
   g_autofree gchar *u = url ("https", https_port, "model.safetensors");
+  g_autofree gchar *log = g_build_filename (serve_dir, "https.log", NULL);
+  g_autofree gchar *protocols = NULL;
   GError *err = NULL;
 
   g_assert_cmpuint (assert_exact (u, model, 4, 0, &err), >, 0);
   g_assert_no_error (err);
+  /* over HTTP/2, which TLS negotiated (ALPN) */
+  g_assert_true (g_file_get_contents (log, &protocols, NULL, NULL));
+  g_assert_nonnull (strstr (protocols, "HTTP/2.0"));
 }
 
 static void
@@ -587,6 +594,27 @@ test_loader (void)
       gst_buffer_unref (b);
     }
   }
+}
+
+static void
+test_launch_progress (void)
+{
+  g_autofree gchar *u = url ("http", http_port, "model.safetensors");
+  g_autofree gchar *sink = g_strdup_printf ("location=%s", u);
+  g_autofree gchar *out = NULL, *err_out = NULL;
+  g_autoptr (UelHeader) lh = uel_test_header_open (model);
+  g_autofree gchar *done = g_strdup_printf ("Done: %u tensors of %u",
+      uel_header_get_n_tensors (lh), uel_header_get_n_tensors (lh));
+  const gchar *argv[] = { tool_path, "launch", "--interval", "0.01",
+    "uelsrc", sink, "io-threads=2", "!", "fakesink", NULL
+  };
+  gint status;
+
+  g_assert_true (g_spawn_sync (NULL, (gchar **) argv, NULL, 0, NULL, NULL,
+          &out, &err_out, &status, NULL));
+  g_assert_true (g_spawn_check_wait_status (status, NULL));
+  /* the totals of the header message, as for a file */
+  g_assert_nonnull (strstr (out, done));
 }
 
 static void
@@ -1076,6 +1104,8 @@ main (int argc, char **argv)
   g_test_add_func ("/remote/nginx/uelsrc-not-found-is-resource-not-found",
       test_uelsrc_not_found_error);
   g_test_add_func ("/remote/nginx/loader-both-modes-exact", test_loader);
+  g_test_add_func ("/remote/nginx/launch-progress-and-summary",
+      test_launch_progress);
   g_test_add_func ("/remote/nginx/inspect-reports-bytes-and-checksums",
       test_inspect_reports_bytes);
   g_test_add_func ("/remote/faults/dropped-connection-resumes-at-the-byte",
