@@ -636,6 +636,22 @@ test_inspect_reports_bytes (void)
           &out, &err_out, &status, NULL));
   g_assert_true (g_spawn_check_wait_status (status, NULL));
   g_assert_nonnull (strstr (out, want));
+  /* and as JSON */
+  {
+    const gchar *argv_json[] = { tool_path, "inspect", "--json", u, NULL };
+    g_autofree gchar *json = NULL;
+    g_autoptr (JsonParser) p = json_parser_new ();
+    JsonObject *o;
+
+    g_assert_true (g_spawn_sync (NULL, (gchar **) argv_json, NULL, 0, NULL,
+            NULL, &json, NULL, &status, NULL));
+    g_assert_true (g_spawn_check_wait_status (status, NULL));
+    g_assert_true (json_parser_load_from_data (p, json, -1, NULL));
+    o = json_node_get_object (json_parser_get_root (p));
+    g_assert_cmpint (json_object_get_int_member (o, "bytes_fetched"), ==,
+        64 << 10);
+    g_assert_cmpstr (json_object_get_string_member (o, "location"), ==, u);
+  }
   g_assert_true (g_spawn_sync (NULL, (gchar **) argv2, NULL, 0, NULL, NULL,
           &out2, NULL, &status, NULL));
   g_assert_true (g_spawn_check_wait_status (status, NULL));
