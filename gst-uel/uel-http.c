@@ -749,7 +749,7 @@ perform (Request * q, CURL * h, GError ** error)
   g_autofree gchar *cond = NULL;
   const gchar *token;
   gboolean header_failed = FALSE;
-  Outcome out_ = OUTCOME_FAIL;
+  Outcome outcome = OUTCOME_FAIL;
   CURLcode res;
   glong stall = (glong) env_uint ("UEL_HTTP_STALL_TIMEOUT", DEFAULT_STALL_S,
       1, 3600);
@@ -844,7 +844,7 @@ perform (Request * q, CURL * h, GError ** error)
       r->size = q->range_total;
     }
     g_mutex_unlock (&r->lock);
-    out_ = OUTCOME_OK;
+    outcome = OUTCOME_OK;
     goto out;
   }
   if (res == CURLE_ABORTED_BY_CALLBACK && cancelled (r, q->cancel, error))
@@ -866,24 +866,23 @@ perform (Request * q, CURL * h, GError ** error)
       }
       if (q->got < q->accept) {
         /* the body ended early without a transport error */
-        out_ = OUTCOME_RETRY;
+        outcome = OUTCOME_RETRY;
         goto out;
       }
       if (q->probe) {
+        glong redirects = 0;
+
+        /* a Hub resolve URL answers with a redirect to a CDN whose
+         * validators are not the Hub's: compare them, but do not ask the
+         * Hub to compare its own with them */
+        if (curl_easy_getinfo (h, CURLINFO_REDIRECT_COUNT, &redirects)
+            != CURLE_OK)
+          redirects = 1;
         g_mutex_lock (&r->lock);
-        r->conditional = TRUE;
-        {
-          glong redirects = 0;
-          if (curl_easy_getinfo (h, CURLINFO_REDIRECT_COUNT, &redirects)
-              == CURLE_OK && redirects > 0)
-            /* a Hub resolve URL answers with a redirect to a CDN whose
-             * validators are not the Hub's: compare them, but do not ask
-             * the Hub to compare its own with them */
-            r->conditional = FALSE;
-        }
+        r->conditional = redirects == 0;
         g_mutex_unlock (&r->lock);
       }
-      out_ = OUTCOME_OK;
+      outcome = OUTCOME_OK;
       goto out;
     }
     switch (q->status) {
@@ -910,7 +909,7 @@ perform (Request * q, CURL * h, GError ** error)
       case 502:
       case 503:
       case 504:
-        out_ = OUTCOME_RETRY;
+        outcome = OUTCOME_RETRY;
         g_set_error (error, UEL_ERROR, UEL_ERROR_IO, "%s: HTTP %ld",
             r->name, q->status);
         goto out;
@@ -932,7 +931,7 @@ perform (Request * q, CURL * h, GError ** error)
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_HTTP2:
     case CURLE_HTTP2_STREAM:
-      out_ = OUTCOME_RETRY;
+      outcome = OUTCOME_RETRY;
       break;
     default:
       break;
@@ -946,9 +945,9 @@ perform (Request * q, CURL * h, GError ** error)
 
 out:
   curl_slist_free_all (headers);
-  if (out_ != OUTCOME_FAIL && out_ != OUTCOME_RETRY)
+  if (outcome == OUTCOME_OK)
     g_clear_error (error);
-  return out_;
+  return outcome;
 }
 
 #undef SETOPT
@@ -1034,8 +1033,8 @@ fetch (UelRemote * r, const struct iovec *iov, gint iovcnt, GByteArray * grow,
       wait = backoff + g_random_int_range (0, (gint32) (backoff / 4 + 1));
       backoff = MIN (backoff * 2, BACKOFF_MAX_US);
     }
-    GST_INFO ("%s: retrying from byte %" G_GUINT64_FORMAT " in %" G_GINT64_FORMAT
-        " ms: %s", r->name, offset + *done, wait / 1000,
+    GST_INFO ("%s: retrying from byte %" G_GUINT64_FORMAT " in %"
+        G_GINT64_FORMAT " ms: %s", r->name, offset + *done, wait / 1000,
         err ? err->message : "the connection ended early");
     g_clear_error (&err);
     /* in slices, so that a cancel ends the wait */

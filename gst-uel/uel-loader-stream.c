@@ -20,7 +20,8 @@
 
 #define GST_CAT_DEFAULT uel_loader_debug
 /* the location for messages: a URL without its credentials */
-#define LOCATION(loader) uel_header_get_location (uel_loader_get_header (loader))
+#define LOCATION(loader) \
+  uel_header_get_location (uel_loader_get_header (loader))
 
 /* How long a caller waiting for a batch looks again before it sleeps. */
 #define STREAM_SPIN_US 50

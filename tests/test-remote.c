@@ -140,8 +140,8 @@ start_nginx (const gchar * nginx)
   g_free (env_nginx);
   g_assert_true (g_spawn_async_with_pipes_and_fds (NULL, argv,
           (const gchar * const *) envp, G_SPAWN_DO_NOT_REAP_CHILD,
-          die_with_parent, NULL, -1, -1, -1, fds, targets, 2, &nginx_pid, NULL, NULL, NULL,
-          &err));
+          die_with_parent, NULL, -1, -1, -1, fds, targets, 2, &nginx_pid,
+          NULL, NULL, NULL, &err));
   g_assert_no_error (err);
   g_strfreev (envp);
   close (fds[0]);
