@@ -493,33 +493,37 @@ test_long_header_two_requests (void)
   g_assert_cmpuint (uel_header_get_bytes_fetched (h), ==, data_offset);
 }
 
+/* every read method: mmap and direct read a URL as pread does */
 static void
 test_uelsrc_pipeline (void)
 {
+  const gchar *methods[] = { "pread", "mmap", "direct" };
   g_autofree gchar *u = url ("https", https_port, "model.safetensors");
-  g_autofree gchar *launch = g_strdup_printf ("uelsrc location=%s "
-      "io-threads=3 ! uelqueue max-size-bytes=4000000 ! fakesink name=sink",
-      u);
-  g_autoptr (GPtrArray) bufs = g_ptr_array_new_with_free_func (
-      (GDestroyNotify) gst_buffer_unref);
   g_autoptr (UelHeader) lh = uel_test_header_open (model);
   g_autofree gchar *data = NULL;
   gsize len;
-  GError *err;
 
   g_assert_true (g_file_get_contents (model, &data, &len, NULL));
-  err = uel_test_run_pipeline (launch, bufs);
-  g_assert_no_error (err);
-  g_assert_cmpuint (bufs->len, ==, uel_header_get_n_tensors (lh));
-  for (guint i = 0; i < bufs->len; i++) {
-    GstBuffer *b = g_ptr_array_index (bufs, i);
-    const UelTensorInfo *info = uel_header_get_tensor (lh, i);
-    GstMapInfo map;
+  for (guint m = 0; m < G_N_ELEMENTS (methods); m++) {
+    g_autofree gchar *launch = g_strdup_printf ("uelsrc location=%s "
+        "method=%s io-threads=3 ! uelqueue max-size-bytes=4000000 ! "
+        "fakesink name=sink", u, methods[m]);
+    g_autoptr (GPtrArray) bufs = g_ptr_array_new_with_free_func (
+        (GDestroyNotify) gst_buffer_unref);
+    GError *err = uel_test_run_pipeline (launch, bufs);
 
-    g_assert_true (gst_buffer_map (b, &map, GST_MAP_READ));
-    g_assert_cmpmem (map.data, map.size, data + info->file_offset,
-        info->n_bytes);
-    gst_buffer_unmap (b, &map);
+    g_assert_no_error (err);
+    g_assert_cmpuint (bufs->len, ==, uel_header_get_n_tensors (lh));
+    for (guint i = 0; i < bufs->len; i++) {
+      GstBuffer *b = g_ptr_array_index (bufs, i);
+      const UelTensorInfo *info = uel_header_get_tensor (lh, i);
+      GstMapInfo map;
+
+      g_assert_true (gst_buffer_map (b, &map, GST_MAP_READ));
+      g_assert_cmpmem (map.data, map.size, data + info->file_offset,
+          info->n_bytes);
+      gst_buffer_unmap (b, &map);
+    }
   }
 }
 
@@ -1113,7 +1117,7 @@ main (int argc, char **argv)
       test_sharded_index);
   g_test_add_func ("/remote/nginx/long-header-takes-a-second-request",
       test_long_header_two_requests);
-  g_test_add_func ("/remote/nginx/uelsrc-pipeline-exact",
+  g_test_add_func ("/remote/nginx/uelsrc-pipeline-every-method-exact",
       test_uelsrc_pipeline);
   g_test_add_func ("/remote/nginx/uelsrc-into-uelpin-pool-exact",
       test_uelsrc_into_pinned_pool);
