@@ -13,9 +13,13 @@
 
 G_BEGIN_DECLS
 
+typedef struct _UelRemote UelRemote;
+
 typedef struct
 {
-  gchar *path;
+  gchar *path;                  /* a URL without credentials for a remote
+                                 * file */
+  UelRemote *remote;            /* NULL: a local file */
   guint64 size;
   guint64 data_offset;
   /* what the file was when it was validated: a later open, or a read,
@@ -39,6 +43,7 @@ struct _UelHeader
   GHashTable *by_name;          /* name -> index + 1 */
   GHashTable *metadata;         /* gchar * -> gchar * */
   guint64 total_bytes;
+  guint64 index_bytes;          /* a remote index's own bytes */
 };
 
 /* A header of no tensor, no file and no metadata, read from @location. */
@@ -53,6 +58,17 @@ G_GNUC_INTERNAL UelHeader *uel_header_open_single (const gchar * path,
  * (uel-index.c). */
 G_GNUC_INTERNAL UelHeader *uel_index_open (const gchar * path,
     GError ** error);
+
+/* Rules 1 to 3 on a file of @size bytes whose first @head_len bytes are
+ * @head (at least 8 when @size is): the header length in @n. */
+G_GNUC_INTERNAL gboolean uel_header_check_length (const gchar * path,
+    const guint8 * head, gsize head_len, guint64 size, guint64 * n,
+    GError ** error);
+
+/* The header of the remote file @remote, whose header JSON of @n bytes is
+ * @json (uel-http.c). */
+G_GNUC_INTERNAL UelHeader *uel_header_new_remote (UelRemote * remote,
+    const gchar * json, guint64 n, GError ** error);
 
 /* @len bytes of @s, at most 64 of them, escaped and in quotes: an
  * untrusted string for a message. */

@@ -12,6 +12,7 @@
 #include "uel-error.h"
 #include "uel-header.h"
 #include "uel-header-private.h"
+#include "uel-http-private.h"
 #include "uel-io.h"
 #include "uel-json-private.h"
 
@@ -98,7 +99,10 @@ typedef struct
 static void
 file_clear (gpointer p)
 {
-  g_free (((UelFile *) p)->path);
+  UelFile *f = p;
+
+  g_free (f->path);
+  g_clear_pointer (&f->remote, uel_remote_unref);
 }
 
 UelHeader *
@@ -651,6 +655,70 @@ uel_check_regular (gint fd, const gchar * path, struct stat *st,
   return TRUE;
 }
 
+gboolean
+uel_header_check_length (const gchar * path, const guint8 * head,
+    gsize head_len, guint64 size, guint64 * n, GError ** error)
+{
+  guint64 len;
+
+  /* rule 1 */
+  if (size < 8) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_TOO_SMALL,
+        "%s: not a safetensors file: rule 1: the file is %" G_GUINT64_FORMAT
+        " bytes, shorter than the 8-byte header length", path, size);
+    return FALSE;
+  }
+  g_assert (head_len >= 8);
+  memcpy (&len, head, 8);
+  len = GUINT64_FROM_LE (len);
+
+  /* rule 2, before the file size.  A file of another kind fails here (its
+   * first bytes, read as a length, are huge): say so first, and show the
+   * bytes, rather than only a number nobody wrote. */
+  if (len > UEL_MAX_HEADER_SIZE) {
+    g_autofree gchar *q = uel_quote ((const gchar *) head, 8);
+
+    g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
+        "%s: not a safetensors file: rule 2: its first 8 bytes, %s, give a "
+        "header length of %" G_GUINT64_FORMAT ", larger than the limit of %"
+        G_GUINT64_FORMAT " bytes", path, q, len, UEL_MAX_HEADER_SIZE);
+    return FALSE;
+  }
+  /* rule 3 */
+  if (8 + len > size) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TRUNCATED,
+        "%s: truncated, or not a safetensors file: rule 3: the header "
+        "length %" G_GUINT64_FORMAT " runs past the end of the file (8 + %"
+        G_GUINT64_FORMAT " > %" G_GUINT64_FORMAT " bytes)", path, len, len,
+        size);
+    return FALSE;
+  }
+  *n = len;
+  return TRUE;
+}
+
+UelHeader *
+uel_header_new_remote (UelRemote * remote, const gchar * json, guint64 n,
+    GError ** error)
+{
+  g_autoptr (UelHeader) h = NULL;
+  g_autofree gchar *text = g_malloc ((gsize) n + 1);
+  const gchar *name = uel_remote_get_name (remote);
+  UelFile file = { 0, };
+
+  memcpy (text, json, (gsize) n);
+  text[n] = '\0';
+  h = uel_header_new_empty (name);
+  file.path = g_strdup (name);
+  file.remote = uel_remote_ref (remote);
+  file.size = uel_remote_get_size (remote);
+  file.data_offset = 8 + n;
+  g_array_append_val (h->files, file);
+  if (!parse_table (h, text, (gsize) n, error))
+    return NULL;
+  return g_steal_pointer (&h);
+}
+
 /**
  * uel_header_new_from_fd:
  * @fd: a file descriptor open for reading on a `.safetensors` file
@@ -673,7 +741,7 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
   g_autoptr (UelHeader) h = NULL;
   g_autofree gchar *json = NULL;
   struct stat st;
-  guint8 len_le[8];
+  guint8 len_le[8] = { 0, };
   guint64 n, size;
   UelFile file = { 0, };
 
@@ -684,39 +752,11 @@ uel_header_new_from_fd (gint fd, const gchar * path, GError ** error)
     return NULL;
   size = (guint64) st.st_size;
 
-  /* rule 1 */
-  if (size < 8) {
-    g_set_error (error, UEL_ERROR, UEL_ERROR_FILE_TOO_SMALL,
-        "%s: not a safetensors file: rule 1: the file is %" G_GUINT64_FORMAT
-        " bytes, shorter than the 8-byte header length", path, size);
+  if (size >= 8 && !uel_pread_full (fd, len_le, 8, 0, path, error))
     return NULL;
-  }
-  if (!uel_pread_full (fd, len_le, 8, 0, path, error))
+  if (!uel_header_check_length (path, len_le, size >= 8 ? 8 : 0, size, &n,
+          error))
     return NULL;
-  memcpy (&n, len_le, 8);
-  n = GUINT64_FROM_LE (n);
-
-  /* rule 2, before the file size.  A file of another kind fails here (its
-   * first bytes, read as a length, are huge): say so first, and show the
-   * bytes, rather than only a number nobody wrote. */
-  if (n > UEL_MAX_HEADER_SIZE) {
-    g_autofree gchar *head = uel_quote ((const gchar *) len_le, 8);
-
-    g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TOO_LARGE,
-        "%s: not a safetensors file: rule 2: its first 8 bytes, %s, give a "
-        "header length of %" G_GUINT64_FORMAT ", larger than the limit of %"
-        G_GUINT64_FORMAT " bytes", path, head, n, UEL_MAX_HEADER_SIZE);
-    return NULL;
-  }
-  /* rule 3 */
-  if (8 + n > size) {
-    g_set_error (error, UEL_ERROR, UEL_ERROR_HEADER_TRUNCATED,
-        "%s: truncated, or not a safetensors file: rule 3: the header "
-        "length %" G_GUINT64_FORMAT " runs past the end of the file (8 + %"
-        G_GUINT64_FORMAT " > %" G_GUINT64_FORMAT " bytes)", path, n, n,
-        size);
-    return NULL;
-  }
 
   json = g_malloc (n + 1);
   if (!uel_pread_full (fd, json, n, 8, path, error))
@@ -766,8 +806,22 @@ uel_header_open_single (const gchar * path, GError ** error)
 /**
  * uel_header_open:
  * @location: a `.safetensors` file, or a sharded checkpoint's index (a name
- *   ending in `.json`, such as `model.safetensors.index.json`)
+ *   ending in `.json`, such as `model.safetensors.index.json`); either may
+ *   be an `http://`, `https://` or `s3://` URL
  * @error: return location for a #GError
+ *
+ * A URL's header is read with one range request for its first 64 KiB
+ * (a second when the header is longer), and its tensors later with more
+ * (see #UelReader); an index's shards are fetched beside it.  Redirects
+ * are followed (a Hugging Face Hub `resolve` URL), `HF_TOKEN` goes as a
+ * bearer token to the Hub (`huggingface.co`, or the `HF_ENDPOINT` of
+ * huggingface_hub) and to no other host, TLS is verified (against
+ * `CURL_CA_BUNDLE` or `SSL_CERT_FILE` when set) and libcurl's proxy
+ * variables apply.  Messages name the URL without its user information
+ * and query, and so does uel_header_get_location().  `s3://BUCKET/KEY`
+ * requests are signed with SigV4 (`AWS_ACCESS_KEY_ID` and the other
+ * standard variables, or `~/.aws/credentials` and `~/.aws/config`;
+ * `AWS_ENDPOINT_URL` for an S3-compatible store).
  *
  * Opens and validates a file's header, or an index and every shard it
  * names.  An index is `{"metadata": {...}, "weight_map": {tensor: shard}}`;
@@ -780,13 +834,22 @@ uel_header_open_single (const gchar * path, GError ** error)
  *
  * Returns: (transfer full) (nullable): the header, or %NULL with @error set:
  *   #G_FILE_ERROR for a file that cannot be opened (%G_FILE_ERROR_NOENT,
- *   %G_FILE_ERROR_ACCES, %G_FILE_ERROR_ISDIR …), #UEL_ERROR otherwise
+ *   %G_FILE_ERROR_ACCES, %G_FILE_ERROR_ISDIR …; HTTP 404 and 410 are
+ *   %G_FILE_ERROR_NOENT, 401 and 403 %G_FILE_ERROR_ACCES), #UEL_ERROR
+ *   otherwise (%UEL_ERROR_IO for a server or TLS failure)
  */
 UelHeader *
 uel_header_open (const gchar * location, GError ** error)
 {
   g_return_val_if_fail (location != NULL, NULL);
 
+  if (uel_location_is_url (location)) {
+    g_autofree gchar *name = uel_url_redact (location);
+
+    if (g_str_has_suffix (name, ".json"))
+      return uel_index_open (location, error);
+    return uel_remote_header_open (location, error);
+  }
   if (g_str_has_suffix (location, ".json"))
     return uel_index_open (location, error);
   return uel_header_open_single (location, error);
@@ -1016,6 +1079,11 @@ uel_header_open_file (const UelHeader * header, guint file_index, gint flags,
 
   g_return_val_if_fail (file_index < header->files->len, -1);
   path = uel_header_get_file_path (header, file_index);
+  if (uel_header_get_file_remote (header, file_index)) {
+    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_ARGUMENT, "%s: a remote "
+        "file has no descriptor: read it with a UelReader", path);
+    return -1;
+  }
   fd = uel_open_readonly (path, flags, error);
   if (fd < 0)
     return -1;
@@ -1039,6 +1107,8 @@ uel_header_open_file (const UelHeader * header, guint file_index, gint flags,
  * after reading a tensor and before handing it on, so that bytes read
  * while the file was rewritten in place, extended or truncated are an
  * error (%UEL_ERROR_FILE_CHANGED) instead of a silent mix of old and new.
+ * A remote file needs no check here (%TRUE): each response is compared
+ * with the validators of the first before its bytes are used.
  * A writer that keeps the size and sets the modification time back, or
  * writes within the file system's timestamp granularity of the
  * validation, is not seen.
@@ -1052,8 +1122,42 @@ uel_header_check_file (const UelHeader * header, guint file_index, gint fd,
   struct stat st;
 
   g_return_val_if_fail (file_index < header->files->len, FALSE);
+  /* a remote file's responses are each checked as they arrive */
+  if (uel_header_get_file_remote (header, file_index))
+    return TRUE;
   if (fstat (fd, &st) < 0)
     return io_error (error, uel_header_get_file_path (header, file_index),
         "cannot stat", errno);
   return check_identity (header, file_index, &st, error);
+}
+
+UelRemote *
+uel_header_get_file_remote (const UelHeader * header, guint file_index)
+{
+  return g_array_index (header->files, UelFile, file_index).remote;
+}
+
+/**
+ * uel_header_get_bytes_fetched:
+ * @header: a #UelHeader
+ *
+ * The bytes received from servers for @header's remote files so far:
+ * after uel_header_open() the header's own (and an index's), then the
+ * tensors read by any #UelReader of @header.  Retried and discarded bytes
+ * are counted too.
+ *
+ * Returns: the bytes, 0 for local files
+ */
+guint64
+uel_header_get_bytes_fetched (const UelHeader * header)
+{
+  guint64 n = header->index_bytes;
+
+  for (guint i = 0; i < header->files->len; i++) {
+    UelRemote *r = g_array_index (header->files, UelFile, i).remote;
+
+    if (r)
+      n += uel_remote_get_bytes_fetched (r);
+  }
+  return n;
 }

@@ -115,6 +115,8 @@ gboolean             uel_header_check_file      (const UelHeader * header,
                                                  gint fd,
                                                  GError ** error);
 
+guint64              uel_header_get_bytes_fetched (const UelHeader * header);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (UelHeader, uel_header_unref)
 
 G_END_DECLS

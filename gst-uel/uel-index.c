@@ -11,6 +11,7 @@
 
 #include "uel-error.h"
 #include "uel-header-private.h"
+#include "uel-http-private.h"
 #include "uel-io.h"
 #include "uel-json-private.h"
 
@@ -31,8 +32,11 @@ index_error (GError ** error, const gchar * path, const gchar * what)
 }
 
 UelHeader *
-uel_index_open (const gchar * path, GError ** error)
+uel_index_open (const gchar * location, GError ** error)
 {
+  const gchar *path = location;
+  g_autofree gchar *name = NULL;        /* a URL for messages */
+  gsize json_len;
   g_autoptr (UelHeader) h = NULL;
   g_autoptr (JsonNode) root = NULL;
   g_autoptr (GPtrArray) shard_names = NULL;
@@ -44,31 +48,43 @@ uel_index_open (const gchar * path, GError ** error)
   JsonNode *meta_node;
   struct stat st;
   gsize bad;
-  gint fd;
+  gint fd = -1;
 
-  fd = uel_open_readonly (path, 0, error);
-  if (fd < 0)
-    return NULL;
-  if (!uel_check_regular (fd, path, &st, error))
-    goto fail_fd;
-  if ((guint64) st.st_size > UEL_MAX_HEADER_SIZE) {
-    g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_INDEX,
-        "%s: the index is %" G_GUINT64_FORMAT " bytes, larger than the limit "
-        "of %" G_GUINT64_FORMAT, path, (guint64) st.st_size,
-        UEL_MAX_HEADER_SIZE);
-    goto fail_fd;
+  if (uel_location_is_url (location)) {
+    gsize got = 0;
+
+    json = uel_remote_fetch_small (location, UEL_MAX_HEADER_SIZE, &got,
+        &name, error);
+    if (!json)
+      return NULL;
+    path = name;
+    json_len = got;
+  } else {
+    fd = uel_open_readonly (path, 0, error);
+    if (fd < 0)
+      return NULL;
+    if (!uel_check_regular (fd, path, &st, error))
+      goto fail_fd;
+    if ((guint64) st.st_size > UEL_MAX_HEADER_SIZE) {
+      g_set_error (error, UEL_ERROR, UEL_ERROR_INVALID_INDEX,
+          "%s: the index is %" G_GUINT64_FORMAT " bytes, larger than the "
+          "limit of %" G_GUINT64_FORMAT, path, (guint64) st.st_size,
+          UEL_MAX_HEADER_SIZE);
+      goto fail_fd;
+    }
+    json_len = (gsize) st.st_size;
+    json = g_malloc (json_len + 1);
+    if (!uel_pread_full (fd, json, json_len, 0, path, error))
+      goto fail_fd;
+    json[json_len] = '\0';
+    close (fd);
   }
-  json = g_malloc ((gsize) st.st_size + 1);
-  if (!uel_pread_full (fd, json, (gsize) st.st_size, 0, path, error))
-    goto fail_fd;
-  json[st.st_size] = '\0';
-  close (fd);
 
-  if (!uel_utf8_validate (json, (gsize) st.st_size, &bad)) {
+  if (!uel_utf8_validate (json, json_len, &bad)) {
     index_error (error, path, "the index is not valid UTF-8");
     return NULL;
   }
-  root = uel_json_parse (json, (gsize) st.st_size, TRUE,
+  root = uel_json_parse (json, json_len, TRUE,
       UEL_ERROR_INVALID_INDEX, error);
   if (!root) {
     g_prefix_error (error, "%s: the index is not strict JSON: ", path);
@@ -101,6 +117,8 @@ uel_index_open (const gchar * path, GError ** error)
 
   h = uel_header_new_empty (path);
   h->sharded = TRUE;
+  if (name)
+    h->index_bytes = json_len;
   h->shards = g_ptr_array_new_with_free_func (
       (GDestroyNotify) uel_header_unref);
   dir = g_path_get_dirname (path);
@@ -137,19 +155,29 @@ uel_index_open (const gchar * path, GError ** error)
 
   for (guint s = 0; s < shard_names->len; s++) {
     const gchar *shard = g_ptr_array_index (shard_names, s);
-    g_autofree gchar *shard_path = g_build_filename (dir, shard, NULL);
+    g_autofree gchar *shard_path = NULL;
     UelHeader *sh;
     UelFile file;
 
     g_hash_table_insert (shard_of, (gpointer) shard, GUINT_TO_POINTER (s + 1));
-    sh = uel_header_open_single (shard_path, error);
+    if (name) {
+      /* a remote index: its shards are beside it on the server */
+      g_autofree gchar *url = uel_url_sibling (location, shard, error);
+
+      sh = url ? uel_remote_header_open (url, error) : NULL;
+    } else {
+      shard_path = g_build_filename (dir, shard, NULL);
+      sh = uel_header_open_single (shard_path, error);
+    }
     if (!sh) {
       g_prefix_error (error, "%s: shard %s: ", path, shard);
       return NULL;
     }
     g_ptr_array_add (h->shards, sh);
     file = g_array_index (sh->files, UelFile, 0);
-    file.path = g_strdup (shard_path);
+    file.path = g_strdup (shard_path ? shard_path : file.path);
+    if (file.remote)
+      uel_remote_ref (file.remote);
     g_array_append_val (h->files, file);
   }
 
@@ -205,6 +233,7 @@ uel_index_open (const gchar * path, GError ** error)
   return g_steal_pointer (&h);
 
 fail_fd:
-  close (fd);
+  if (fd >= 0)
+    close (fd);
   return NULL;
 }

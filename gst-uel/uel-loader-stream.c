@@ -19,6 +19,9 @@
 #include "uel-select.h"
 
 #define GST_CAT_DEFAULT uel_loader_debug
+/* the location for messages: a URL without its credentials */
+#define LOCATION(loader) \
+  uel_header_get_location (uel_loader_get_header (loader))
 
 /* How long a caller waiting for a batch looks again before it sleeps. */
 #define STREAM_SPIN_US 50
@@ -165,7 +168,7 @@ make_slots (UelTensorStream * self, UelHeader * header, GArray * selected,
     g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: %"
         G_GUINT64_FORMAT " device slots of %" G_GUINT64_FORMAT " bytes (the "
         "largest tensor streamed) do not fit the device's %" G_GUINT64_FORMAT
-        " free bytes", uel_loader_get_location (self->loader), n_slots,
+        " free bytes", LOCATION (self->loader), n_slots,
         slot_size, free_bytes);
     return FALSE;
   }
@@ -182,7 +185,7 @@ make_slots (UelTensorStream * self, UelHeader * header, GArray * selected,
           config) || !gst_buffer_pool_set_active (self->slots, TRUE)) {
     g_set_error (error, UEL_ERROR, UEL_ERROR_NO_MEMORY, "%s: cannot "
         "allocate %" G_GUINT64_FORMAT " device slots of %" G_GUINT64_FORMAT
-        " bytes", uel_loader_get_location (self->loader), n_slots,
+        " bytes", LOCATION (self->loader), n_slots,
         slot_size);
     gst_clear_object (&self->slots);
     return FALSE;
@@ -196,7 +199,7 @@ make_slots (UelTensorStream * self, UelHeader * header, GArray * selected,
   self->staged = g_ptr_array_new_with_free_func ((GDestroyNotify)
       gst_buffer_unref);
   GST_INFO ("%s: direct GPU: %" G_GUINT64_FORMAT " device slots of %"
-      G_GUINT64_FORMAT " bytes", uel_loader_get_location (self->loader),
+      G_GUINT64_FORMAT " bytes", LOCATION (self->loader),
       n_slots, slot_size);
   return TRUE;
 }
@@ -441,7 +444,7 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
     /* the Python loader's fallback when its pools cannot be had */
     if (!make_slots (self, header, selected, &err)) {
       GST_WARNING ("%s: direct GPU streaming failed (%s): falling back to "
-          "host memory", uel_loader_get_location (loader), err->message);
+          "host memory", LOCATION (loader), err->message);
     } else {
       /* the tensors are staged in pinned memory, as the Python loader's */
       pin_memory = TRUE;
@@ -464,7 +467,7 @@ uel_loader_async_stream (UelLoader * loader, const gchar * const *keys,
     return NULL;
 
   GST_DEBUG ("%s: streaming %u tensors, batches of %u, %u prefetched%s",
-      uel_loader_get_location (loader), selected->len, batch_size,
+      LOCATION (loader), selected->len, batch_size,
       prefetch_batches, pin_memory ? ", pinned" : "");
   self->thread = g_thread_new ("uel-stream", stream_thread, self);
   return g_steal_pointer (&self);

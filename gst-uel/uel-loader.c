@@ -339,7 +339,7 @@ preload (UelLoader * self, GCancellable * cancellable, GError ** error)
       return FALSE;
     }
     GST_INFO ("%s: mapped %u tensors, %" G_GUINT64_FORMAT " bytes",
-        self->location, n, self->preloaded_bytes);
+        uel_header_get_location (self->header), n, self->preloaded_bytes);
     return TRUE;
   }
   allocator = uel_host_allocator_new (0);
@@ -406,7 +406,7 @@ preload (UelLoader * self, GCancellable * cancellable, GError ** error)
     return FALSE;
   }
   GST_INFO ("%s: preloaded %u tensors, %" G_GUINT64_FORMAT " bytes",
-      self->location, n, self->preloaded_bytes);
+      uel_header_get_location (self->header), n, self->preloaded_bytes);
   return TRUE;
 }
 
@@ -436,12 +436,13 @@ check_direct_gpu (UelLoader * self)
 
   if (!self->low_memory) {
     GST_WARNING ("%s: direct_gpu needs low_memory: low-memory mode it is",
-        self->location);
+        uel_header_get_location (self->header));
     self->low_memory = TRUE;
   }
   if (!uel_cuda_device_check (-1, &err)) {
     GST_WARNING ("%s: direct_gpu asked for, but CUDA is not available (%s): "
-        "falling back to host memory", self->location, err->message);
+        "falling back to host memory", uel_header_get_location (self->header),
+        err->message);
     g_clear_error (&err);
     self->direct_gpu = FALSE;
     return;
@@ -508,13 +509,13 @@ uel_loader_initable_init (GInitableIface * iface)
 /**
  * uel_loader_new:
  * @location: a `.safetensors` file, or a sharded checkpoint's
- *   `*.index.json`
+ *   `*.index.json`; either may be an `http://`, `https://` or `s3://` URL
  * @low_memory: %FALSE to read every tensor now (standard mode), %TRUE to
  *   read each tensor only when uel_loader_get_tensor() asks for it
  * @error: return location for a #GError
  *
- * Opens and validates the file's header (see uel_header_open()) and, in
- * standard mode, reads every tensor.
+ * Opens and validates the file's header (see uel_header_open(), which
+ * says how URLs are read) and, in standard mode, reads every tensor.
  *
  * Returns: (transfer full) (nullable): the loader, or %NULL with @error
  *   set: #G_FILE_ERROR when a file cannot be opened, #UEL_ERROR for an

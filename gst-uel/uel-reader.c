@@ -56,6 +56,7 @@
 #include "uel-enum-private.h"
 #include "uel-error.h"
 #include "uel-hostmem.h"
+#include "uel-http-private.h"
 #include "uel-io.h"
 #include "uel-io-private.h"
 #include "uel-meta.h"
@@ -70,6 +71,10 @@ GST_DEBUG_CATEGORY_STATIC (uel_reader_debug);
  * host: reading from the page cache into pinned memory scales to about
  * 16 threads) */
 #define AUTO_IO_THREADS 16
+/* 0 I/O threads for a remote file: at least this many connections (one
+ * a thread), whatever the CPUs; a single TCP stream is bound by its
+ * window, several fill the link */
+#define AUTO_REMOTE_CONNECTIONS 4
 /* Smaller reads are done by the calling thread itself. */
 #define INLINE_MAX ((gsize) 1 << 20)
 /* Consecutive small reads of one file are done as one preadv(2) straight
@@ -109,6 +114,8 @@ typedef struct
   gint reads_done;              /* reads completed, counted atomically */
   gint checked;                 /* reads_done when the file last proved
                                  * unchanged (the stream's thread) */
+  UelRemote *remote;            /* a remote file: always "open", no fd;
+                                 * read with ranged requests */
 } OpenFile;
 
 typedef struct _IoPart IoPart;
@@ -334,6 +341,12 @@ file_acquire (UelReader * self, guint file_index, gboolean must,
   guint need = self->method == UEL_READ_DIRECT ? 2 : 1;
 
   g_mutex_lock (&self->files_lock);
+  if (f->remote) {
+    /* takes no descriptor: each read takes a connection of its own */
+    f->users++;
+    g_mutex_unlock (&self->files_lock);
+    return f;
+  }
   if (f->fd >= 0) {
     if (f->users++ == 0)
       g_queue_unlink (&self->idle, &f->link);
@@ -360,7 +373,7 @@ file_release (UelReader * self, OpenFile * f)
 {
   g_mutex_lock (&self->files_lock);
   g_assert (f->users > 0);
-  if (--f->users == 0) {
+  if (--f->users == 0 && !f->remote) {
     g_queue_push_tail_link (&self->idle, &f->link);
     close_idle_locked (self, self->max_open);
   }
@@ -386,11 +399,28 @@ read_completed (Job * job)
   job->done_seq = g_atomic_int_add (&job->file->reads_done, 1) + 1;
 }
 
+/* Reads @len bytes at @offset of the acquired file @f into @dst: pread,
+ * or ranged requests for a remote file. */
+static gboolean
+file_read (UelReader * self, OpenFile * f, gpointer dst, gsize len,
+    guint64 offset, GError ** error)
+{
+  /* a remote read ends at once while the reader flushes or stops */
+  if (f->remote)
+    return uel_remote_read (f->remote, dst, len, offset, &self->flushing,
+        error);
+  return uel_pread_full (f->fd, dst, len, offset,
+      uel_header_get_file_path (self->header, f->index), error);
+}
+
 static gboolean
 read_part (IoPart * part, GError ** error)
 {
   gsize done = 0;
 
+  if (part->job->file->remote)
+    return file_read (part->self, part->job->file, part->dst, part->len,
+        part->offset, error);
   if (part->direct_fd < 0)
     return uel_pread_full (part->fd, part->dst, part->len,
         part->offset, part->path, error);
@@ -577,10 +607,17 @@ run_flush (UelReader * self)
     iov[i].iov_base = job->map.data;
     iov[i].iov_len = job->len;
   }
-  uel_preadv_partial (first->file->fd, iov, (gint) self->run->len,
-      self->run_bytes, job_offset (self, first), path, &done, &err);
-  uel_header_check_file (self->header, first->file->index, first->file->fd,
-      &changed);
+  if (first->file->remote)
+    /* one range request; each response is checked as it arrives */
+    uel_remote_readv (first->file->remote, iov, (gint) self->run->len,
+        self->run_bytes, job_offset (self, first), &self->flushing, &done,
+        &err);
+  else {
+    uel_preadv_partial (first->file->fd, iov, (gint) self->run->len,
+        self->run_bytes, job_offset (self, first), path, &done, &err);
+    uel_header_check_file (self->header, first->file->index,
+        first->file->fd, &changed);
+  }
   for (guint i = 0; i < self->run->len; i++) {
     Job *job = g_ptr_array_index (self->run, i);
 
@@ -889,6 +926,8 @@ uel_reader_start (UelReader * reader, GError ** error)
   threads = reader->io_threads;
   if (threads == 0)
     threads = (guint) CLAMP (g_get_num_processors (), 1, AUTO_IO_THREADS);
+  if (reader->io_threads == 0 && reader->files[0].remote)
+    threads = MAX (threads, AUTO_REMOTE_CONNECTIONS);
   if (threads > 1) {
     reader->pool = g_thread_pool_new (io_thread_func, NULL, (gint) threads,
         FALSE, error);
@@ -962,8 +1001,9 @@ uel_reader_next (UelReader * reader, GError ** error)
  *
  * While flushing, memory refused by the allocator given with
  * uel_reader_set_allocator() (a pinned pool that its owner set flushing)
- * is a failure, not a reason to read into host memory instead.  Any
- * thread may call it.
+ * is a failure, not a reason to read into host memory instead, and the
+ * reads of a remote file in progress or waiting to retry end at once
+ * with an error.  Any thread may call it.
  */
 void
 uel_reader_set_flushing (UelReader * reader, gboolean flushing)
@@ -982,8 +1022,13 @@ uel_reader_set_flushing (UelReader * reader, gboolean flushing)
 void
 uel_reader_stop (UelReader * reader)
 {
+  gint was_flushing;
+
   g_return_if_fail (UEL_IS_READER (reader));
 
+  /* remote reads ahead end now rather than after their last byte */
+  was_flushing = g_atomic_int_get (&reader->flushing);
+  g_atomic_int_set (&reader->flushing, TRUE);
   g_ptr_array_set_size (reader->run, 0);
   reader->run_bytes = 0;
   clear_jobs (reader);
@@ -991,6 +1036,7 @@ uel_reader_stop (UelReader * reader)
     g_thread_pool_free (reader->pool, FALSE, TRUE);
     reader->pool = NULL;
   }
+  g_atomic_int_set (&reader->flushing, was_flushing);
   close_all_files (reader);
   reader->started = FALSE;
 }
@@ -1071,8 +1117,8 @@ uel_reader_read_tensor (UelReader * reader, guint tensor_index,
       job_free (reader, job);
       return NULL;
     }
-    uel_pread_full (job->file->fd, job->map.data, job->len,
-        info->file_offset, path, &job->error);
+    file_read (reader, job->file, job->map.data, job->len,
+        info->file_offset, &job->error);
     read_completed (job);
   }
   return finish_job (reader, job, uel_header_get_n_tensors (reader->header),
@@ -1094,8 +1140,7 @@ uel_reader_pread (UelReader * reader, guint file_index, gpointer dst,
 
   if (!f)
     return FALSE;
-  ok = uel_pread_full (f->fd, dst, len, offset,
-      uel_header_get_file_path (reader->header, file_index), error)
+  ok = file_read (reader, f, dst, len, offset, error)
       && uel_header_check_file (reader->header, file_index, f->fd, error);
   file_release (reader, f);
   return ok;
@@ -1202,9 +1247,13 @@ uel_reader_set_method (UelReader * reader, UelReadMethod method)
  * uel_reader_set_io_threads:
  * @reader: a #UelReader, not started
  * @n_threads: threads that read large tensors in parallel parts, ahead of
- *   the buffer being handed out: 0 for one per CPU up to 16 (the default),
- *   1 for none (everything is read by the thread calling
- *   uel_reader_next())
+ *   the buffer being handed out: 0 for one per CPU up to 16 (the default;
+ *   at least 4 for a remote file), 1 for none (everything is read by the
+ *   thread calling uel_reader_next())
+ *
+ * For a remote file (an `http://` or `https://` location) each thread
+ * reads on a connection of its own: this is the number of connections
+ * at once, plus the calling thread's for runs of small tensors.
  */
 void
 uel_reader_set_io_threads (UelReader * reader, guint n_threads)
@@ -1413,6 +1462,7 @@ uel_reader_new (UelHeader * header)
     self->files[i].index = i;
     self->files[i].fd = self->files[i].direct_fd = -1;
     self->files[i].link.data = &self->files[i];
+    self->files[i].remote = uel_header_get_file_remote (header, i);
   }
   self->read_ahead = G_GUINT64_CONSTANT (64) << 20;
   self->host_allocator = uel_host_allocator_new (HOST_CACHE_BYTES);

@@ -57,6 +57,28 @@
  * place, extended or truncated while it is read is a RESOURCE READ error
  * naming the file and the tensor, never a tensor of mixed bytes.
  *
+ * #GstUelSrc:location may be an `http://`, `https://` or `s3://` URL (of a
+ * `.safetensors` file or of an `*.index.json`, whose shards are fetched
+ * beside it): the header comes with one range request (two when it is
+ * over 64 KiB), then the tensors, in file order, as range requests of up
+ * to 8 MiB on #GstUelSrc:io-threads connections at once (each I/O thread
+ * keeps its own; 0 means at least 4 for a URL), into the same memory and
+ * within the same read-ahead as a local file.  Every response must carry
+ * the ETag and Last-Modified of the first (the server is asked with
+ * If-Match too): an object that changes on the server mid-load is a
+ * RESOURCE READ error, never a tensor of mixed bytes.  A dropped
+ * connection, a 5xx or 429 (after its Retry-After, at most 30 s) and a
+ * connection that moves no byte for 30 s are retried with backoff from
+ * the byte reached; HTTP 404 is RESOURCE NOT_FOUND, 401 and 403 RESOURCE
+ * OPEN_READ, a failed TLS verification RESOURCE READ, each naming the URL
+ * without its user name, password or query.  Hugging Face Hub `resolve`
+ * URLs work as they are: redirects are followed and `HF_TOKEN`, where
+ * set, goes as a bearer token to the Hub alone.  TLS is verified, against
+ * `CURL_CA_BUNDLE` or `SSL_CERT_FILE` where set; the proxy variables of
+ * libcurl apply.  `s3://BUCKET/KEY` requests are signed with SigV4, the
+ * credentials, region and endpoint read from the standard AWS variables
+ * and files.  `method=mmap` and `direct` read a URL as `pread` does.
+ *
  * With `method=mmap` the buffers are views of the file's pages, not
  * copies: a file that changes after a buffer was pushed changes that
  * buffer too, and one truncated under it can kill the process with SIGBUS
@@ -71,6 +93,9 @@
  * gst-launch-1.0 -m uelsrc location=model.safetensors.index.json tensors="*.weight" method=direct ! fakesink
  * ]| Reads the weights of a sharded checkpoint with O_DIRECT and prints the
  * header message.
+ * |[
+ * gst-launch-1.0 uelsrc location=https://huggingface.co/openai-community/gpt2/resolve/main/model.safetensors io-threads=8 ! fakesink
+ * ]| Streams a model from the Hugging Face Hub on 8 connections.
  * |[
  * gst-launch-1.0 -m uelsrc location=model.safetensors dtypes=U8 ndim=1 ! ueldictdecode ! fakesink
  * ]| Reads only the 1-D U8 tensors, from their offsets, and prints the
@@ -328,7 +353,7 @@ gst_uel_src_start (GstBaseSrc * src)
   n = uel_reader_get_n_tensors (self->reader);
   bytes = uel_reader_get_total_bytes (self->reader);
   GST_INFO_OBJECT (self, "%s: %u of %u tensors selected, %" G_GUINT64_FORMAT
-      " bytes, %u file(s)", location, n,
+      " bytes, %u file(s)", uel_header_get_location (self->header), n,
       uel_header_get_n_tensors (self->header), bytes,
       uel_header_get_n_files (self->header));
   gst_element_post_message (GST_ELEMENT (self),
@@ -639,7 +664,8 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
 
   g_object_class_install_property (gobject_class, PROP_LOCATION,
       g_param_spec_string ("location", "Location",
-          "The .safetensors file, or a sharded checkpoint's *.index.json",
+          "The .safetensors file, or a sharded checkpoint's *.index.json; "
+          "either may be an http://, https:// or s3:// URL",
           DEFAULT_LOCATION, rw_ready));
   g_object_class_install_property (gobject_class, PROP_TENSORS,
       g_param_spec_string ("tensors", "Tensors",
@@ -655,7 +681,8 @@ gst_uel_src_class_init (GstUelSrcClass * klass)
   g_object_class_install_property (gobject_class, PROP_IO_THREADS,
       g_param_spec_uint ("io-threads", "I/O threads",
           "Threads reading large tensors in parallel, in parts of 8 MiB, "
-          "ahead of the one being pushed (0 = one per CPU, up to 16; 1 = "
+          "ahead of the one being pushed, each on its own connection for a "
+          "URL (0 = one per CPU, up to 16, and at least 4 for a URL; 1 = "
           "read in the streaming thread only)", 0, MAX_IO_THREADS,
           DEFAULT_IO_THREADS, rw_ready));
   g_object_class_install_property (gobject_class, PROP_CHUNK_SIZE,

@@ -149,7 +149,11 @@ print_json (UelHeader * h, gchar ** sums)
       g_string_append_printf (o, ", \"sha256\": \"%s\"", sums[i]);
     g_string_append_c (o, '}');
   }
-  g_string_append (o, n ? "\n  ]\n}\n" : "]\n}\n");
+  g_string_append (o, n ? "\n  ]" : "]");
+  if (uel_header_get_bytes_fetched (h) > 0)
+    g_string_append_printf (o, ",\n  \"bytes_fetched\": %" G_GUINT64_FORMAT,
+        uel_header_get_bytes_fetched (h));
+  g_string_append (o, "\n}\n");
   fputs (o->str, stdout);
 }
 
@@ -228,6 +232,10 @@ print_table (UelHeader * h, gchar ** sums)
       location, sharded ? " checkpoint" : " file", n,
       uel_header_get_n_files (h), uel_header_get_n_files (h) == 1 ? "" : "s",
       sums ? ", every tensor read and checksummed" : "");
+  if (uel_header_get_bytes_fetched (h) > 0)
+    /* a URL: what reading it cost (the header only, without --checksum) */
+    out ("%" G_GUINT64_FORMAT " bytes fetched from the server\n",
+        uel_header_get_bytes_fetched (h));
 }
 
 static const CommandHelp help = {
@@ -236,6 +244,9 @@ static const CommandHelp help = {
       "*.index.json and all its shards, and show its tensor table (name, "
       "dtype, shape, bytes, offset, shard), its __metadata__, the totals and "
       "a verdict.\n\n"
+      "FILE may be an http:// or https:// URL: only the header is fetched "
+      "(one range request, two for a header over 64 KiB), and the bytes "
+      "fetched are reported; --checksum streams the tensors.\n\n"
       "An invalid file prints the validation message alone on stderr and "
       "exits with status 1.",
   NULL
