@@ -20,6 +20,10 @@ Element types (safetensors name -> torch / numpy):
   (what ``tensor.view(torch.uint8)`` gives).
 - F4, F6_E2M3, F6_E3M2 (packed, under a byte an element): 1-D ``uint8``
   of the packed bytes.
+
+A NumPy array of raw bits carries the safetensors type in its dtype's
+metadata (``a.dtype.metadata == {"safetensors": "BF16"}``), which the
+writer reads, so that a tensor read and written back keeps its type.
 """
 import importlib
 
@@ -92,12 +96,12 @@ def numpy_dtype(st):
     if st in _ML_NAMES and ml_dtypes is not None and hasattr(
             ml_dtypes, _ML_NAMES[st]):
         return numpy.dtype(getattr(ml_dtypes, _ML_NAMES[st]))
-    return {"F16": numpy.float16, "F32": numpy.float32,
+    return numpy.dtype({"F16": numpy.float16, "F32": numpy.float32,
             "F64": numpy.float64, "C64": numpy.complex64,
             "BOOL": numpy.bool_, "I8": numpy.int8, "I16": numpy.int16,
             "I32": numpy.int32, "I64": numpy.int64, "U8": numpy.uint8,
             "U16": numpy.uint16, "U32": numpy.uint32, "U64": numpy.uint64,
-            "BF16": numpy.uint16}.get(st, numpy.uint8)
+            "BF16": numpy.uint16}.get(st, numpy.uint8))
 
 
 def framework_dtype(st):
@@ -113,16 +117,20 @@ def to_torch(t):
     if st in _TORCH_DIRECT:
         return torch.from_dlpack(t)
     target = getattr(torch, _TORCH_NAMES.get(st, ""), None)
-    if st in _SUB_BYTE or target is None:
-        # raw bytes
-        t.raw = True
-        return torch.from_dlpack(t)
     if st in ("U16", "U32", "U64"):
+        # raw bytes, viewed as the type where this torch has it
         t.raw = True
-        out = torch.from_dlpack(t).view(target)
+        out = torch.from_dlpack(t)
+        if target is None:
+            return out
+        out = out.view(target)
         return out.reshape(()) if not t.shape else out
-    # BOOL and the 8-bit floats cross as uint8 of the same shape
-    return torch.from_dlpack(t).view(target)
+    # BOOL, the 8-bit floats and the packed types cross as uint8 (of the
+    # same shape, or 1-D packed bytes)
+    out = torch.from_dlpack(t)
+    if target is not None and st not in _SUB_BYTE:
+        out = out.view(target)
+    return out
 
 
 def to_numpy(t):
@@ -131,10 +139,13 @@ def to_numpy(t):
                          "(use torch, or set_framework('native'))")
     a = numpy.asarray(t)
     st = t.dtype
-    if st in _ML_NAMES:
+    if st in _ML_NAMES or st in _SUB_BYTE:
         target = numpy_dtype(st)
-        if target != a.dtype:
-            a = a.view(target)
+        if target.name in ("uint8", "uint16"):
+            # raw bits: the dtype's metadata keeps the safetensors type,
+            # so that the writer writes it back as it came
+            target = numpy.dtype(target, metadata={"safetensors": st})
+        a = a.view(target)
     return a
 
 

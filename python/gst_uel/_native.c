@@ -250,10 +250,16 @@ tensor_dealloc (TensorObject * self)
   PyObject_Free (self);
 }
 
+/* NumPy refuses a NULL address even for an empty array: empty tensors
+ * point here */
+static guint64 empty_tensor_data;
+
 static guint8 *
 tensor_data (TensorObject * self)
 {
-  return self->mapped ? self->map.data : NULL;
+  if (!self->mapped || !self->map.data)
+    return (guint8 *) & empty_tensor_data;
+  return self->map.data;
 }
 
 static gsize
@@ -282,7 +288,7 @@ tensor_export_shape (TensorObject * self, int64_t * shape, DLDataType * dl,
     shape[0] = (int64_t) tensor_nbytes (self);
     return 1;
   }
-  if (self->raw) {
+  if (self->raw && dtype_size (d) > 1) {
     gsize es = dtype_size (d);
 
     if (ndim == 0) {

@@ -186,9 +186,9 @@ def tensor_to_dict(tensor_data):
 
 
 def _device_index(device):
-    index = getattr(device, "index", None)
-    if index is not None:
-        return index
+    torch = _convert.torch
+    if torch is not None and isinstance(device, torch.device):
+        return device.index or 0
     s = str(device)
     return int(s.split(":", 1)[1]) if ":" in s else 0
 

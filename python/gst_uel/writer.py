@@ -33,6 +33,10 @@ def _st_dtype_and_bytes(tensor):
         return _TORCH_TO_ST[name], tuple(t.shape), flat.numpy()
     a = np.ascontiguousarray(tensor)
     name = a.dtype.name
+    # raw bits of a type NumPy lacks, as gst_uel returned them
+    meta = a.dtype.metadata or {}
+    if meta.get("safetensors"):
+        return meta["safetensors"], a.shape, a.reshape(-1).view(np.uint8)
     st = {"float64": "F64", "float32": "F32", "float16": "F16",
           "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
           "uint8": "U8", "uint16": "U16", "uint32": "U32", "uint64": "U64",
