@@ -8,6 +8,9 @@
 #
 #   check-python-valgrind.sh PYTHON DROPIN-SCRIPT TOOL
 #
+# valgrind-python.supp (beside this script) holds the one false positive
+# of glibc's dynamic loader, which names no frame of ours.
+#
 # Suite 'valgrind' (meson test --suite valgrind).  Exit status 0 or 1; 77
 # (skip) without valgrind or in a sanitizer build (UEL_SANITIZE set).
 set -euo pipefail
@@ -23,4 +26,5 @@ fi
 # CPython's own allocator hides freed blocks from memcheck
 export PYTHONMALLOC=malloc
 exec valgrind -q --error-exitcode=1 --leak-check=no \
+  --suppressions="$(dirname "$0")/valgrind-python.supp" \
   "$1" "$2" "$3" "" --lifetime-only
