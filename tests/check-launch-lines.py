@@ -74,8 +74,10 @@ def main():
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         for n, line in enumerate(lines, 1):
             e = dict(env)
-            if line.startswith("gst-launch-1.0") and os.environ.get(
-                    "UEL_PRELOAD"):
+            # GStreamer's programs and python3 are not instrumented; the
+            # plugin and the Python package's extension are
+            if line.startswith(("gst-launch-1.0", "python3")) and \
+                    os.environ.get("UEL_PRELOAD"):
                 e["LD_PRELOAD"] = os.environ["UEL_PRELOAD"]
                 e["ASAN_OPTIONS"] = "detect_leaks=0"
             try:
