@@ -634,6 +634,30 @@ def check_errors(folder, path):
         raise AssertionError("no KeyboardInterrupt")
     check("Ctrl-C stops tensors() (KeyboardInterrupt)", ctrl_c)
 
+    def stream_ctrl_c():
+        # Ctrl-C in the loop body of an async_stream: the generator's
+        # close stops (joins) the reading thread, which is waiting for
+        # room to read ahead
+        loader = gst_uel.UnifiedSafetensorsLoader(path, low_memory=True)
+        gen = loader.async_stream(loader.keys(), batch_size=1,
+                                  prefetch_batches=1)
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            for _ in gen:
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            start = time.monotonic()
+            gen.close()
+            loader.close()
+            assert time.monotonic() - start < 5
+            return
+        finally:
+            timer.cancel()
+        raise AssertionError("no KeyboardInterrupt")
+    check("Ctrl-C in an async_stream loop: the stream closes cleanly",
+          stream_ctrl_c)
+
     def docs():
         for obj in (gst_uel, gst_uel.UnifiedSafetensorsLoader,
                     gst_uel.UnifiedSafetensorsLoader.async_stream,
