@@ -783,6 +783,20 @@ def main():
                      "reference", why)
             check_zero_copy(fw, sample)
             check_lifetimes(fw, sample, keys[:3], contents)
+            if fw == "torch" and torch.cuda.is_available():
+                def on_device():
+                    n = 0
+                    for name, t in gst_uel.tensors(
+                            f"uelsrc location={sample} ! uelcudaupload"):
+                        assert t.device.type == "cuda", (name, t.device)
+                        assert raw_bytes(t) == contents[name], name
+                        n += 1
+                    assert n == len(contents)
+                check("torch: tensors('uelsrc ! uelcudaupload') gives CUDA "
+                      "tensors with the file's bytes", on_device)
+            else:
+                skip(f"{fw}: tensors('uelsrc ! uelcudaupload') as CUDA "
+                     "tensors", "needs torch and a CUDA device")
             direct_gpu = check_dicts_and_transfers(fw)
             check(f"{fw}: direct_gpu=True streams (on the device, or in host "
                   "memory without one)", lambda: direct_gpu(sample, contents))
