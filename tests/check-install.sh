@@ -107,4 +107,27 @@ tool="$dest$prefix/bin/gst-uel"
   || fail "the example does not run against the installed library"
 "$tool" launch -q uelsrc location="$tmp/model.safetensors" ! uelqueue ! fakesink \
   || fail "the installed gst-uel launch does not run"
+
+# the Python package gst_uel, where the build made it: its files in the
+# prefix's site-packages, importable from there (no build tree on any
+# path), reading the model through the installed library and plugin
+native=$(find "$build/python/gst_uel" -maxdepth 1 -name '_native*.so' 2>/dev/null | head -n1)
+if [ -n "$native" ] && [ -n "${UEL_PYTHON:-}" ]; then
+  pkgdir=$(find "$dest$prefix" -type d -name gst_uel -path '*-packages/*' | head -n1)
+  [ -n "$pkgdir" ] || fail "the Python package gst_uel is not installed"
+  for f in __init__.py _convert.py loader.py writer.py "$(basename "$native")"; do
+    [ -f "$pkgdir/$f" ] || fail "gst_uel/$f is not installed"
+  done
+  PYTHONPATH=$(dirname "$pkgdir") \
+    env ${preload:+LD_PRELOAD="$preload"} ASAN_OPTIONS=detect_leaks=0 \
+    "$UEL_PYTHON" -c 'import sys, gst_uel
+assert gst_uel.__file__.startswith(sys.argv[2]), gst_uel.__file__
+gst_uel.set_framework("native")
+l = gst_uel.UnifiedSafetensorsLoader(sys.argv[1], low_memory=True)
+assert len(l.keys()) > 0 and l.get_tensor(l.keys()[0]).nbytes > 0
+assert len([n for n, t in gst_uel.tensors("uelsrc location=" + sys.argv[1])]) == len(l.keys())' \
+    "$tmp/model.safetensors" "$pkgdir" \
+    || fail "the installed gst_uel does not import or read the model"
+  echo "python: gst_uel installed in $pkgdir and usable"
+fi
 echo "installed and usable"

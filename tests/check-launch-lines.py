@@ -7,7 +7,9 @@
 #   check-launch-lines.py LAUNCH-LINES.md GST-UEL-TOOL
 #
 # UEL_PRELOAD (optional) names sanitizer runtimes to preload into
-# GStreamer's own programs, which are not instrumented.
+# GStreamer's own programs, which are not instrumented.  UEL_PYTHON
+# (optional) is the interpreter the Python package gst_uel was built for:
+# it is `python3` on that PATH (PYTHONPATH names the package).
 import json
 import os
 import re
@@ -64,13 +66,18 @@ def main():
         bindir = os.path.join(tmp, "bin")
         os.mkdir(bindir)
         os.symlink(tool, os.path.join(bindir, "gst-uel"))
+        if os.environ.get("UEL_PYTHON"):
+            os.symlink(os.environ["UEL_PYTHON"],
+                       os.path.join(bindir, "python3"))
         write_sharded(tmp)
         env = dict(os.environ)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         for n, line in enumerate(lines, 1):
             e = dict(env)
-            if line.startswith("gst-launch-1.0") and os.environ.get(
-                    "UEL_PRELOAD"):
+            # GStreamer's programs and python3 are not instrumented; the
+            # plugin and the Python package's extension are
+            if line.startswith(("gst-launch-1.0", "python3")) and \
+                    os.environ.get("UEL_PRELOAD"):
                 e["LD_PRELOAD"] = os.environ["UEL_PRELOAD"]
                 e["ASAN_OPTIONS"] = "detect_leaks=0"
             try:
