@@ -733,6 +733,43 @@ def check_dicts_and_transfers(framework):
 
 # --- main -----------------------------------------------------------------
 
+def check_url(path, contents):
+    """The loader takes an http:// URL as it takes a file: the test's
+    fault server (tests/remote-server.py, well-behaved under /plain/)
+    serves the sample model on 127.0.0.1; every tensor has the file's
+    bytes, in both modes."""
+    server = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "remote-server.py")
+    folder = os.path.dirname(path)
+    proc = subprocess.Popen([sys.executable, server, folder,
+                             os.path.join(folder, "requests.log")],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        url = f"http://127.0.0.1:{port}/plain/py/{os.path.basename(path)}"
+        try:
+            gst_uel.UnifiedSafetensorsLoader(url, low_memory=True).close()
+        except Exception as e:
+            if "not built with HTTP support" in str(e):
+                skip("the loader reads an http:// URL", str(e))
+                return
+            raise
+
+        def run():
+            for low in (True, False):
+                with gst_uel.UnifiedSafetensorsLoader(url,
+                                                      low_memory=low) as l:
+                    assert sorted(l.keys()) == sorted(contents)
+                    for k in l.keys():
+                        assert l._native.get_tensor(k).tobytes() == \
+                            contents[k], (low, k)
+        check("the loader reads an http:// URL: every tensor exact, both "
+              "modes", run)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def file_contents(path):
     """name -> bytes, read by the library's low-memory loader as native
     tensors (independent of the framework conversions)."""
@@ -801,6 +838,7 @@ def main():
             check(f"{fw}: direct_gpu=True streams (on the device, or in host "
                   "memory without one)", lambda: direct_gpu(sample, contents))
         gst_uel.set_framework(frameworks[-1])
+        check_url(sample, contents)
         check_errors(folder, sample)
     print(f"1..{n_cases}")
 

@@ -493,6 +493,19 @@ test_long_header_two_requests (void)
   g_assert_cmpuint (uel_header_get_bytes_fetched (h), ==, data_offset);
 }
 
+/* @buf holds the bytes of the local file's tensor @info, whole */
+static void
+assert_tensor_bytes (GstBuffer * buf, const UelTensorInfo * info,
+    const gchar * data)
+{
+  GstMapInfo map;
+
+  g_assert_true (gst_buffer_map (buf, &map, GST_MAP_READ));
+  g_assert_cmpmem (map.data, map.size, data + info->file_offset,
+      info->n_bytes);
+  gst_buffer_unmap (buf, &map);
+}
+
 /* every read method: mmap and direct read a URL as pread does */
 static void
 test_uelsrc_pipeline (void)
@@ -514,16 +527,9 @@ test_uelsrc_pipeline (void)
 
     g_assert_no_error (err);
     g_assert_cmpuint (bufs->len, ==, uel_header_get_n_tensors (lh));
-    for (guint i = 0; i < bufs->len; i++) {
-      GstBuffer *b = g_ptr_array_index (bufs, i);
-      const UelTensorInfo *info = uel_header_get_tensor (lh, i);
-      GstMapInfo map;
-
-      g_assert_true (gst_buffer_map (b, &map, GST_MAP_READ));
-      g_assert_cmpmem (map.data, map.size, data + info->file_offset,
-          info->n_bytes);
-      gst_buffer_unmap (b, &map);
-    }
+    for (guint i = 0; i < bufs->len; i++)
+      assert_tensor_bytes (g_ptr_array_index (bufs, i),
+          uel_header_get_tensor (lh, i), data);
   }
 }
 
@@ -546,16 +552,9 @@ test_uelsrc_into_pinned_pool (void)
   err = uel_test_run_pipeline (launch, bufs);
   g_assert_no_error (err);
   g_assert_cmpuint (bufs->len, ==, uel_header_get_n_tensors (lh));
-  for (guint i = 0; i < bufs->len; i++) {
-    GstBuffer *b = g_ptr_array_index (bufs, i);
-    const UelTensorInfo *info = uel_header_get_tensor (lh, i);
-    GstMapInfo map;
-
-    g_assert_true (gst_buffer_map (b, &map, GST_MAP_READ));
-    g_assert_cmpmem (map.data, map.size, data + info->file_offset,
-        info->n_bytes);
-    gst_buffer_unmap (b, &map);
-  }
+  for (guint i = 0; i < bufs->len; i++)
+    assert_tensor_bytes (g_ptr_array_index (bufs, i),
+        uel_header_get_tensor (lh, i), data);
 }
 
 static void
@@ -588,13 +587,9 @@ test_loader (void)
     for (guint i = 0; i < uel_header_get_n_tensors (lh); i++) {
       const UelTensorInfo *info = uel_header_get_tensor (lh, i);
       GstBuffer *b = uel_loader_get_tensor (loader, info->name, &err);
-      GstMapInfo map;
 
       g_assert_no_error (err);
-      g_assert_true (gst_buffer_map (b, &map, GST_MAP_READ));
-      g_assert_cmpmem (map.data, map.size, data + info->file_offset,
-          info->n_bytes);
-      gst_buffer_unmap (b, &map);
+      assert_tensor_bytes (b, info, data);
       gst_buffer_unref (b);
     }
   }
