@@ -28,7 +28,12 @@
  *   evict     drop the file from the page cache (fdatasync, then
  *             posix_fadvise DONTNEED) and report what stays cached
  *   resident  report how much of the file is in the page cache (mincore)
- *   prime     touch --block bytes of anonymous memory and free them (FILE
+ *   touch     map --block bytes of fresh anonymous memory (on huge pages
+ *             unless --no-huge-pages) and write a byte of every 4 KiB:
+ *             what filling memory that is not yet backed costs (FILE is
+ *             ignored, like prime's)
+ *   prime     touch --block bytes of anonymous memory (on huge pages unless
+ *             --no-huge-pages) and free them (FILE
  *             is ignored): on these virtual machines memory that has been
  *             free for about 2 s is taken back by the hypervisor and costs
  *             0.4 GB/s to touch again, so a measurement that runs right
@@ -396,8 +401,10 @@ resident_fraction (gint fd, guint64 size)
   return (gdouble) in / pages;
 }
 
+/* prime and touch: maps @size bytes (on huge pages unless
+ * --no-huge-pages), writes a byte of every 4 KiB, unmaps them */
 static gint
-prime (gsize size)
+touch_memory (const gchar * mode, gsize size)
 {
   gint64 t0 = g_get_monotonic_time ();
   guint8 *p = mmap (NULL, size, PROT_READ | PROT_WRITE,
@@ -405,14 +412,16 @@ prime (gsize size)
   gdouble secs;
 
   if (p == MAP_FAILED)
-    die ("cannot map", "prime");
-  madvise (p, size, MADV_HUGEPAGE);
+    die ("cannot map", mode);
+  if (use_huge_pages)
+    madvise (p, size, MADV_HUGEPAGE);
   for (gsize o = 0; o < size; o += 4096)
     p[o] = 1;
-  munmap (p, size);
   secs = (g_get_monotonic_time () - t0) / 1e6;
-  printf ("bench-limits mode=prime bytes=%" G_GSIZE_FORMAT " seconds=%.6f"
-      " gbps=%.4f\n", size, secs, size / secs / 1e9);
+  munmap (p, size);
+  printf ("bench-limits mode=%s bytes=%" G_GSIZE_FORMAT " seconds=%.6f"
+      " gbps=%.4f huge_pages=%d\n", mode, size, secs, size / secs / 1e9,
+      use_huge_pages);
   return 0;
 }
 
@@ -463,15 +472,17 @@ main (int argc, char **argv)
   gint fd;
 
   g_option_context_set_summary (ctx, "Modes: chunked, tensor, fresh, "
-      "direct, copy, write, cast-f8, evict, resident (see the source's "
-      "first comment).");
+      "direct, copy, write, cast-f8, evict, resident, prime, touch (see the "
+      "source's first comment).");
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &err)) {
     fprintf (stderr, "bench-limits: %s\n", err->message);
     return 2;
   }
-  if (argc == 2 && strcmp (argv[1], "prime") == 0)
-    return prime (block_str ? parse_size (block_str) : 768 << 20);
+  if (argc == 2 && (strcmp (argv[1], "prime") == 0
+          || strcmp (argv[1], "touch") == 0))
+    return touch_memory (argv[1], block_str ? parse_size (block_str) :
+        768 << 20);
   if (argc != 3 || n_threads < 1) {
     fprintf (stderr, "bench-limits: give MODE and FILE (see --help)\n");
     return 2;
