@@ -15,9 +15,15 @@
  * per block), so tensors of similar sizes share blocks.
  *
  * Blocks under 2 MiB are pre-faulted when they are mapped.  Larger blocks
- * are on transparent huge pages and are faulted in by their first write,
- * one fault per 2 MiB: when several threads read parts of one tensor (as
- * uelsrc's I/O threads do), they fault their parts in at the same time.
+ * are on transparent huge pages, as long as huge pages come fast: one huge
+ * page of each new block is faulted in when it is mapped, and timed.  If
+ * it took longer than 4 KiB pages would (the system compacting memory for
+ * it, or a virtual machine's host providing it anew: 0.4-0.7 GB/s on the
+ * VMs we measure on, against 2-4 GB/s for 4 KiB pages and 10-20 GB/s for
+ * huge pages that are at hand), the rest of the block is on 4 KiB pages.
+ * The rest is faulted in by its first write, one fault per page: when
+ * several threads read parts of one tensor (as uelsrc's I/O threads do),
+ * they fault their parts in at the same time.
  *
  * Memory of up to %UEL_HOST_SMALL_MAX bytes is not a page of its own: it
  * comes from the C heap, with its memory struct, 64-byte aligned (more
@@ -32,7 +38,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "uel-hostmem.h"
+#include "uel-hostmem-private.h"
 #include "uel-memory-private.h"
 
 GST_DEBUG_CATEGORY_STATIC (uel_hostmem_debug);
@@ -44,6 +50,10 @@ GST_DEBUG_CATEGORY_STATIC (uel_hostmem_debug);
 
 #define PAGE ((gsize) 4096)
 #define HUGE_PAGE (((gsize) 2) << 20)
+/* A huge page that takes longer than this to fault in is slower than 4 KiB
+ * pages: 2 MiB at 4 GB/s, what two threads fault 4 KiB pages at on the
+ * 2-CPU VM we measure on (bench/RESULTS.md, "Huge pages") */
+#define SLOW_HUGE_PAGE_US 500
 
 typedef struct
 {
@@ -64,6 +74,8 @@ struct _UelHostAllocator
   guint64 max_cached;
   guint64 n_fresh;
   guint64 n_reused;
+  gint64 slow_huge_page_us;
+  guint64 n_small_pages;        /* large blocks put on 4 KiB pages */
 };
 
 G_DEFINE_TYPE (UelHostAllocator, uel_host_allocator, GST_TYPE_ALLOCATOR);
@@ -82,8 +94,32 @@ block_size (gsize size)
   return (size + gran - 1) / gran * gran;
 }
 
+/* Faults in one huge page of the block at @p and says whether it came
+ * fast enough to be worth asking for. */
+static gboolean
+huge_page_is_fast (UelHostAllocator * self, guint8 * p, gsize bs)
+{
+  guint8 *first = (guint8 *) ((GPOINTER_TO_SIZE (p) + HUGE_PAGE - 1) &
+      ~(HUGE_PAGE - 1));
+  gint64 start;
+  gint64 took;
+
+  /* no whole huge page inside: nothing to measure, nothing to gain */
+  if (first + HUGE_PAGE > p + bs)
+    return FALSE;
+  start = g_get_monotonic_time ();
+  /* before Linux 5.14 (EINVAL) the advice is refused: keep huge pages, as
+   * the kernel gives them */
+  if (madvise (first, HUGE_PAGE, MADV_POPULATE_WRITE) != 0)
+    return errno != ENOMEM;
+  took = g_get_monotonic_time () - start;
+  GST_LOG_OBJECT (self, "a huge page of a %" G_GSIZE_FORMAT "-byte block "
+      "took %" G_GINT64_FORMAT " us to fault in", bs, took);
+  return took <= self->slow_huge_page_us;
+}
+
 static guint8 *
-map_block (gsize bs)
+map_block (UelHostAllocator * self, gsize bs)
 {
   guint8 *p = mmap (NULL, bs, PROT_READ | PROT_WRITE,
       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -91,14 +127,21 @@ map_block (gsize bs)
   if (p == MAP_FAILED)
     return NULL;
   /* huge pages: 512× fewer faults and TLB misses for large tensors.  Not
-   * populated here: the read that fills the block faults one page per
-   * 2 MiB, no more than populating would, and a read split among I/O
-   * threads faults its parts in parallel instead of after this thread has
-   * faulted the whole block (bench/RESULTS.md: a fresh process on a 2-CPU
-   * VM, whose memory the hypervisor must provide anew, streams 3.6 → 5.9
-   * GB/s; O_DIRECT from a cold cache 2.50 → 2.62 GB/s) */
+   * populated here beyond the page that is timed: the read that fills the
+   * block faults one page per 2 MiB, no more than populating would, and a
+   * read split among I/O threads faults its parts in parallel instead of
+   * after this thread has faulted the whole block (bench/RESULTS.md: a
+   * fresh process on a 2-CPU VM, whose memory the hypervisor must provide
+   * anew, streams 3.6 → 5.9 GB/s; O_DIRECT from a cold cache 2.50 → 2.62
+   * GB/s) */
   if (bs >= HUGE_PAGE) {
     madvise (p, bs, MADV_HUGEPAGE);
+    if (!huge_page_is_fast (self, p, bs)) {
+      madvise (p, bs, MADV_NOHUGEPAGE);
+      g_mutex_lock (&self->lock);
+      self->n_small_pages++;
+      g_mutex_unlock (&self->lock);
+    }
     return p;
   }
   /* small blocks: fault it all in now, in one call, rather than page by
@@ -189,7 +232,7 @@ host_alloc (GstAllocator * allocator, gsize size, GstAllocationParams * params)
   g_mutex_unlock (&self->lock);
 
   if (!base) {
-    base = map_block (bs);
+    base = map_block (self, bs);
     if (!base) {
       GST_ERROR_OBJECT (self, "cannot map %" G_GSIZE_FORMAT " bytes: %s", bs,
           g_strerror (errno));
@@ -325,6 +368,7 @@ uel_host_allocator_init (UelHostAllocator * self)
   alloc->mem_is_span = host_is_span;
   g_mutex_init (&self->lock);
   self->free_blocks = g_hash_table_new (g_direct_hash, g_direct_equal);
+  self->slow_huge_page_us = SLOW_HUGE_PAGE_US;
 }
 
 /**
@@ -363,4 +407,22 @@ uel_host_allocator_get_stats (UelHostAllocator * allocator, guint64 * n_fresh,
   if (cached_bytes)
     *cached_bytes = allocator->cached_bytes;
   g_mutex_unlock (&allocator->lock);
+}
+
+void
+uel_host_allocator_set_slow_huge_page_us (UelHostAllocator * allocator,
+    gint64 us)
+{
+  allocator->slow_huge_page_us = us;
+}
+
+guint64
+uel_host_allocator_get_n_small_pages (UelHostAllocator * allocator)
+{
+  guint64 n;
+
+  g_mutex_lock (&allocator->lock);
+  n = allocator->n_small_pages;
+  g_mutex_unlock (&allocator->lock);
+  return n;
 }
