@@ -11,8 +11,9 @@
  * virtual machines we measure on, against 17 GB/s into reused memory), and
  * memory handed back to the system is expensive to touch again, so freed
  * blocks are kept, by size class, up to a byte limit, and handed out
- * again.  Size classes are eighths of a power of two (at most 12.5% unused
- * per block), so tensors of similar sizes share blocks.
+ * again, the most recently freed first; past the limit the blocks unused
+ * the longest are let go.  Size classes are eighths of a power of two (at
+ * most 12.5% unused per block), so tensors of similar sizes share blocks.
  *
  * Blocks under 2 MiB are pre-faulted when they are mapped.  Larger blocks
  * are on transparent huge pages, as long as huge pages come fast: one huge
@@ -64,12 +65,23 @@ typedef struct
 
 #define SMALL_ALIGN ((gsize) 64)
 
+/* a freed block kept for reuse, in two queues: its size's and the age */
+typedef struct
+{
+  guint8 *base;
+  gsize size;
+  GList size_link;
+  GList age_link;
+} Cached;
+
 struct _UelHostAllocator
 {
   GstAllocator parent;
 
   GMutex lock;
-  GHashTable *free_blocks;      /* block size -> GSList of base pointers */
+  GHashTable *free_blocks;      /* block size -> GQueue of Cached, newest
+                                 * first */
+  GQueue age;                   /* every Cached, the newest first */
   guint64 cached_bytes;
   guint64 max_cached;
   guint64 n_fresh;
@@ -195,7 +207,7 @@ host_alloc (GstAllocator * allocator, gsize size, GstAllocationParams * params)
   UelHostAllocator *self = UEL_HOST_ALLOCATOR (allocator);
   UelHostMemory *mem;
   gsize maxsize, bs;
-  GSList *list;
+  GQueue *sized;
   guint8 *base = NULL;
 
   if (params->align >= PAGE) {
@@ -216,14 +228,15 @@ host_alloc (GstAllocator * allocator, gsize size, GstAllocationParams * params)
     return NULL;
 
   g_mutex_lock (&self->lock);
-  list = g_hash_table_lookup (self->free_blocks, GSIZE_TO_POINTER (bs));
-  if (list) {
-    base = list->data;
-    list = g_slist_delete_link (list, list);
-    if (list)
-      g_hash_table_insert (self->free_blocks, GSIZE_TO_POINTER (bs), list);
-    else
+  sized = g_hash_table_lookup (self->free_blocks, GSIZE_TO_POINTER (bs));
+  if (sized) {
+    Cached *c = g_queue_pop_head_link (sized)->data;
+
+    if (g_queue_is_empty (sized))
       g_hash_table_remove (self->free_blocks, GSIZE_TO_POINTER (bs));
+    g_queue_unlink (&self->age, &c->age_link);
+    base = c->base;
+    g_free (c);
     self->cached_bytes -= bs;
     self->n_reused++;
   } else {
@@ -247,13 +260,31 @@ host_alloc (GstAllocator * allocator, gsize size, GstAllocationParams * params)
   return GST_MEMORY_CAST (mem);
 }
 
+/* Takes the oldest cached block out of the cache; returns it. */
+static Cached *
+evict_oldest (UelHostAllocator * self)
+{
+  Cached *c = g_queue_peek_tail (&self->age);
+  GQueue *sized = g_hash_table_lookup (self->free_blocks,
+      GSIZE_TO_POINTER (c->size));
+
+  g_queue_unlink (&self->age, &c->age_link);
+  g_queue_unlink (sized, &c->size_link);
+  if (g_queue_is_empty (sized))
+    g_hash_table_remove (self->free_blocks, GSIZE_TO_POINTER (c->size));
+  self->cached_bytes -= c->size;
+  return c;
+}
+
 static void
 host_free (GstAllocator * allocator, GstMemory * memory)
 {
   UelHostAllocator *self = UEL_HOST_ALLOCATOR (allocator);
   UelHostMemory *mem = (UelHostMemory *) memory;
   gsize bs = memory->maxsize;
-  gboolean keep;
+  GSList *evicted = NULL;
+  Cached *c;
+  GQueue *sized;
 
   if (memory->parent || mem->small) {
     /* a shared sub-memory (its parent owns the block), or a small memory
@@ -261,21 +292,43 @@ host_free (GstAllocator * allocator, GstMemory * memory)
     g_free (mem);
     return;
   }
-
-  g_mutex_lock (&self->lock);
-  keep = self->cached_bytes + bs <= self->max_cached;
-  if (keep) {
-    GSList *list = g_hash_table_lookup (self->free_blocks,
-        GSIZE_TO_POINTER (bs));
-    g_hash_table_insert (self->free_blocks, GSIZE_TO_POINTER (bs),
-        g_slist_prepend (list, mem->base));
-    self->cached_bytes += bs;
+  if (bs > self->max_cached) {
+    munmap (mem->base, bs);
+    g_free (mem);
+    return;
   }
+
+  c = g_new (Cached, 1);
+  c->base = mem->base;
+  c->size = bs;
+  c->size_link = (GList) {.data = c };
+  c->age_link = (GList) {.data = c };
+  g_free (mem);
+
+  /* the block just freed is the likeliest to be asked for again (the
+   * next layer's tensor of the same shape): room is made for it by
+   * letting go of the blocks unused the longest, such as the embedding's,
+   * read once at the start */
+  g_mutex_lock (&self->lock);
+  while (self->cached_bytes + bs > self->max_cached)
+    evicted = g_slist_prepend (evicted, evict_oldest (self));
+  sized = g_hash_table_lookup (self->free_blocks, GSIZE_TO_POINTER (bs));
+  if (!sized) {
+    sized = g_queue_new ();
+    g_hash_table_insert (self->free_blocks, GSIZE_TO_POINTER (bs), sized);
+  }
+  g_queue_push_head_link (sized, &c->size_link);
+  g_queue_push_head_link (&self->age, &c->age_link);
+  self->cached_bytes += bs;
   g_mutex_unlock (&self->lock);
 
-  if (!keep)
-    munmap (mem->base, bs);
-  g_free (mem);
+  /* unmapping takes a while for large blocks: outside the lock */
+  for (GSList * l = evicted; l; l = l->next) {
+    c = l->data;
+    munmap (c->base, c->size);
+    g_free (c);
+  }
+  g_slist_free (evicted);
 }
 
 static gpointer
@@ -324,21 +377,16 @@ host_is_span (GstMemory * mem1, GstMemory * mem2, gsize * offset)
 }
 
 static void
-free_list (gpointer key, gpointer value, gpointer user_data)
-{
-  gsize bs = GPOINTER_TO_SIZE (key);
-
-  for (GSList * l = value; l; l = l->next)
-    munmap (l->data, bs);
-  g_slist_free (value);
-}
-
-static void
 uel_host_allocator_finalize (GObject * object)
 {
   UelHostAllocator *self = UEL_HOST_ALLOCATOR (object);
 
-  g_hash_table_foreach (self->free_blocks, free_list, NULL);
+  while (!g_queue_is_empty (&self->age)) {
+    Cached *c = evict_oldest (self);
+
+    munmap (c->base, c->size);
+    g_free (c);
+  }
   g_hash_table_unref (self->free_blocks);
   g_mutex_clear (&self->lock);
   G_OBJECT_CLASS (uel_host_allocator_parent_class)->finalize (object);
@@ -367,7 +415,9 @@ uel_host_allocator_init (UelHostAllocator * self)
   alloc->mem_share = host_share;
   alloc->mem_is_span = host_is_span;
   g_mutex_init (&self->lock);
-  self->free_blocks = g_hash_table_new (g_direct_hash, g_direct_equal);
+  self->free_blocks = g_hash_table_new_full (g_direct_hash, g_direct_equal,
+      NULL, (GDestroyNotify) g_queue_free);
+  g_queue_init (&self->age);
   self->slow_huge_page_us = SLOW_HUGE_PAGE_US;
 }
 

@@ -144,6 +144,44 @@ test_small_blocks_are_not_timed (void)
   gst_object_unref (alloc);
 }
 
+/* past the cache's limit, the block unused the longest goes, not the one
+ * just freed: that is the one the next tensor of the same size takes */
+static void
+test_cache_lets_the_oldest_go (void)
+{
+  GstAllocator *alloc = uel_host_allocator_new (64 * MIB);
+  UelHostAllocator *host = UEL_HOST_ALLOCATOR (alloc);
+  GstMemory *old = gst_allocator_alloc (alloc, 48 * MIB, NULL);
+  GstMemory *recent;
+  gconstpointer recent_data;
+  guint64 fresh, reused, cached;
+
+  gst_memory_unref (old);
+  recent = gst_allocator_alloc (alloc, 32 * MIB, NULL);
+  recent_data = data_of (recent);
+  gst_memory_unref (recent);
+  uel_host_allocator_get_stats (host, &fresh, &reused, &cached);
+  g_assert_cmpuint (cached, ==, 32 * MIB);
+
+  recent = gst_allocator_alloc (alloc, 32 * MIB, NULL);
+  g_assert_true (data_of (recent) == recent_data);
+  old = gst_allocator_alloc (alloc, 48 * MIB, NULL);
+  uel_host_allocator_get_stats (host, &fresh, &reused, &cached);
+  g_assert_cmpuint (fresh, ==, 3);
+  g_assert_cmpuint (reused, ==, 1);
+  g_assert_cmpuint (cached, ==, 0);
+
+  /* freed in this order, the 32 MiB block stays; a block larger than the
+   * whole cache is never kept, nor makes room */
+  gst_memory_unref (old);
+  gst_memory_unref (recent);
+  gst_memory_unref (gst_allocator_alloc (alloc, 80 * MIB, NULL));
+  uel_host_allocator_get_stats (host, &fresh, &reused, &cached);
+  g_assert_cmpuint (fresh, ==, 4);
+  g_assert_cmpuint (cached, ==, 32 * MIB);
+  gst_object_unref (alloc);
+}
+
 gint
 main (gint argc, gchar ** argv)
 {
@@ -155,5 +193,7 @@ main (gint argc, gchar ** argv)
       test_small_pages_when_huge_pages_are_slow);
   g_test_add_func ("/hostmem/blocks-under-a-huge-page-are-not-timed",
       test_small_blocks_are_not_timed);
+  g_test_add_func ("/hostmem/cache-lets-the-blocks-unused-longest-go",
+      test_cache_lets_the_oldest_go);
   return g_test_run ();
 }
