@@ -84,26 +84,31 @@ test_huge_pages_when_fast (void)
   GstAllocator *alloc = uel_host_allocator_new (64 * MIB);
   UelHostAllocator *host = UEL_HOST_ALLOCATOR (alloc);
   GstMemory *mem;
+  guint64 timed, small;
 
   uel_host_allocator_set_slow_huge_page_us (host, G_MAXINT64);
   mem = alloc_checked (alloc, 1);
-  g_assert_cmpuint (uel_host_allocator_get_n_small_pages (host), ==, 0);
+  uel_host_allocator_get_huge_page_stats (host, &timed, &small);
+  g_assert_cmpuint (timed, ==, 1);
+  g_assert_cmpuint (small, ==, 0);
   if (have_huge_pages ())
     g_assert_cmpint (thp_eligible (data_of (mem)), ==, 1);
   gst_memory_unref (mem);
   gst_object_unref (alloc);
 }
 
-/* a huge page that came slowly (here: any) puts the block on 4 KiB pages;
- * the block is recycled as it is, the bytes are the bytes written */
+/* a huge page that came slowly (here: any) puts the block on 4 KiB pages,
+ * and the blocks mapped in the next second too, without timing them; a
+ * block is recycled as it is, the bytes are the bytes written */
 static void
 test_small_pages_when_huge_pages_are_slow (void)
 {
   GstAllocator *alloc = uel_host_allocator_new (64 * MIB);
   UelHostAllocator *host = UEL_HOST_ALLOCATOR (alloc);
   GstMemory *mem;
+  GstMemory *other;
   gconstpointer first;
-  guint64 fresh, reused;
+  guint64 fresh, reused, timed, small;
 
   if (!have_huge_pages ()) {
     g_test_skip ("this kernel gives no transparent huge pages");
@@ -113,17 +118,30 @@ test_small_pages_when_huge_pages_are_slow (void)
   uel_host_allocator_set_slow_huge_page_us (host, -1);
   mem = alloc_checked (alloc, 2);
   first = data_of (mem);
-  g_assert_cmpuint (uel_host_allocator_get_n_small_pages (host), ==, 1);
+  uel_host_allocator_get_huge_page_stats (host, &timed, &small);
+  g_assert_cmpuint (timed, ==, 1);
+  g_assert_cmpuint (small, ==, 1);
   g_assert_cmpint (thp_eligible (first), ==, 0);
   gst_memory_unref (mem);
+
+  /* right after, another size: not timed, on 4 KiB pages */
+  other = gst_allocator_alloc (alloc, 4 * MIB, NULL);
+  g_assert_nonnull (other);
+  uel_host_allocator_get_huge_page_stats (host, &timed, &small);
+  g_assert_cmpuint (timed, ==, 1);
+  g_assert_cmpuint (small, ==, 2);
+  g_assert_cmpint (thp_eligible (data_of (other)), ==, 0);
+  gst_memory_unref (other);
 
   /* the same block again, not mapped (nor timed) anew */
   mem = alloc_checked (alloc, 3);
   g_assert_true (data_of (mem) == first);
   uel_host_allocator_get_stats (host, &fresh, &reused, NULL);
-  g_assert_cmpuint (fresh, ==, 1);
+  g_assert_cmpuint (fresh, ==, 2);
   g_assert_cmpuint (reused, ==, 1);
-  g_assert_cmpuint (uel_host_allocator_get_n_small_pages (host), ==, 1);
+  uel_host_allocator_get_huge_page_stats (host, &timed, &small);
+  g_assert_cmpuint (timed, ==, 1);
+  g_assert_cmpuint (small, ==, 2);
   gst_memory_unref (mem);
   gst_object_unref (alloc);
 }
@@ -135,11 +153,14 @@ test_small_blocks_are_not_timed (void)
   GstAllocator *alloc = uel_host_allocator_new (0);
   UelHostAllocator *host = UEL_HOST_ALLOCATOR (alloc);
   GstMemory *mem;
+  guint64 timed, small;
 
   uel_host_allocator_set_slow_huge_page_us (host, -1);
   mem = gst_allocator_alloc (alloc, MIB, NULL);
   g_assert_nonnull (mem);
-  g_assert_cmpuint (uel_host_allocator_get_n_small_pages (host), ==, 0);
+  uel_host_allocator_get_huge_page_stats (host, &timed, &small);
+  g_assert_cmpuint (timed, ==, 0);
+  g_assert_cmpuint (small, ==, 0);
   gst_memory_unref (mem);
   gst_object_unref (alloc);
 }
