@@ -48,20 +48,28 @@ thp_eligible (gconstpointer addr)
   return eligible;
 }
 
-/* an 8 MiB memory of @alloc, every byte written and read back */
-static GstMemory *
-alloc_checked (GstAllocator * alloc, guint8 seed)
+/* every byte of @mem written and read back */
+static void
+check_bytes (GstMemory * mem, guint8 seed)
 {
-  GstMemory *mem = gst_allocator_alloc (alloc, 8 * MIB, NULL);
   GstMapInfo map;
 
-  g_assert_nonnull (mem);
   g_assert_true (gst_memory_map (mem, &map, GST_MAP_READWRITE));
   for (gsize i = 0; i < map.size; i++)
     map.data[i] = (guint8) (i * 31 + seed);
   for (gsize i = 0; i < map.size; i++)
     g_assert_cmpuint (map.data[i], ==, (guint8) (i * 31 + seed));
   gst_memory_unmap (mem, &map);
+}
+
+/* an 8 MiB memory of @alloc, every byte written and read back */
+static GstMemory *
+alloc_checked (GstAllocator * alloc, guint8 seed)
+{
+  GstMemory *mem = gst_allocator_alloc (alloc, 8 * MIB, NULL);
+
+  g_assert_nonnull (mem);
+  check_bytes (mem, seed);
   return mem;
 }
 
@@ -116,21 +124,24 @@ test_small_pages_when_huge_pages_are_slow (void)
     return;
   }
   uel_host_allocator_set_slow_huge_page_us (host, -1);
-  mem = alloc_checked (alloc, 2);
-  first = data_of (mem);
+  mem = gst_allocator_alloc (alloc, 8 * MIB, NULL);
+  g_assert_nonnull (mem);
   uel_host_allocator_get_huge_page_stats (host, &timed, &small);
   g_assert_cmpuint (timed, ==, 1);
   g_assert_cmpuint (small, ==, 1);
-  g_assert_cmpint (thp_eligible (first), ==, 0);
-  gst_memory_unref (mem);
-
-  /* right after, another size: not timed, on 4 KiB pages */
+  /* right after (well within the second), another size: not timed, on
+   * 4 KiB pages */
   other = gst_allocator_alloc (alloc, 4 * MIB, NULL);
   g_assert_nonnull (other);
   uel_host_allocator_get_huge_page_stats (host, &timed, &small);
   g_assert_cmpuint (timed, ==, 1);
   g_assert_cmpuint (small, ==, 2);
+
+  first = data_of (mem);
+  g_assert_cmpint (thp_eligible (first), ==, 0);
   g_assert_cmpint (thp_eligible (data_of (other)), ==, 0);
+  check_bytes (mem, 2);
+  gst_memory_unref (mem);
   gst_memory_unref (other);
 
   /* the same block again, not mapped (nor timed) anew */
