@@ -85,7 +85,9 @@ struct _UelHostAllocator
 
   GMutex lock;
   GHashTable *free_blocks;      /* block size -> GQueue of Cached, newest
-                                 * first */
+                                 * first; kept when empty (one per size
+                                 * class seen), so that a block cycling
+                                 * through the cache costs no queue */
   GQueue age;                   /* every Cached, the newest first */
   guint64 cached_bytes;
   guint64 max_cached;
@@ -249,11 +251,9 @@ host_alloc (GstAllocator * allocator, gsize size, GstAllocationParams * params)
 
   g_mutex_lock (&self->lock);
   sized = g_hash_table_lookup (self->free_blocks, GSIZE_TO_POINTER (bs));
-  if (sized) {
+  if (sized && !g_queue_is_empty (sized)) {
     Cached *c = g_queue_pop_head_link (sized)->data;
 
-    if (g_queue_is_empty (sized))
-      g_hash_table_remove (self->free_blocks, GSIZE_TO_POINTER (bs));
     g_queue_unlink (&self->age, &c->age_link);
     base = c->base;
     g_free (c);
@@ -290,10 +290,16 @@ evict_oldest (UelHostAllocator * self)
 
   g_queue_unlink (&self->age, &c->age_link);
   g_queue_unlink (sized, &c->size_link);
-  if (g_queue_is_empty (sized))
-    g_hash_table_remove (self->free_blocks, GSIZE_TO_POINTER (c->size));
   self->cached_bytes -= c->size;
   return c;
+}
+
+/* Gives a block taken out of the cache back to the system. */
+static void
+release (Cached * c)
+{
+  munmap (c->base, c->size);
+  g_free (c);
 }
 
 static void
@@ -343,12 +349,7 @@ host_free (GstAllocator * allocator, GstMemory * memory)
   g_mutex_unlock (&self->lock);
 
   /* unmapping takes a while for large blocks: outside the lock */
-  for (GSList * l = evicted; l; l = l->next) {
-    c = l->data;
-    munmap (c->base, c->size);
-    g_free (c);
-  }
-  g_slist_free (evicted);
+  g_slist_free_full (evicted, (GDestroyNotify) release);
 }
 
 static gpointer
@@ -401,12 +402,8 @@ uel_host_allocator_finalize (GObject * object)
 {
   UelHostAllocator *self = UEL_HOST_ALLOCATOR (object);
 
-  while (!g_queue_is_empty (&self->age)) {
-    Cached *c = evict_oldest (self);
-
-    munmap (c->base, c->size);
-    g_free (c);
-  }
+  while (!g_queue_is_empty (&self->age))
+    release (evict_oldest (self));
   g_hash_table_unref (self->free_blocks);
   g_mutex_clear (&self->lock);
   G_OBJECT_CLASS (uel_host_allocator_parent_class)->finalize (object);

@@ -85,6 +85,19 @@ data_of (GstMemory * mem)
   return data;
 }
 
+/* how many huge pages @host timed, and how many blocks it put on 4 KiB
+ * pages */
+static void
+assert_huge_page_stats (UelHostAllocator * host, guint64 timed,
+    guint64 small)
+{
+  guint64 n_timed, n_small;
+
+  uel_host_allocator_get_huge_page_stats (host, &n_timed, &n_small);
+  g_assert_cmpuint (n_timed, ==, timed);
+  g_assert_cmpuint (n_small, ==, small);
+}
+
 /* huge pages that fault in fast are kept for the whole block */
 static void
 test_huge_pages_when_fast (void)
@@ -92,13 +105,10 @@ test_huge_pages_when_fast (void)
   GstAllocator *alloc = uel_host_allocator_new (64 * MIB);
   UelHostAllocator *host = UEL_HOST_ALLOCATOR (alloc);
   GstMemory *mem;
-  guint64 timed, small;
 
   uel_host_allocator_set_slow_huge_page_us (host, G_MAXINT64);
   mem = alloc_checked (alloc, 1);
-  uel_host_allocator_get_huge_page_stats (host, &timed, &small);
-  g_assert_cmpuint (timed, ==, 1);
-  g_assert_cmpuint (small, ==, 0);
+  assert_huge_page_stats (host, 1, 0);
   if (have_huge_pages ())
     g_assert_cmpint (thp_eligible (data_of (mem)), ==, 1);
   gst_memory_unref (mem);
@@ -116,7 +126,7 @@ test_small_pages_when_huge_pages_are_slow (void)
   GstMemory *mem;
   GstMemory *other;
   gconstpointer first;
-  guint64 fresh, reused, timed, small;
+  guint64 fresh, reused;
 
   if (!have_huge_pages ()) {
     g_test_skip ("this kernel gives no transparent huge pages");
@@ -126,16 +136,12 @@ test_small_pages_when_huge_pages_are_slow (void)
   uel_host_allocator_set_slow_huge_page_us (host, -1);
   mem = gst_allocator_alloc (alloc, 8 * MIB, NULL);
   g_assert_nonnull (mem);
-  uel_host_allocator_get_huge_page_stats (host, &timed, &small);
-  g_assert_cmpuint (timed, ==, 1);
-  g_assert_cmpuint (small, ==, 1);
+  assert_huge_page_stats (host, 1, 1);
   /* right after (well within the second), another size: not timed, on
    * 4 KiB pages */
   other = gst_allocator_alloc (alloc, 4 * MIB, NULL);
   g_assert_nonnull (other);
-  uel_host_allocator_get_huge_page_stats (host, &timed, &small);
-  g_assert_cmpuint (timed, ==, 1);
-  g_assert_cmpuint (small, ==, 2);
+  assert_huge_page_stats (host, 1, 2);
 
   first = data_of (mem);
   g_assert_cmpint (thp_eligible (first), ==, 0);
@@ -150,9 +156,7 @@ test_small_pages_when_huge_pages_are_slow (void)
   uel_host_allocator_get_stats (host, &fresh, &reused, NULL);
   g_assert_cmpuint (fresh, ==, 2);
   g_assert_cmpuint (reused, ==, 1);
-  uel_host_allocator_get_huge_page_stats (host, &timed, &small);
-  g_assert_cmpuint (timed, ==, 1);
-  g_assert_cmpuint (small, ==, 2);
+  assert_huge_page_stats (host, 1, 2);
   gst_memory_unref (mem);
   gst_object_unref (alloc);
 }
@@ -164,14 +168,11 @@ test_small_blocks_are_not_timed (void)
   GstAllocator *alloc = uel_host_allocator_new (0);
   UelHostAllocator *host = UEL_HOST_ALLOCATOR (alloc);
   GstMemory *mem;
-  guint64 timed, small;
 
   uel_host_allocator_set_slow_huge_page_us (host, -1);
   mem = gst_allocator_alloc (alloc, MIB, NULL);
   g_assert_nonnull (mem);
-  uel_host_allocator_get_huge_page_stats (host, &timed, &small);
-  g_assert_cmpuint (timed, ==, 0);
-  g_assert_cmpuint (small, ==, 0);
+  assert_huge_page_stats (host, 0, 0);
   gst_memory_unref (mem);
   gst_object_unref (alloc);
 }
